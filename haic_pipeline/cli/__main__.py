@@ -1,0 +1,5 @@
+import sys
+
+from haic_pipeline.cli.main import main
+
+sys.exit(main())

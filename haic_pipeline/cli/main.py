@@ -1,0 +1,203 @@
+"""`haic run | synth | status | sql` (also `python -m haic_pipeline.cli ...`).
+
+`haic run` is what `make run` calls: it writes the demo drops if the inbox holds none, lands
+every new drop (one Dagster run per drop, recorded in DAGSTER_HOME like any other run, so the
+web UI shows them), then runs the refresh job (staging and everything downstream), and prints
+where the results are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from haic_pipeline.settings import ConfigurationError, load_settings, project_root
+
+
+def _ensure_dagster_home() -> Path:
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        home = str(project_root() / "warehouse" / "dagster_home")
+        os.environ["DAGSTER_HOME"] = home
+    path = Path(home)
+    path.mkdir(parents=True, exist_ok=True)
+    template = project_root() / "deploy" / "dagster.yaml"
+    if not (path / "dagster.yaml").exists() and template.exists():
+        (path / "dagster.yaml").write_text(template.read_text())
+    return path
+
+
+# Dagster's console logger at WARNING: the CLI prints its own progress; the full event log of
+# every run is in DAGSTER_HOME and shows in the web UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def cmd_synth(args) -> int:
+    from haic_pipeline.synthetic import write_drops
+
+    out = Path(args.outdir) if args.outdir else load_settings().inbox
+    t0 = time.perf_counter()
+    written = write_drops(out, patients=args.patients, drops=args.drops, seed=args.seed)
+    _say(f"wrote {len(written)} drops to {out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_run(args) -> int:
+    import dagster as dg
+    import duckdb
+
+    from haic_pipeline.contracts import load_contracts
+    from haic_pipeline.definitions import load
+    from haic_pipeline.defs.ingest.assets import DROPS
+    from haic_pipeline.ingest import find_complete_drops
+    from haic_pipeline.settings import DEMO_KEY_WARNING
+    from haic_pipeline.warehouse.schema import ensure_schema
+
+    settings = load_settings()
+    if settings.key_is_demo:
+        _say(f"\n!!! WARNING: {DEMO_KEY_WARNING}\n")
+    _ensure_dagster_home()
+    t0 = time.perf_counter()
+    if not find_complete_drops(settings.inbox):
+        if args.no_demo:
+            _say(f"inbox {settings.inbox} holds no complete drop; nothing to load")
+        else:
+            from haic_pipeline.synthetic import write_drops
+
+            _say(f"inbox {settings.inbox} is empty: writing the synthetic demo drops")
+            write_drops(settings.inbox)
+
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.warehouse)) as con:
+        ensure_schema(con, load_contracts())
+        done = {
+            (e, s) for e, s in con.execute(
+                "SELECT extract_id, manifest_sha256 FROM ops.drops WHERE status IN ('loaded', 'rejected')"
+            ).fetchall()
+        }
+        rejected_before = dict(con.execute(
+            "SELECT extract_id, reason FROM ops.drops WHERE status = 'rejected'").fetchall())
+    pending, still_rejected = [], []
+    for drop in find_complete_drops(settings.inbox):
+        key = (drop.extract_id, drop.manifest_sha256())
+        if key not in done:
+            pending.append(drop)
+        elif drop.extract_id in rejected_before:
+            still_rejected.append(drop.extract_id)
+
+    instance = dg.DagsterInstance.get()
+    defs = load()
+    if pending:
+        instance.add_dynamic_partitions(DROPS.name, [d.extract_id for d in pending
+                                                      if not instance.has_dynamic_partition(DROPS.name, d.extract_id)])
+    ingest = defs.resolve_job_def("ingest_drop")
+    loaded, failed = [], []
+    for i, drop in enumerate(pending, 1):
+        _say(f"[{i}/{len(pending)}] landing drop {drop.extract_id} ...")
+        result = ingest.execute_in_process(partition_key=drop.extract_id, instance=instance,
+                                           raise_on_error=False, run_config=QUIET)
+        (loaded if result.success else failed).append(drop.extract_id)
+        if not result.success:
+            for event in result.all_events:
+                if event.is_failure and event.event_specific_data is not None:
+                    err = getattr(event.event_specific_data, "error", None)
+                    if err is not None:
+                        _say(f"    REJECTED: {err.message.strip().splitlines()[0]}")
+                        break
+    _say("refreshing staging and everything downstream ...")
+    refresh = defs.resolve_job_def("refresh").execute_in_process(instance=instance, raise_on_error=False,
+                                                             run_config=QUIET)
+
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        tables = con.execute(
+            "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
+            "WHERE schema_name IN ('staging', 'analysis') ORDER BY 1"
+        ).fetchall()
+        summary = [(t, con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for (t,) in tables]
+        quarantined = con.execute("SELECT count(*) FROM ops.quarantine").fetchall()[0][0]
+        drops_loaded = con.execute("SELECT count(*) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
+    elapsed = time.perf_counter() - t0
+    _say("")
+    _say(f"drops landed now: {len(loaded)}, rejected now: {len(failed)}"
+         + (f", still rejected: {', '.join(still_rejected)}" if still_rejected else "")
+         + f"; drops in the warehouse: {drops_loaded}")
+    for name, rows in summary:
+        _say(f"  {name:<34} {rows:>10} rows")
+    _say(f"  ops.quarantine                     {quarantined:>10} rows (rows that broke an error rule)")
+    _say(f"warehouse: {settings.warehouse}")
+    _say(f"reports:   {settings.reports}")
+    _say(f"web UI:    make ui  (runs are recorded in {os.environ['DAGSTER_HOME']})")
+    _say(f"refresh {'succeeded' if refresh.success else 'FAILED'} in {elapsed:.1f} s")
+    return 0 if refresh.success and not failed else 1
+
+
+def cmd_status(args) -> int:
+    import duckdb
+
+    settings = load_settings()
+    if not settings.warehouse.exists():
+        _say(f"no warehouse at {settings.warehouse} yet: run `make run`")
+        return 1
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        for row in con.execute(
+            "SELECT extract_id, status, data_cutoff, coalesce(reason, '') FROM ops.drops ORDER BY extract_id"
+        ).fetchall():
+            _say("  ".join(str(x) for x in row))
+        last = con.execute("SELECT max(updated_at) FROM ops.refresh_state").fetchall()[0][0]
+        _say(f"last staging build: {last}")
+        for row in con.execute(
+            "SELECT domain, check_name, count(*) FROM ops.quarantine GROUP BY ALL ORDER BY ALL"
+        ).fetchall():
+            _say(f"  quarantine {row[0]}.{row[1]}: {row[2]}")
+    return 0
+
+
+def cmd_sql(args) -> int:
+    settings = load_settings()
+    target = settings.analytics_copy if settings.analytics_copy.exists() else settings.warehouse
+    duck = Path(sys.executable).with_name("duckdb")
+    if duck.exists():
+        os.execv(str(duck), [str(duck), "-readonly", str(target)])
+    import duckdb
+
+    _say(f"(no duckdb CLI found; opening {target} read-only in Python: type SQL, empty line to quit)")
+    with duckdb.connect(str(target), read_only=True) as con:
+        for line in sys.stdin:
+            if not line.strip():
+                break
+            try:
+                con.sql(line).show()
+            except duckdb.Error as exc:
+                _say(f"error: {exc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="haic", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="land new drops and refresh everything once")
+    p.add_argument("--no-demo", action="store_true", help="never write demo drops into an empty inbox")
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("synth", help="write synthetic demo drops")
+    p.add_argument("outdir", nargs="?", help="default: HAIC_INBOX")
+    p.add_argument("--patients", type=int, default=100)
+    p.add_argument("--drops", type=int, default=6)
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(fn=cmd_synth)
+    sub.add_parser("status", help="drops loaded and rejected, quarantine").set_defaults(fn=cmd_status)
+    sub.add_parser("sql", help="open the warehouse read-only").set_defaults(fn=cmd_sql)
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigurationError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,74 @@
+"""Staging: typed, validated, latest-wins domain tables built by the compiled SQL models."""
+
+
+import dagster as dg
+
+from haic_pipeline.contracts import load_contracts
+from haic_pipeline.defs.ingest.assets import DUCKDB_POOL, RAW_KEYS
+from haic_pipeline.defs.resources import WarehouseResource
+from haic_pipeline.warehouse.refresh import record_build, staging_fingerprint, unchanged_since_last_build
+from haic_pipeline.warehouse.schema import ensure_schema
+from haic_pipeline.warehouse.staging import build_staging, staging_result
+
+# Materialise after new raw data lands (sensor-driven runs in `dagster dev`), once per change.
+STAGING_AUTOMATION = dg.AutomationCondition.eager()
+
+
+def _markdown_counts(title: str, counts: dict[str, int]) -> str:
+    if not counts:
+        return f"_{title}: none_"
+    rows = "\n".join(f"| {name} | {n} |" for name, n in sorted(counts.items()))
+    return f"| {title} | rows |\n|---|---|\n{rows}"
+
+
+def _staging_asset(domain: str) -> dg.AssetsDefinition:
+    contract = load_contracts()[domain]
+    deps = [RAW_KEYS[domain]]
+    if domain != "patients":
+        deps.append(dg.AssetKey(["staging", "patients"]))
+
+    @dg.asset(
+        key=dg.AssetKey(["staging", domain]),
+        deps=deps,
+        group_name="staging",
+        kinds={"duckdb", "sql"},
+        pool=DUCKDB_POOL,
+        automation_condition=STAGING_AUTOMATION,
+        description=(
+            f"staging.{domain}: {contract.description} Typed and normalised per "
+            f"data_contracts/{domain}.yaml, newest drop wins per ({', '.join(contract.staging_key)}); "
+            "rows breaking an error rule are in ops.quarantine, warn rules in ops.row_flags. "
+            f"SQL: haic_pipeline/sql/staging/{domain}.sql"
+        ),
+    )
+    def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+        with duckdb.get_connection() as con:
+            ensure_schema(con, load_contracts())
+            fingerprint = staging_fingerprint(con, domain)
+            if unchanged_since_last_build(con, f"staging.{domain}", fingerprint):
+                result = staging_result(con, domain)
+                rebuilt = False
+            else:
+                result = build_staging(con, domain)
+                record_build(con, f"staging.{domain}", fingerprint)
+                rebuilt = True
+        context.log.info(
+            "staging.%s: %s rows, %s quarantined, %s flagged%s", domain, result.rows,
+            result.quarantined_rows, sum(result.flagged.values()), "" if rebuilt else " (unchanged, not rebuilt)",
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": result.rows,
+                "raw_rows": result.raw_rows,
+                "quarantined_rows": result.quarantined_rows,
+                "flagged_rows": sum(result.flagged.values()),
+                "rebuilt": rebuilt,
+                "quarantine_by_check": dg.MetadataValue.md(_markdown_counts("error check", result.quarantined)),
+                "flags_by_check": dg.MetadataValue.md(_markdown_counts("warn check", result.flagged)),
+            }
+        )
+
+    return _asset
+
+
+staging_assets = [_staging_asset(domain) for domain in load_contracts()]

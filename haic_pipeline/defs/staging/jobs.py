@@ -1,0 +1,10 @@
+"""The refresh job: everything downstream of the landed drops (staging, and later checks and
+the analysis), run by `make run` after new drops, and by the nightly schedule."""
+
+import dagster as dg
+
+refresh_job = dg.define_asset_job(
+    name="refresh",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("ingest"),
+    description="Rebuild staging (and everything downstream) from all loaded drops.",
+)

@@ -1,0 +1,449 @@
+"""Find, verify and land EMR extract drops (extract_spec "Delivery", "Delta semantics").
+
+A drop is `<inbox>/<extract_id>/` with CSV files and `manifest.json`, written last. Landing a
+drop is all or nothing:
+
+1. the manifest is read and checked (extract_id pattern and folder name, encoding, cutoff);
+2. every listed file's sha256 is checked against the manifest, before anything is written;
+3. an extract_id already loaded is a `duplicate` if its file hashes are the same (nothing
+   changes) and is refused otherwise (drops are immutable);
+4. in ONE DuckDB transaction, every file is read with explicit column types (all text: the raw
+   landing keeps what was delivered), its data-row count is checked against the manifest,
+   patient_id is replaced by patient_key, patient_name is never read, and the rows are
+   inserted into raw.<domain> with `_extract_id`, `_row_number`, `_loaded_at`; then
+   ops.load_log and ops.drops are written and the transaction commits.
+
+Any failure rolls the whole transaction back: a crash half-way (even SIGKILL) leaves the
+warehouse as it was, because DuckDB discards an uncommitted transaction on restart. A rejected
+drop is recorded in ops.load_log / ops.drops with the reason, stays in the inbox untouched, and
+gets a `_REJECTED.txt` note beside its manifest when the inbox is writable.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from haic_pipeline.contracts import Contract, contract_by_file
+from haic_pipeline.ingest.pseudonym import key_table
+from haic_pipeline.warehouse.schema import ensure_schema
+
+log = logging.getLogger(__name__)
+
+EXTRACT_ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z?$")
+MANIFEST = "manifest.json"
+REJECTED_NOTE = "_REJECTED.txt"
+ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "utf-8-sig": "utf-8", "cp949": "cp949", "ms949": "cp949"}
+
+
+class DropRejected(Exception):
+    """The drop cannot be loaded; nothing of it landed. `file` and `row` locate the problem."""
+
+    def __init__(self, extract_id: str, reason: str, file: str | None = None, row: int | None = None):
+        self.extract_id = extract_id
+        self.file = file
+        self.row = row
+        self.reason = reason
+        where = f"{file}" if file else "drop"
+        if row is not None:
+            where += f", data row {row}"
+        super().__init__(f"drop {extract_id} rejected ({where}): {reason}")
+
+
+class DropRefused(DropRejected):
+    """An extract_id that was already loaded came again with different content."""
+
+
+@dataclass(frozen=True)
+class Drop:
+    path: Path
+    extract_id: str
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def manifest_sha256(self) -> str:
+        return hashlib.sha256(self.manifest_path.read_bytes()).hexdigest()
+
+
+@dataclass
+class FileResult:
+    file: str
+    domain: str | None
+    rows: int
+    sha256: str
+
+
+@dataclass
+class LoadResult:
+    extract_id: str
+    status: str  # loaded | duplicate
+    data_cutoff: dt.date
+    files: list[FileResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def rows_by_domain(self) -> dict[str, int]:
+        return {f.domain: f.rows for f in self.files if f.domain}
+
+
+def find_complete_drops(inbox: Path) -> list[Drop]:
+    """Every folder of the inbox that holds a manifest.json, oldest extract_id first.
+
+    A folder without a manifest is still being written by the data warehouse: it is left alone.
+    """
+    inbox = Path(inbox)
+    if not inbox.is_dir():
+        return []
+    drops = [
+        Drop(path=p, extract_id=p.name)
+        for p in inbox.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()
+    ]
+    return sorted(drops, key=lambda d: d.extract_id)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    extract_id: str
+    extracted_at: dt.datetime
+    data_cutoff: dt.date
+    source_system: str
+    encoding: str
+    files: dict[str, dict]
+    sha256: str
+
+
+def read_manifest(drop: Drop) -> Manifest:
+    """Parse and check manifest.json; raises DropRejected naming the rule that failed."""
+    eid = drop.extract_id
+    raw = drop.manifest_path.read_bytes()
+    try:
+        doc = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DropRejected(eid, f"manifest is not valid JSON: {exc}", file=MANIFEST) from exc
+    if not isinstance(doc, dict):
+        raise DropRejected(eid, "manifest must be a JSON object", file=MANIFEST)
+    for key in ("extract_id", "data_cutoff", "encoding", "files"):
+        if key not in doc:
+            raise DropRejected(eid, f"manifest lacks the required field '{key}'", file=MANIFEST)
+    mid = str(doc["extract_id"])
+    if not EXTRACT_ID_PATTERN.match(mid):
+        raise DropRejected(eid, f"extract_id {mid!r} does not match {EXTRACT_ID_PATTERN.pattern}", file=MANIFEST)
+    if mid != drop.extract_id:
+        raise DropRejected(eid, f"manifest extract_id {mid!r} differs from the folder name {drop.extract_id!r}", file=MANIFEST)
+    encoding = ENCODINGS.get(str(doc["encoding"]).strip().lower())
+    if encoding is None:
+        raise DropRejected(eid, f"encoding {doc['encoding']!r} is not one of utf-8, cp949", file=MANIFEST)
+    try:
+        cutoff = dt.date.fromisoformat(str(doc["data_cutoff"]))
+    except ValueError as exc:
+        raise DropRejected(eid, f"data_cutoff {doc['data_cutoff']!r} is not a YYYY-MM-DD date", file=MANIFEST) from exc
+    extracted_raw = doc.get("extracted_at")
+    try:
+        if extracted_raw:
+            extracted = dt.datetime.fromisoformat(str(extracted_raw).replace("Z", "+00:00"))
+            extracted = extracted.replace(tzinfo=None)
+        else:
+            extracted = dt.datetime.strptime(mid.rstrip("Z"), "%Y%m%dT%H%M%S")
+    except ValueError as exc:
+        raise DropRejected(eid, f"extracted_at {extracted_raw!r} is not an ISO date-time", file=MANIFEST) from exc
+    files = doc["files"]
+    if not isinstance(files, dict):
+        raise DropRejected(eid, "manifest 'files' must be an object of file -> {rows, sha256}", file=MANIFEST)
+    for name, meta in files.items():
+        if not isinstance(meta, dict) or "rows" not in meta or "sha256" not in meta:
+            raise DropRejected(eid, f"manifest entry for {name} needs 'rows' and 'sha256'", file=MANIFEST)
+        if not isinstance(meta["rows"], int) or meta["rows"] < 0:
+            raise DropRejected(eid, f"manifest rows for {name} must be a non-negative integer", file=MANIFEST)
+    return Manifest(
+        extract_id=mid,
+        extracted_at=extracted,
+        data_cutoff=cutoff,
+        source_system=str(doc.get("source_system", "")),
+        encoding=encoding,
+        files=files,
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(4 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_header(path: Path, encoding: str, eid: str, name: str) -> list[str]:
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    try:
+        text = first.decode("utf-8-sig" if encoding == "utf-8" else encoding)
+    except UnicodeDecodeError as exc:
+        raise DropRejected(eid, f"header is not valid {encoding}: {exc}", file=name, row=0) from exc
+    header = next(csv.reader(io.StringIO(text)), [])
+    cols = [h.strip().lower() for h in header]
+    if not cols or cols == [""]:
+        raise DropRejected(eid, "file has no header line", file=name, row=0)
+    dupes = sorted({c for c in cols if cols.count(c) > 1})
+    if dupes:
+        raise DropRejected(eid, f"header repeats column(s) {', '.join(dupes)}", file=name, row=0)
+    return cols
+
+
+def _transcode_to_utf8(src: Path, dst: Path, encoding: str, eid: str, name: str) -> None:
+    """Stream a cp949 file into UTF-8, naming the data row of the first undecodable byte."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    line = 0
+    with open(src, "rb") as fin, open(dst, "w", encoding="utf-8", newline="") as fout:
+        for raw_line in fin:
+            try:
+                fout.write(decoder.decode(raw_line))
+            except UnicodeDecodeError as exc:
+                raise DropRejected(eid, f"bytes not valid {encoding}: {exc.reason}", file=name, row=line) from exc
+            line += 1
+        fout.write(decoder.decode(b"", final=True))
+
+
+def _read_csv_sql(path: Path, header: list[str]) -> str:
+    cols = ", ".join(f"'{c}': 'VARCHAR'" for c in header)
+    p = str(path).replace("'", "''")
+    return (
+        f"read_csv('{p}', header = true, auto_detect = false, columns = {{{cols}}}, "
+        "delim = ',', quote = '\"', escape = '\"', strict_mode = true, null_padding = false, "
+        "encoding = 'utf-8')"
+    )
+
+
+def _duckdb_error_row(message: str) -> int | None:
+    m = re.search(r"[Ll]ine:?\s*(\d+)", message)
+    return int(m.group(1)) - 1 if m else None
+
+
+def _record_rejection(con, manifest_files: dict, eid: str, manifest_sha: str | None, exc: DropRejected,
+                      manifest: Manifest | None, now: dt.datetime) -> None:
+    files = list(manifest_files) or [exc.file or MANIFEST]
+    con.execute("BEGIN TRANSACTION")
+    for name in files:
+        meta = manifest_files.get(name, {}) if isinstance(manifest_files, dict) else {}
+        reason = exc.reason if (exc.file in (None, name, MANIFEST)) else f"drop rejected because of {exc.file}"
+        if exc.file == name and exc.row is not None:
+            reason = f"data row {exc.row}: {exc.reason}"
+        con.execute(
+            "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'rejected', ?, ?)",
+            [eid, name, meta.get("rows"), meta.get("sha256"), reason, now],
+        )
+    if manifest_sha:
+        con.execute("DELETE FROM ops.drops WHERE extract_id = ? AND manifest_sha256 = ? AND status = 'rejected'",
+                    [eid, manifest_sha])
+        con.execute(
+            "INSERT INTO ops.drops VALUES (?, ?, 'rejected', ?, ?, ?, ?, ?, ?)",
+            [eid, manifest_sha, str(exc), manifest.extracted_at if manifest else None,
+             manifest.data_cutoff if manifest else None, manifest.source_system if manifest else None,
+             manifest.encoding if manifest else None, now],
+        )
+    con.execute("COMMIT")
+
+
+def _write_rejected_note(drop: Drop, exc: DropRejected) -> None:
+    try:
+        (drop.path / REJECTED_NOTE).write_text(
+            f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}\n{exc}\n", encoding="utf-8"
+        )
+    except OSError:
+        log.warning("drop %s: inbox not writable, rejection recorded in ops.load_log only", drop.extract_id)
+
+
+def load_drop(
+    con: duckdb.DuckDBPyConnection,
+    drop: Drop,
+    contracts: dict[str, Contract],
+    pseudonym_key: str,
+    now: dt.datetime | None = None,
+    tmp_dir: Path | None = None,
+) -> LoadResult:
+    """Land one drop in raw.* atomically (see module docstring). Raises DropRejected."""
+    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    ensure_schema(con, contracts)
+    eid = drop.extract_id
+    manifest: Manifest | None = None
+    manifest_files: dict = {}
+    try:
+        manifest = read_manifest(drop)
+        manifest_files = manifest.files
+        result = _verify_and_load(con, drop, manifest, contracts, pseudonym_key, now, tmp_dir)
+    except DropRejected as exc:
+        _safe_rollback(con)
+        sha = manifest.sha256 if manifest else drop.manifest_sha256()
+        _record_rejection(con, manifest_files, eid, sha, exc, manifest, now)
+        if not isinstance(exc, DropRefused):
+            _write_rejected_note(drop, exc)
+        log.error("%s", exc)
+        raise
+    note = drop.path / REJECTED_NOTE
+    if result.status == "loaded" and note.exists():
+        try:
+            note.unlink()
+        except OSError:
+            pass
+    return result
+
+
+def _safe_rollback(con) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # no transaction was open
+
+
+def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_key, now, tmp_dir) -> LoadResult:
+    eid = drop.extract_id
+    by_file = contract_by_file(contracts)
+    result = LoadResult(extract_id=eid, status="loaded", data_cutoff=manifest.data_cutoff)
+
+    # 1. every listed file exists and has the manifest's sha256 (before anything is written)
+    for name, meta in manifest.files.items():
+        path = drop.path / name
+        if not path.is_file():
+            raise DropRejected(eid, "listed in the manifest but missing from the drop", file=name)
+        digest = _sha256_file(path)
+        if digest.lower() != str(meta["sha256"]).lower():
+            raise DropRejected(
+                eid, f"sha256 {digest[:12]}… differs from the manifest's {str(meta['sha256'])[:12]}… "
+                "(file truncated or altered in transfer)", file=name)
+        if name not in by_file:
+            result.warnings.append(f"{name}: not an extract domain of the spec, ignored")
+    for path in sorted(drop.path.glob("*.csv")):
+        if path.name not in manifest.files:
+            result.warnings.append(f"{path.name}: present but not in the manifest, ignored")
+
+    # 2. an extract_id loaded before: identical content is a no-op, different content refused
+    loaded = con.execute(
+        "SELECT file, sha256, loaded_at FROM ops.load_log WHERE extract_id = ? AND status = 'loaded'", [eid]
+    ).fetchall()
+    if loaded:
+        before = {f: s for f, s, _ in loaded}
+        now_files = {f: str(m["sha256"]).lower() for f, m in manifest.files.items()}
+        if before == now_files:
+            con.execute("BEGIN TRANSACTION")
+            for name, meta in manifest.files.items():
+                con.execute(
+                    "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'duplicate', ?, ?)",
+                    [eid, name, meta["rows"], now_files[name],
+                     f"already loaded on {loaded[0][2]:%Y-%m-%d %H:%M}; re-delivery changes nothing", now],
+                )
+            con.execute("COMMIT")
+            result.status = "duplicate"
+            result.files = [FileResult(n, by_file[n].domain if n in by_file else None, m["rows"], now_files[n])
+                            for n, m in manifest.files.items()]
+            return result
+        changed = sorted(set(before.items()) ^ set(now_files.items()))
+        raise DropRefused(
+            eid,
+            f"extract_id {eid} was already loaded on {loaded[0][2]:%Y-%m-%d %H:%M} with different content "
+            f"({', '.join(sorted({c[0] for c in changed}))} differ). Drops are immutable: deliver the "
+            "change as a new drop with a later extract_id.",
+            file=MANIFEST,
+        )
+
+    # 3. headers: every contract column present (extra columns ignored with a warning)
+    headers = {}
+    for name in manifest.files:
+        if name not in by_file:
+            continue
+        contract = by_file[name]
+        header = _read_header(drop.path / name, manifest.encoding, eid, name)
+        missing = [c for c in contract.required_in_file if c not in header]
+        if missing:
+            raise DropRejected(eid, f"required column(s) {', '.join(missing)} missing from the header", file=name, row=0)
+        extra = [c for c in header if c not in contract.column_names]
+        if extra:
+            result.warnings.append(f"{name}: column(s) {', '.join(extra)} not in the contract, ignored")
+        headers[name] = header
+
+    # 4. one transaction for the whole drop
+    workdir = Path(tempfile.mkdtemp(prefix=f".haic-{eid}-", dir=tmp_dir))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        for name, header in headers.items():
+            contract = by_file[name]
+            path = drop.path / name
+            if manifest.encoding != "utf-8":
+                utf8 = workdir / name
+                _transcode_to_utf8(path, utf8, manifest.encoding, eid, name)
+                path = utf8
+            rows = _land_file(con, contract, path, header, eid, name, pseudonym_key, now)
+            expected = manifest.files[name]["rows"]
+            if rows != expected:
+                raise DropRejected(eid, f"{rows} data rows, the manifest says {expected}", file=name)
+            result.files.append(FileResult(name, contract.domain, rows, str(manifest.files[name]["sha256"]).lower()))
+            con.execute(
+                "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'loaded', ?, ?)",
+                [eid, name, rows, str(manifest.files[name]["sha256"]).lower(),
+                 "; ".join(w for w in result.warnings if w.startswith(name)) or None, now],
+            )
+        con.execute("DELETE FROM ops.drops WHERE extract_id = ?", [eid])
+        con.execute(
+            "INSERT INTO ops.drops VALUES (?, ?, 'loaded', NULL, ?, ?, ?, ?, ?)",
+            [eid, manifest.sha256, manifest.extracted_at, manifest.data_cutoff, manifest.source_system,
+             manifest.encoding, now],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        _safe_rollback(con)
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for w in result.warnings:
+        log.warning("drop %s: %s", eid, w)
+    return result
+
+
+def _land_file(con, contract: Contract, path: Path, header: list[str], eid: str, name: str,
+               pseudonym_key: str, now: dt.datetime) -> int:
+    """Insert one verified file into raw.<domain>; returns the number of data rows."""
+    source = _read_csv_sql(path, header)
+    id_col = next(c for c in contract.columns if c.identifier == "pseudonymise")
+    try:
+        ids = [r[0] for r in con.execute(f"SELECT DISTINCT trim({id_col.name}) FROM {source}").fetchall()]
+        keys = key_table(ids, pseudonym_key, id_col.pattern)
+        con.register("_haic_keys", keys)
+        select = []
+        for col in contract.columns:
+            if not col.in_raw:
+                continue  # e.g. patient_name: never read into the warehouse
+            if col.identifier == "pseudonymise":
+                select += ["k.patient_key", "coalesce(k.valid, false)"]
+            else:
+                select.append(f"s.{col.name}")
+        target = ", ".join(contract.raw_columns + ["_extract_id", "_row_number", "_loaded_at"])
+        inserted = con.execute(
+            f"INSERT INTO raw.{contract.domain} ({target}) "
+            f"SELECT {', '.join(select)}, $eid, s.ordinality, $now "
+            f"FROM {source} WITH ORDINALITY AS s "
+            f"LEFT JOIN _haic_keys AS k ON k.pid = trim(s.{id_col.name})",
+            {"eid": eid, "now": now},
+        ).fetchall()[0][0]
+    except duckdb.Error as exc:
+        msg = str(exc).splitlines()[0]
+        raise DropRejected(eid, f"not a valid CSV per the spec: {msg}", file=name,
+                           row=_duckdb_error_row(str(exc))) from exc
+    finally:
+        try:
+            con.unregister("_haic_keys")
+        except Exception:  # noqa: BLE001 - nothing registered
+            pass
+    return int(inserted)

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: schemas, DDL and the staging models compiled from the contracts."""

@@ -1,0 +1,347 @@
+"""Compile each data contract into its staging model: `haic_pipeline/sql/staging/<domain>.sql`.
+
+    python -m haic_pipeline.warehouse.compile          # rewrite the SQL files
+    python -m haic_pipeline.warehouse.compile --check  # fail if they are out of date (a test does this)
+
+The SQL files are generated (one source of truth: `data_contracts/`) but committed, so that an
+analyst or a reviewer reads each staging model on its own, as plain DuckDB SQL. Each model:
+
+1. types and normalises every column of raw.<domain> (trim, code case, strict YYYY-MM-DD dates,
+   integers, decimals; labs: censoring sign split off, unit converted to the canonical unit);
+2. applies delta semantics: per natural key, the row of the newest drop wins (the last data row
+   if a drop repeats a key); exact duplicates and superseded versions drop out, a drop that
+   repeats a key with *different* values gets the `duplicate_key_conflict` error;
+3. evaluates every rule of the contract on the winning rows: `error` rules send the row to
+   ops.quarantine (one row per failed check, with the reason), `warn` rules keep the row and
+   record it in ops.row_flags, and list the rule names in the row's `dq_warnings`;
+4. writes staging.<domain>. A patient whose consent is withdrawn keeps only
+   (patient_key, consent_status) in staging.patients and vanishes from every other table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from haic_pipeline.contracts import Column, Contract, Rule, load_contracts
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "staging"
+
+DATE_RE = r"\d{4}-\d{2}-\d{2}"
+DATETIME_RE = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+INT_RE = r"[+-]?\d+"
+DEC_RE = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
+LAB_RE = r"([<>])?\s*([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _text(col: str) -> str:
+    return f"nullif(trim(r.{col}), '')"
+
+
+def typed_expr(col: Column) -> list[str]:
+    """SELECT items turning raw text into the column's type (NULL when it does not parse)."""
+    t = _text(col.name)
+    if col.identifier == "pseudonymise":
+        return ["r.patient_key", "r._patient_id_valid"]
+    if col.type == "string":
+        return [f"{t} AS {col.name}"]
+    if col.type == "code":
+        fn = {"upper": "upper", "lower": "lower"}.get(col.case or "", "")
+        return [f"{fn}({t}) AS {col.name}"]
+    if col.type == "date":
+        return [f"CASE WHEN regexp_full_match({t}, {_q(DATE_RE)}) THEN try_cast({t} AS DATE) END AS {col.name}"]
+    if col.type == "datetime":
+        return [f"CASE WHEN regexp_full_match({t}, {_q(DATETIME_RE)}) THEN try_cast({t} AS TIMESTAMP) END AS {col.name}"]
+    if col.type == "integer":
+        return [f"CASE WHEN regexp_full_match({t}, {_q(INT_RE)}) THEN try_cast({t} AS INTEGER) END AS {col.name}"]
+    if col.type == "decimal":
+        return [f"CASE WHEN regexp_full_match({t}, {_q(DEC_RE)}) THEN try_cast({t} AS DOUBLE) END AS {col.name}"]
+    if col.type == "lab_value":
+        return [
+            f"CASE WHEN regexp_full_match({t}, {_q(LAB_RE)}) THEN try_cast(trim(ltrim({t}, '<>')) AS DOUBLE) END AS {col.name}_number",
+            f"CASE WHEN regexp_full_match({t}, {_q(LAB_RE)}) AND left({t}, 1) IN ('<', '>') THEN left({t}, 1) END AS {col.name}_censoring",
+        ]
+    raise ValueError(col.type)
+
+
+def _raw_present(col: Column) -> str:
+    return f"nullif(trim(r.{col.name}), '') IS NOT NULL"
+
+
+def _show(col: Column) -> str:
+    """The delivered text of a column for a message (never for identifier columns)."""
+    if col.identifier:
+        return "'(withheld)'"
+    return f"coalesce(raw_{col.name}, '')"
+
+
+def column_checks(c: Contract, col: Column) -> list[tuple[str, str, str, str]]:
+    """(check_name, severity, predicate, reason SQL) generated from a column's contract."""
+    out = []
+    sev = col.severity
+    if col.identifier == "pseudonymise":
+        out.append((f"{col.name}_required", "error", "patient_key IS NULL", _q(f"{col.name} is missing")))
+        if col.pattern:
+            out.append((f"{col.name}_pattern", "error", "patient_key IS NOT NULL AND NOT _patient_id_valid",
+                        _q(f"{col.name} does not match {col.pattern} (value withheld)")))
+        return out
+    value = f"{col.name}_number" if col.type == "lab_value" else col.name
+    if col.required:
+        out.append((f"{col.name}_required", sev, f"raw_{col.name} IS NULL", _q(f"{col.name} is missing")))
+    if col.type in ("date", "datetime", "integer", "decimal", "lab_value"):
+        kind = {"date": "a YYYY-MM-DD date", "datetime": "a YYYY-MM-DD HH:MM[:SS] date-time",
+                "integer": "an integer", "decimal": "a number",
+                "lab_value": "a number with an optional < or > sign"}[col.type]
+        out.append((f"{col.name}_type", sev, f"raw_{col.name} IS NOT NULL AND {value} IS NULL",
+                    f"{_q(col.name + ' ')} || {_show(col)} || {_q(' is not ' + kind)}"))
+    if col.type == "code":
+        codes = ", ".join(_q(x) for x in col.codes)
+        out.append((f"{col.name}_code", sev, f"{col.name} IS NOT NULL AND {col.name} NOT IN ({codes})",
+                    f"{_q(col.name + ' ')} || {_show(col)} || {_q(' is not one of ' + ', '.join(col.codes))}"))
+    bounds = []
+    if col.min is not None:
+        bounds.append((f"{value} < {col.min}", f">= {col.min}"))
+    if col.min_exclusive is not None:
+        bounds.append((f"{value} <= {col.min_exclusive}", f"> {col.min_exclusive}"))
+    if col.max is not None:
+        bounds.append((f"{value} > {col.max}", f"<= {col.max}"))
+    if bounds:
+        pred = " OR ".join(b[0] for b in bounds)
+        rule = " and ".join(b[1] for b in bounds)
+        out.append((f"{col.name}_range", sev, f"{value} IS NOT NULL AND ({pred})",
+                    f"{_q(col.name + ' ')} || {_show(col)} || {_q(' outside the allowed range (' + rule + ')')}"))
+    return out
+
+
+def rule_check(c: Contract, rule: Rule) -> tuple[str, str, str, str]:
+    if rule.kind == "date_order":
+        a, b = (c.column(x) for x in rule.columns)
+        pred = f"{a.name} IS NOT NULL AND {b.name} IS NOT NULL AND {b.name} < {a.name}"
+        reason = (f"{_q(b.name + ' ')} || {_show(b)} || {_q(' is before ' + a.name + ' ')} || {_show(a)}")
+        return rule.name, rule.severity, pred, reason
+    if rule.kind == "not_future":
+        (a,) = (c.column(x) for x in rule.columns)
+        pred = f"{a.name} IS NOT NULL AND {a.name}::DATE > _extract_date"
+        reason = (f"{_q(a.name + ' ')} || {_show(a)} || ' is after the drop''s extraction date ' || _extract_date::VARCHAR")
+        return rule.name, rule.severity, pred, reason
+    if rule.kind == "orphan":
+        pred = "patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)"
+        return rule.name, rule.severity, pred, _q("patient is in no delivered patients.csv (or its patient row is quarantined)")
+    if rule.kind == "lab_unit":
+        pred = "test_code IS NOT NULL AND _unit_divisor IS NULL AND test_code IN (SELECT test_code FROM _units)"
+        reason = "'unit ''' || coalesce(raw_unit, '') || ''' is not accepted for ' || test_code"
+        return rule.name, rule.severity, pred, reason
+    if rule.kind == "censoring_only_for":
+        tests = ", ".join(_q(t) for t in rule.tests)
+        pred = f"value_censoring IS NOT NULL AND test_code NOT IN ({tests})"
+        reason = "'censored value ' || coalesce(raw_value, '') || ' for ' || test_code || ' (expected only for " + ", ".join(rule.tests) + ")'"
+        return rule.name, rule.severity, pred, reason
+    raise ValueError(rule.kind)
+
+
+def checks(c: Contract) -> list[tuple[str, str, str, str]]:
+    out = []
+    for col in c.columns:
+        if col.in_raw:
+            out.extend(column_checks(c, col))
+    out.extend(rule_check(c, r) for r in c.rules)
+    return out
+
+
+def _struct_list(items: list[tuple[str, str, str, str]]) -> str:
+    if not items:
+        return "[]::STRUCT(check_name VARCHAR, reason VARCHAR)[]"
+    cases = ",\n            ".join(
+        f"CASE WHEN {pred} THEN {{'check_name': {_q(name)}, 'reason': {reason}}} END"
+        for name, _sev, pred, reason in items
+    )
+    return f"list_filter([\n            {cases}\n        ], lambda x: x IS NOT NULL)"
+
+
+def compile_contract(c: Contract) -> str:
+    d = c.domain
+    lab = any(col.type == "lab_value" for col in c.columns)
+    raw_cols = [col for col in c.columns if col.in_raw and col.identifier != "pseudonymise"]
+    typed = ["r._extract_id", "r._row_number", "d.extracted_at::DATE AS _extract_date"]
+    for col in c.columns:
+        if col.in_raw:
+            typed.extend(typed_expr(col))
+    typed += [f"{_text(col.name)} AS raw_{col.name}" for col in raw_cols]
+    key = c.staging_key
+    key_null = " OR ".join(f"{k} IS NULL" for k in key)
+    staged_cols = [col for col in c.columns if col.in_staging]
+    content = []
+    for col in staged_cols:
+        if col.type == "lab_value":
+            content += [f"{col.name}_number", f"{col.name}_censoring"]
+        else:
+            content.append(col.warehouse_name)
+    if lab:
+        content.append("raw_unit")
+
+    lines = [
+        f"-- staging.{d}: generated from data_contracts/{d}.yaml by",
+        "--   python -m haic_pipeline.warehouse.compile",
+        "-- Do not edit by hand: change the contract and regenerate (a test keeps this file in sync).",
+        f"-- Reads raw.{d} (every loaded drop) and ops.drops"
+        + ("" if d == "patients" else ", staging.patients (orphans, consent)") + ".",
+        f"-- Writes staging.{d} and the '{d}' rows of ops.quarantine (error rules) and ops.row_flags (warn rules).",
+        "",
+    ]
+    if lab:
+        unit_rows = []
+        for test, spec in c.units.items():
+            for unit, div in spec["divide_by"].items():
+                unit_rows.append(f"    ({_q(test)}, {_q(str(unit).lower())}, {_q(spec['canonical'])}, {float(div)!r})")
+        lines += [
+            "-- accepted units per test: value in the canonical unit = delivered value / divisor",
+            "CREATE OR REPLACE TEMP TABLE _units (test_code VARCHAR, unit_lower VARCHAR, canonical_unit VARCHAR, divisor DOUBLE);",
+            "INSERT INTO _units VALUES\n" + ",\n".join(unit_rows) + ";",
+            "",
+        ]
+    exclude_withdrawn = "" if d == "patients" else (
+        "\n    WHERE r.patient_key IS NULL OR r.patient_key NOT IN "
+        "(SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn')"
+    )
+    lines += [
+        f"CREATE OR REPLACE TEMP TABLE _{d}_evaluated AS",
+        "WITH typed AS (",
+        "    -- 1. type and normalise every delivered column",
+        "    SELECT\n        " + ",\n        ".join(typed),
+        f"    FROM raw.{d} AS r",
+        "    JOIN ops.drops AS d ON d.extract_id = r._extract_id AND d.status = 'loaded'"
+        + exclude_withdrawn,
+        "),",
+    ]
+    src = "typed"
+    if lab:
+        lines += [
+            "converted AS (",
+            "    -- labs: unit converted to the canonical unit, censoring sign kept apart",
+            "    SELECT t.*, u.divisor AS _unit_divisor, u.canonical_unit,",
+            "           round(t.value_number / u.divisor, 6) AS value_canonical",
+            "    FROM typed AS t",
+            "    LEFT JOIN _units AS u ON u.test_code = t.test_code AND u.unit_lower = coalesce(lower(t.raw_unit), '')",
+            "),",
+        ]
+        src = "converted"
+    lines += [
+        "versioned AS (",
+        "    -- 2. delta semantics: the newest drop wins per natural key (rows without a full key stand alone)",
+        "    SELECT *,",
+        f"        row_number() OVER w AS _version,",
+        f"        first_value(_extract_id) OVER w AS _winner_extract_id,",
+        f"        first_value(_row_number) OVER w AS _winner_row_number,",
+        f"        hash({', '.join(content)}) AS _content,",
+        f"        first_value(hash({', '.join(content)})) OVER w AS _winner_content",
+        f"    FROM {src}",
+        f"    WINDOW w AS (PARTITION BY {', '.join(key)}, CASE WHEN {key_null} THEN _extract_id || ':' || _row_number END",
+        "                 ORDER BY _extract_id DESC, _row_number DESC)",
+        ")",
+        "SELECT *,",
+        "    -- 3. rules: errors (row quarantined) and warnings (row kept, flagged)",
+        "    CASE WHEN _version > 1 THEN [{'check_name': 'duplicate_key_conflict', 'reason': "
+        "'same natural key as data row ' || _winner_row_number || ' of this drop, with different values; that later row was kept'}]",
+        f"         ELSE {_struct_list([x for x in checks(c) if x[1] == 'error'])}",
+        "    END AS _errors,",
+        f"    CASE WHEN _version > 1 THEN []::STRUCT(check_name VARCHAR, reason VARCHAR)[]",
+        f"         ELSE {_struct_list([x for x in checks(c) if x[1] == 'warn'])}",
+        "    END AS _warnings",
+        "FROM versioned",
+        "-- superseded versions (older drops) and exact duplicates drop out here",
+        "WHERE _version = 1 OR (_extract_id = _winner_extract_id AND _content <> _winner_content);",
+        "",
+    ]
+    if d == "patients":
+        lines += [
+            "-- a withdrawn patient is judged on nothing but the key: no rule may keep it in a table",
+            "UPDATE _patients_evaluated SET _errors = list_filter(_errors, lambda x: x.check_name LIKE 'patient_id%'),",
+            "    _warnings = []",
+            "WHERE consent_status = 'withdrawn';",
+            "",
+        ]
+    raw_json_cols = ", ".join(
+        f"{_q(name)}: r.{name}" for name in c.raw_columns
+        if name != "_patient_id_valid" and not (name != "patient_key" and c.column(name).identifier == "raw_only")
+    )
+    for table, field, severity in (("ops.quarantine", "_errors", "error"), ("ops.row_flags", "_warnings", "warn")):
+        kept_only = " WHERE len(e._errors) = 0" if field == "_warnings" else ""
+        lines += [
+            f"DELETE FROM {table} WHERE domain = {_q(d)};",
+            f"INSERT INTO {table} (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)",
+            f"SELECT {_q(d)}, e._extract_id, e._row_number, e.patient_key, e.f.check_name, {_q(severity)}, e.f.reason,",
+            f"       to_json({{{raw_json_cols}}})",
+            f"FROM (SELECT *, unnest({field}) AS f FROM _{d}_evaluated) AS e",
+            f"JOIN raw.{d} AS r ON r._extract_id = e._extract_id AND r._row_number = e._row_number{kept_only};",
+            "",
+        ]
+    select = []
+    for col in c.columns:
+        if not col.in_staging:
+            continue
+        if col.type == "lab_value":
+            select += [
+                "value_canonical AS value",
+                "value_censoring",
+                "canonical_unit AS unit",
+                "raw_value AS value_as_delivered",
+                "raw_unit AS unit_as_delivered",
+            ]
+        elif lab and col.name == "unit":
+            continue
+        elif d == "patients" and col.identifier != "pseudonymise" and col.name != "consent_status":
+            select.append(f"CASE WHEN consent_status = 'withdrawn' THEN NULL ELSE {col.name} END AS {col.name}")
+        else:
+            select.append(col.warehouse_name)
+    select += ["list_transform(_warnings, lambda x: x.check_name) AS dq_warnings", "_extract_id", "_row_number"]
+    lines += [
+        f"-- 4. the staging table: winning rows without errors",
+        f"CREATE OR REPLACE TABLE staging.{d} AS",
+        "SELECT\n    " + ",\n    ".join(select),
+        f"FROM _{d}_evaluated",
+        "WHERE len(_errors) = 0",
+        f"ORDER BY {', '.join(key)};",
+        "",
+        f"DROP TABLE _{d}_evaluated;",
+    ]
+    if lab:
+        lines.append("DROP TABLE _units;")
+    return "\n".join(lines) + "\n"
+
+
+def compiled_models(contracts: dict[str, Contract] | None = None) -> dict[str, str]:
+    contracts = contracts or load_contracts()
+    return {d: compile_contract(c) for d, c in contracts.items()}
+
+
+def model_path(domain: str) -> Path:
+    return SQL_DIR / f"{domain}.sql"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if a committed model is out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    SQL_DIR.mkdir(parents=True, exist_ok=True)
+    for domain, sql in compiled_models().items():
+        path = model_path(domain)
+        if args.check:
+            if not path.exists() or path.read_text() != sql:
+                stale.append(str(path))
+        else:
+            path.write_text(sql)
+            print(f"wrote {path}")
+    if stale:
+        print("out of date (run python -m haic_pipeline.warehouse.compile):\n  " + "\n  ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
