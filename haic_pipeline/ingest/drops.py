@@ -179,12 +179,28 @@ def read_manifest(drop: Drop) -> Manifest:
     )
 
 
-def _sha256_file(path: Path) -> str:
+def _sha256_and_decode_check(path: Path, encoding: str) -> tuple[str, tuple[int, str] | None]:
+    """One pass over the file: its sha256, and the first place (data row, reason) where it does not
+    decode as the manifest's encoding (DuckDB would not notice bad bytes in columns it skips)."""
     h = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    newlines, error = 0, None
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(4 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+            if error is None:
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    row = newlines + block[: max(exc.start, 0)].count(b"\n")
+                    error = (row, f"bytes not valid {encoding} ({exc.reason})")
+                newlines += block.count(b"\n")
+    if error is None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            error = (newlines, f"file ends inside a {encoding} character ({exc.reason})")
+    return h.hexdigest(), error
 
 
 def _read_header(path: Path, encoding: str, eid: str, name: str) -> list[str]:
@@ -319,11 +335,14 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
         path = drop.path / name
         if not path.is_file():
             raise DropRejected(eid, "listed in the manifest but missing from the drop", file=name)
-        digest = _sha256_file(path)
+        digest, decode_error = _sha256_and_decode_check(path, manifest.encoding)
         if digest.lower() != str(meta["sha256"]).lower():
             raise DropRejected(
                 eid, f"sha256 {digest[:12]}… differs from the manifest's {str(meta['sha256'])[:12]}… "
                 "(file truncated or altered in transfer)", file=name)
+        if decode_error is not None and name in by_file:
+            raise DropRejected(eid, f"{decode_error[1]}; the manifest says encoding {manifest.encoding}",
+                               file=name, row=decode_error[0])
         if name not in by_file:
             result.warnings.append(f"{name}: not an extract domain of the spec, ignored")
     for path in sorted(drop.path.glob("*.csv")):

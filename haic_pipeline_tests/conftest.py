@@ -1,0 +1,59 @@
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from haic_pipeline.contracts import load_contracts
+
+TEST_KEY = "test-pseudonym-key"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """HAIC_* variables pointing at a fresh inbox and warehouse in a temp dir."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("HAIC_INBOX", str(inbox))
+    monkeypatch.setenv("HAIC_WAREHOUSE", str(tmp_path / "wh" / "haic.duckdb"))
+    monkeypatch.setenv("HAIC_PSEUDONYM_KEY", TEST_KEY)
+    monkeypatch.setenv("HAIC_ENV", "test")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    (tmp_path / "wh").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def contracts():
+    return load_contracts()
+
+
+@pytest.fixture
+def con(env):
+    c = duckdb.connect(os.environ["HAIC_WAREHOUSE"])
+    yield c
+    c.close()
+
+
+def table_counts(con, schema: str) -> dict[str, int]:
+    tables = [t for (t,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = ? ORDER BY 1", [schema]).fetchall()]
+    return {t: con.execute(f"SELECT count(*) FROM {schema}.{t}").fetchall()[0][0] for t in tables}
+
+
+def all_text_values(con) -> set[str]:
+    """Every distinct text value stored anywhere in the warehouse (for identifier leak tests)."""
+    values = set()
+    cols = con.execute(
+        "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+        "WHERE data_type IN ('VARCHAR', 'JSON')").fetchall()
+    for schema, table, column in cols:
+        for (v,) in con.execute(f'SELECT DISTINCT "{column}"::VARCHAR FROM {schema}.{table}').fetchall():
+            if v is not None:
+                values.add(v)
+    return values
+
+
+def inbox_path(env: Path) -> Path:
+    return env / "inbox"
