@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from haic_pipeline.settings import Settings, load_settings
+from haic_pipeline.settings import ConfigurationError, Settings, load_settings
 
 
 class HaicConfig(dg.ConfigurableResource):
@@ -19,7 +19,10 @@ class HaicConfig(dg.ConfigurableResource):
     reports: str
 
     def settings(self) -> Settings:
-        base = load_settings()
+        try:
+            base = load_settings()
+        except ConfigurationError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         return Settings(
             inbox=type(base.inbox)(self.inbox),
             warehouse=type(base.warehouse)(self.warehouse),
