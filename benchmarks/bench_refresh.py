@@ -1,0 +1,78 @@
+"""Benchmark: the whole `make run` refresh on a 100,000-patient history.
+
+    .venv/bin/python benchmarks/bench_refresh.py [--patients 100000] [--drops 6]
+
+Writes the synthetic drops into a temp inbox, then runs `haic run` (what `make run` runs) in a
+child process against a fresh warehouse and prints wall time and peak memory (max RSS of the
+child); then runs it a second time with no new drop. Targets (issue 2): first run < 120 s and
+< 4 GiB on this 2-core machine; the second run in seconds, changing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+
+def _run(env: dict) -> tuple[float, float, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "haic_pipeline.cli", "run", "--no-demo"], env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:])
+        raise SystemExit(f"haic run failed ({proc.returncode})")
+    return wall, max(peak, before) / 1024 / 1024, proc.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patients", type=int, default=100_000)
+    ap.add_argument("--drops", type=int, default=6)
+    ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    args = ap.parse_args()
+
+    from haic_pipeline.synthetic import write_drops
+
+    tmp = Path(tempfile.mkdtemp(prefix="haic-bench-"))
+    inbox = tmp / "inbox"
+    t0 = time.perf_counter()
+    write_drops(inbox, patients=args.patients, drops=args.drops, seed=1)
+    gen = time.perf_counter() - t0
+    size = sum(f.stat().st_size for f in inbox.rglob("*.csv")) / 1e6
+
+    env = dict(os.environ, HAIC_INBOX=str(inbox), HAIC_WAREHOUSE=str(tmp / "wh" / "haic.duckdb"),
+               HAIC_PSEUDONYM_KEY="bench-key", DAGSTER_HOME=str(tmp / "dagster_home"))
+    wall1, peak1, _ = _run(env)
+    with duckdb.connect(env["HAIC_WAREHOUSE"], read_only=True) as con:
+        raw_labs = con.execute("SELECT count(*) FROM raw.labs").fetchall()[0][0]
+        stg_labs = con.execute("SELECT count(*) FROM staging.labs").fetchall()[0][0]
+        patients = con.execute("SELECT count(*) FROM staging.patients").fetchall()[0][0]
+        quarantined = con.execute("SELECT count(*) FROM ops.quarantine").fetchall()[0][0]
+    wall2, _, out2 = _run(env)
+
+    print(f"synthetic drops: {args.patients:,} patients, {args.drops} drops, {size:,.0f} MB of CSV, written in {gen:.1f} s")
+    print(f"warehouse: raw.labs {raw_labs:,} rows, staging.labs {stg_labs:,} rows, "
+          f"staging.patients {patients:,}, ops.quarantine {quarantined:,}")
+    print(f"first  `haic run` (all drops + full refresh): {wall1:6.1f} s wall, peak RSS {peak1:,.2f} GiB")
+    print(f"second `haic run` (no new drop):              {wall2:6.1f} s wall")
+    print(f"targets: first run < 120 s and < 4 GiB; second run in seconds")
+    if args.keep:
+        print(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
