@@ -163,9 +163,11 @@ def cmd_status(args) -> int:
 def cmd_sql(args) -> int:
     settings = load_settings()
     target = settings.analytics_copy if settings.analytics_copy.exists() else settings.warehouse
-    duck = Path(sys.executable).with_name("duckdb")
-    if duck.exists():
-        os.execv(str(duck), [str(duck), "-readonly", str(target)])
+    import shutil
+
+    duck = shutil.which("duckdb")
+    if duck:
+        os.execv(duck, [duck, "-readonly", str(target)])
     import duckdb
 
     _say(f"(no duckdb CLI found; opening {target} read-only in Python: type SQL, empty line to quit)")

@@ -29,7 +29,7 @@ from haic_pipeline.contracts import Column, Contract, Rule, load_contracts
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "staging"
 
 DATE_RE = r"\d{4}-\d{2}-\d{2}"
-DATETIME_RE = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+DATETIME_RE = r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2}(\.\d+)?)?)?"
 INT_RE = r"[+-]?\d+"
 DEC_RE = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
 LAB_RE = r"([<>])?\s*([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
@@ -94,7 +94,7 @@ def column_checks(c: Contract, col: Column) -> list[tuple[str, str, str, str]]:
     if col.required:
         out.append((f"{col.name}_required", sev, f"raw_{col.name} IS NULL", _q(f"{col.name} is missing")))
     if col.type in ("date", "datetime", "integer", "decimal", "lab_value"):
-        kind = {"date": "a YYYY-MM-DD date", "datetime": "a YYYY-MM-DD HH:MM[:SS] date-time",
+        kind = {"date": "a YYYY-MM-DD date", "datetime": "a YYYY-MM-DD[ HH:MM[:SS]] date-time",
                 "integer": "an integer", "decimal": "a number",
                 "lab_value": "a number with an optional < or > sign"}[col.type]
         out.append((f"{col.name}_type", sev, f"raw_{col.name} IS NOT NULL AND {value} IS NULL",
