@@ -1,0 +1,617 @@
+"""Vectorised simulation of the HAIC cohort and of its EMR rows, drop by drop.
+
+Everything here works on numpy arrays (one element per patient, visit, scan, course or lab
+row), so 100,000 patients (about 10 million lab rows) simulate in seconds. Days are integer
+days since 1970-01-01; lab times are minutes since 1970-01-01 00:00.
+
+The output is :class:`Extract`: one pandas frame per domain, each row carrying the index of
+the drop that delivers it (``drop``), with coded columns (pandas Categoricals whose
+categories include the messy spellings) that :mod:`haic_pipeline.synthetic.writer` formats.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as _dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .names import korean_names
+
+DAY0 = _dt.date(1970, 1, 1)
+MONTH_DAYS = 30.4375
+
+
+def _d(s: str) -> int:
+    return (_dt.date.fromisoformat(s) - DAY0).days
+
+
+def day_to_date(day: int) -> _dt.date:
+    return DAY0 + _dt.timedelta(days=int(day))
+
+
+STUDY_START = _d("2022-03-01")
+ACCRUAL_END = _d("2024-06-10")
+FIRST_CUTOFF = _d("2022-09-30")
+LAST_CUTOFF = _d("2024-07-31")
+NEVER = 10**7  # a day far beyond any cutoff
+MISSING = -(10**7)  # a missing date (negative days are real dates before 1970)
+
+# ----------------------------------------------------------------------------- code lists
+# Valid codes first, then the messy spellings the generator injects (kept in the same
+# categorical so that the big tables stay numeric).
+REGIMENS = ["HAIC_FP", "ATEZO_BEVA", "SORAFENIB", "LENVATINIB", "TACE", "OTHER", "RFA"]
+(HAIC, AB, SORA, LENVA, TACE, OTHER_RX, RFA) = range(7)
+STOPS = ["PD", "TOXICITY", "COMPLETED", "DEATH", "OTHER", "pd"]
+(S_PD, S_TOX, S_COMP, S_DEATH, S_OTHER, S_PD_LOWER) = range(6)
+SEXES = ["M", "F"]
+ETIOLOGIES = ["HBV", "HCV", "ALCOHOL", "OTHER", "Hbv"]
+CONSENTS = ["active", "withdrawn"]
+ASCITES = ["none", "mild", "moderate_severe", "Mild", "severe"]
+ENCEPH = ["none", "grade_1_2", "grade_3_4"]
+YN = ["Y", "N"]
+TESTS = ["AFP", "ALB", "TBIL", "INR", "PLT", "ALT", "AST", "CREA", "GGT", "ast"]
+UNITS = ["ng/mL", "g/dL", "mg/dL", "ratio", "10^3/uL", "U/L", "umol/L", "g/L"]
+TEST_UNIT = np.array([0, 1, 2, 3, 4, 5, 5, 2, 5, 5])
+# value format: 0 '%.1f', 1 '%.2f', 2 '%d', 3 AFP ('%.1f' with censoring >60000 / <1.0)
+TEST_FMT = np.array([3, 0, 1, 1, 2, 2, 2, 1, 2, 2], dtype=np.int8)
+MODALITIES = ["CT", "MRI", "ct", "US"]
+RESPONSES = ["CR", "PR", "SD", "PD", "NE", " PR ", "pd", "N/A"]
+(R_CR, R_PR, R_SD, R_PD, R_NE, R_PR_SPACES, R_PD_LOWER, R_NA) = range(8)
+
+# Exclusion kinds of the extra patients (study_spec section 1), in the order they cycle.
+EXCLUSION_KINDS = [
+    "no_haic",
+    "index_before_study_start",
+    "index_after_cutoff",
+    "age_under_18",
+    "prior_other_systemic",
+    "no_follow_up",
+]
+KIND_ELIGIBLE = 0
+KIND_WITHDRAWN = 7  # 1..6 = EXCLUSION_KINDS
+
+# ----------------------------------------------------------------------------- calibration
+# Generative parameters (not results): hazards, covariate effects, mixes. See __init__.
+P_POST_AB = 0.34
+AGE_MEAN = {0: 66.0, 1: 62.0}
+AGE_SD = {0: 11.0, 1: 13.5}
+P_MALE = 0.85
+ETIOLOGY_P = [0.68, 0.08, 0.15, 0.09]
+ECOG_P = [0.47, 0.45, 0.07, 0.01]
+P_MULTIPLE = {0: 0.58, 1: 0.80}
+P_PVI, P_EHM, P_TACE = 0.52, 0.30, 0.30
+# Weibull proportional hazards; scale in months for the reference patient.
+OS_SHAPE, OS_SCALE = 1.2, 9.2
+PFS_SHAPE, PFS_SCALE = 1.0, 4.8
+FRAILTY_SD = 0.35
+OS_LOG_HR = {"post_ab": np.log(0.50), "ecog0": np.log(0.30), "ecog2": np.log(1.6),
+             "size10": np.log(1.7), "cp_b": np.log(1.8), "ehm": np.log(1.25), "pvi": np.log(1.3)}
+PFS_LOG_HR = {"post_ab": np.log(0.30), "ecog0": np.log(0.45), "ehm": np.log(1.9),
+              "cp_b": np.log(1.4), "pvi": np.log(1.2)}
+LTFU_MEDIAN_MONTHS = 10.0
+P_RESPONDER = {0: 0.45, 1: 0.60}
+RESPONDER_LOG_HR_PFS = np.log(0.6)
+P_CR_GIVEN_RESPONSE = 0.04
+
+
+@dataclass
+class Extract:
+    patients_n: int
+    drops: int
+    seed: int
+    cutoffs: list  # datetime.date per drop
+    plan: dict
+    tables: dict  # domain -> DataFrame with a `drop` column
+    truth: pd.DataFrame  # one row per patient: id, kind, group, index date ...
+    notes: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- drops
+def drop_cutoffs(drops: int) -> list:
+    """Data cutoffs of the drops, oldest first: month ends spread from 2022-09-30 to
+    2024-07-31 (day-spaced when more than 23 drops)."""
+    if drops < 1:
+        raise ValueError("drops must be >= 1")
+    if drops == 1:
+        return [day_to_date(LAST_CUTOFF)]
+    if drops <= 23:
+        out = []
+        for i in range(drops):
+            m = 8 + round(i * 22 / (drops - 1))  # months after 2022-01
+            y, mo = 2022 + m // 12, m % 12 + 1
+            out.append(_dt.date(y, mo, calendar.monthrange(y, mo)[1]))
+        return out
+    return [day_to_date(FIRST_CUTOFF + round(i * (LAST_CUTOFF - FIRST_CUTOFF) / (drops - 1)))
+            for i in range(drops)]
+
+
+def extract_id_for(cutoff: _dt.date) -> str:
+    nxt = cutoff + _dt.timedelta(days=1)
+    return nxt.strftime("%Y%m%d") + "T020000Z"
+
+
+def drop_plan(drops: int) -> dict:
+    """Which drop (0-based index, oldest first) carries each drop-level feature.
+
+    ``None`` means the feature is left out because there are too few drops (all features
+    are present from 6 drops, the default).
+    """
+    last = drops - 1
+
+    def at(i):
+        return min(i, last)
+
+    def deferrable(i):  # the feature's rows move to the next drop, which must exist
+        return i if i <= last - 1 else None
+
+    cp949 = 1 if drops >= 2 else None
+    bom = drops - 2 if drops >= 4 else (last if drops == 3 else (0 if drops == 1 else None))
+    plan = {
+        "cp949": cp949,
+        "bom": bom,
+        "empty_file": deferrable(1),  # imaging.csv with a header and zero data rows
+        "permuted_columns": at(2),  # every file's columns in another order
+        "late_patient_row": deferrable(2),  # rows whose patients.csv row comes one drop later
+        "death_before_haic": deferrable(2),  # vital_status error, corrected one drop later
+        "absent_file": deferrable(3),  # imaging.csv missing from the drop
+        "extra_column": at(3),  # assessments.csv has an unlisted column `recorded_by`
+        "withdrawn": max(1, drops - 2) if drops >= 2 else None,
+        "future_date": last,
+        "index_after_cutoff": last,
+        "orphans": sorted({0, at(3)}),
+    }
+    if plan["absent_file"] is not None and plan["absent_file"] == plan["empty_file"]:
+        plan["absent_file"] = None
+    return plan
+
+
+# ----------------------------------------------------------------------------- helpers
+def _ragged(rng, start, end, gmin, gmax, fmin, fmax):
+    """For each i: days start_i + cumsum(gaps) that are <= end_i, where the first gap is in
+    [fmin, fmax] (0 allowed: the start itself) and later gaps in [gmin, gmax].
+    Returns (owner, day, seq) sorted by owner, then day."""
+    start = np.asarray(start, np.int64)
+    end = np.asarray(end, np.int64)
+    n = start.size
+    span = end - start
+    cnt = np.where(span >= 0, span // gmin + 2, 0).astype(np.int64)
+    total = int(cnt.sum())
+    owner = np.repeat(np.arange(n), cnt)
+    gaps = rng.integers(gmin, gmax + 1, total)
+    offs = np.cumsum(cnt) - cnt
+    has = cnt > 0
+    first = offs[has]
+    gaps[first] = rng.integers(fmin, fmax + 1, first.size)
+    cs = np.cumsum(gaps)
+    base = cs[first] - gaps[first]
+    cs = cs - np.repeat(base, cnt[has])
+    day = np.repeat(start, cnt) + cs
+    seq = np.arange(total) - np.repeat(offs, cnt)
+    keep = day <= np.repeat(end, cnt)
+    return owner[keep], day[keep], seq[keep]
+
+
+def _group_cumsum(owner, x):
+    """Cumulative sum of x within runs of equal (sorted) owner."""
+    cs = np.cumsum(x)
+    if owner.size == 0:
+        return cs
+    start = np.r_[True, owner[1:] != owner[:-1]]
+    base = (cs - x)[start]
+    run = np.cumsum(start) - 1
+    return cs - base[run]
+
+
+def _count_le(owner, day, q_owner, q_day):
+    """Number of (owner, day) events with owner == q_owner and day <= q_day (owner-sorted,
+    day-sorted within owner)."""
+    key = owner.astype(np.int64) * (1 << 26) + day
+    qk = q_owner.astype(np.int64) * (1 << 26) + q_day
+    lo = np.searchsorted(key, q_owner.astype(np.int64) * (1 << 26) - (1 << 25), "left")
+    return np.searchsorted(key, qk, "right") - lo
+
+
+def _last_le(owner, day, q_owner, q_day, default):
+    key = owner.astype(np.int64) * (1 << 26) + day
+    qk = q_owner.astype(np.int64) * (1 << 26) + q_day
+    pos = np.searchsorted(key, qk, "right") - 1
+    ok = pos >= 0
+    pos_c = np.clip(pos, 0, None)
+    ok &= owner[pos_c] == q_owner if owner.size else np.zeros_like(ok)
+    return np.where(ok, day[pos_c] if day.size else 0, default)
+
+
+def _cat(codes, categories):
+    return pd.Categorical.from_codes(np.asarray(codes, dtype=np.int16), categories=categories)
+
+
+def _weibull(rng, n, shape, scale_months, lp):
+    e = rng.exponential(size=n)
+    return scale_months * (e / np.exp(lp)) ** (1.0 / shape) * MONTH_DAYS
+
+
+# ----------------------------------------------------------------------------- simulation
+def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
+    if patients < 1:
+        raise ValueError("patients must be >= 1")
+    rng = np.random.default_rng(seed)
+    cut_dates = drop_cutoffs(drops)
+    C = np.array([(c - DAY0).days for c in cut_dates], dtype=np.int64)
+    plan = drop_plan(drops)
+    D = drops
+    N = patients
+    n_ex = max(6, int(round(0.06 * N)))
+    P = N + n_ex + 1
+    kind = np.zeros(P, np.int8)
+    kind[N:N + n_ex] = 1 + np.arange(n_ex) % 6
+    kind[-1] = KIND_WITHDRAWN
+    is_elig = kind == KIND_ELIGIBLE
+    K = {k: 1 + i for i, k in enumerate(EXCLUSION_KINDS)}
+
+    # group: 0 first line, 1 post atezo-bev; prior: 0 none, 1 AB stop PD, 2 sorafenib PD,
+    # 3 AB stop toxicity
+    group = np.zeros(P, np.int8)
+    n_ab = int(round(P_POST_AB * N))
+    group[rng.choice(N, n_ab, replace=False)] = 1
+    group[kind == K["no_haic"]] = 1
+    prior = group.astype(np.int8).copy()
+    pos_idx = np.flatnonzero(kind == K["prior_other_systemic"])
+    prior[pos_idx] = np.where(np.arange(pos_idx.size) % 2 == 0, 2, 3)
+    group[pos_idx] = 1
+    has_haic = kind != K["no_haic"]
+
+    # ids: 8 digits, unique; two more for orphans
+    ids = 10_000_000 + rng.choice(89_999_999, P + 2, replace=False)
+    pid, orphan_ids = ids[:P], ids[P:]
+
+    # index date
+    u = rng.random(P)
+    shape_mix = np.where(rng.random(P) < 0.4, u, u ** 0.6)
+    index = STUDY_START + np.floor(shape_mix * (ACCRUAL_END - STUDY_START)).astype(np.int64)
+    sel = kind == K["index_before_study_start"]
+    index[sel] = rng.integers(_d("2021-09-01"), _d("2022-02-20"), sel.sum())
+    sel = kind == K["index_after_cutoff"]
+    index[sel] = LAST_CUTOFF + rng.integers(5, 26, sel.sum())
+    sel = kind == KIND_WITHDRAWN
+    w_drop = plan["withdrawn"] if plan["withdrawn"] is not None else D - 1
+    w_hi = max(STUDY_START + 30, int(C[max(w_drop - 1, 0)]) - 60) if D > 1 else LAST_CUTOFF - 60
+    index[sel] = rng.integers(STUDY_START + 14, max(STUDY_START + 15, w_hi), sel.sum())
+
+    # demographics
+    age = np.where(group == 1, rng.normal(AGE_MEAN[1], AGE_SD[1], P), rng.normal(AGE_MEAN[0], AGE_SD[0], P))
+    age = np.clip(np.floor(age), 22, 89).astype(np.int64)
+    age[kind == K["age_under_18"]] = 17
+    birth = index - np.round((age + rng.uniform(0.05, 0.95, P)) * 365.25).astype(np.int64)
+    sex = (rng.random(P) >= P_MALE).astype(np.int16)  # 0 M, 1 F
+    etiology = rng.choice(4, P, p=ETIOLOGY_P).astype(np.int16)
+    ecog = rng.choice(4, P, p=ECOG_P).astype(np.int64)
+    z = rng.normal(0, 1, P)  # liver dysfunction
+    tbil = np.exp(np.log(0.85) + 0.38 * z + rng.normal(0, 0.22, P))
+    alb = 3.78 - 0.33 * z + rng.normal(0, 0.22, P)
+    inr = 1.08 + 0.07 * z + np.abs(rng.normal(0, 0.06, P))
+    ascites = np.where(rng.random(P) < 1 / (1 + np.exp(-(1.6 * z - 1.9))), 1, 0)
+    ascites = np.where((ascites == 1) & (rng.random(P) < 0.15 + 0.1 * (z > 1.5)), 2, ascites)
+    enceph = (rng.random(P) < 0.02 + 0.03 * (z > 1.5)).astype(np.int64)
+    pts_bil = np.where(tbil < 2, 1, np.where(tbil <= 3, 2, 3))
+    pts_alb = np.where(alb > 3.5, 1, np.where(alb >= 2.8, 2, 3))
+    pts_inr = np.where(inr < 1.7, 1, np.where(inr <= 2.3, 2, 3))
+    cp_score = pts_bil + pts_alb + pts_inr + ascites + 1 + enceph + 1
+    cp_b = cp_score >= 7
+    log_afp = rng.normal(np.log(250), 3.1, P)
+    afp = np.exp(log_afp)
+    multiple = rng.random(P) < np.where(group == 1, P_MULTIPLE[1], P_MULTIPLE[0])
+    tcount = np.where(multiple, 2 + rng.poisson(2.2, P), 1)
+    size = np.round(np.clip(np.exp(rng.normal(np.log(6.5), 0.62, P)), 1.0, 25.0), 1)
+    pvi = rng.random(P) < P_PVI
+    ehm = rng.random(P) < P_EHM
+    plt_b = np.exp(rng.normal(np.log(150), 0.4, P))
+    alt_b = np.exp(rng.normal(np.log(35), 0.5, P))
+    ast_b = np.exp(rng.normal(np.log(55), 0.5, P))
+    crea_b = np.exp(rng.normal(np.log(0.85), 0.2, P))
+
+    # survival (days after index)
+    frail = rng.normal(0, FRAILTY_SD, P)
+    post_ab = (group == 1) & (prior == 1)
+    lp_os = (OS_LOG_HR["post_ab"] * post_ab + OS_LOG_HR["ecog0"] * (ecog == 0)
+             + OS_LOG_HR["ecog2"] * (ecog >= 2) + OS_LOG_HR["size10"] * (size > 10)
+             + OS_LOG_HR["cp_b"] * cp_b + OS_LOG_HR["ehm"] * ehm + OS_LOG_HR["pvi"] * pvi + frail)
+    lp_pfs = (PFS_LOG_HR["post_ab"] * post_ab + PFS_LOG_HR["ecog0"] * (ecog == 0)
+              + PFS_LOG_HR["ehm"] * ehm + PFS_LOG_HR["cp_b"] * cp_b + PFS_LOG_HR["pvi"] * pvi + frail)
+    responder = rng.random(P) < np.where(post_ab, P_RESPONDER[1], P_RESPONDER[0])
+    lp_pfs = lp_pfs + RESPONDER_LOG_HR_PFS * responder
+    t_os = np.maximum(np.round(_weibull(rng, P, OS_SHAPE, OS_SCALE, lp_os)), 3).astype(np.int64)
+    t_prog = np.maximum(np.round(_weibull(rng, P, PFS_SHAPE, PFS_SCALE, lp_pfs)), 7).astype(np.int64)
+    t_ltfu = 60 + np.round(rng.exponential(LTFU_MEDIAN_MONTHS / np.log(2) * MONTH_DAYS, P)).astype(np.int64) + 1
+    death = index + t_os
+    ltfu = index + t_ltfu
+    sel = kind == K["index_after_cutoff"]
+    death[sel] = NEVER
+    ltfu[sel] = NEVER
+    end_fu = np.minimum(np.minimum(death, ltfu), LAST_CUTOFF)
+    died_obs = (death <= ltfu) & (death <= LAST_CUTOFF)
+
+    # pre-index timeline
+    g_ab = rng.integers(10, 36, P)
+    n_ab_vis = 2 + rng.poisson(4, P)
+    has_prior = prior > 0
+    ab_owner = np.repeat(np.arange(P)[has_prior], n_ab_vis[has_prior])
+    ab_gap = rng.integers(18, 25, ab_owner.size)
+    ab_cs = _group_cumsum(ab_owner, ab_gap)
+    ab_len = np.zeros(P, np.int64)
+    np.add.at(ab_len, ab_owner, ab_gap)
+    ab_first_gap = ab_gap[np.r_[True, ab_owner[1:] != ab_owner[:-1]]] if ab_owner.size else ab_gap
+    ab_len[has_prior] -= ab_first_gap  # first visit is the start itself
+    ab_end = np.where(has_prior, index - g_ab, NEVER)
+    ab_start = np.where(has_prior, ab_end - ab_len, NEVER)
+    ab_day = ab_start[ab_owner] + ab_cs - ab_first_gap[np.cumsum(np.r_[True, ab_owner[1:] != ab_owner[:-1]]) - 1] if ab_owner.size else ab_cs
+    has_tace = rng.random(P) < P_TACE
+    tace_day = np.where(has_prior, ab_start, index) - rng.integers(30, 301, P)
+    tace_day = np.where(has_tace, tace_day, NEVER)
+    first_tx = np.minimum(np.where(has_prior, ab_start, NEVER), tace_day)
+    hcc_dx = np.where(first_tx < NEVER, first_tx - rng.integers(7, 61, P), index - rng.integers(20, 151, P))
+    b_off = rng.integers(0, 15, P)
+    b_off = np.where(has_prior, np.minimum(b_off, g_ab - 1), b_off)
+    base_day = index - b_off
+    prev_pre = np.maximum(np.maximum(hcc_dx, np.where(has_tace, tace_day, 0)), np.where(has_prior, ab_end, 0))
+    win_day = base_day - rng.integers(3, 11, P)
+    has_win = (rng.random(P) < 0.10) & (win_day > prev_pre) & (win_day >= index - 30)
+
+    # post-index visits and scans
+    v_owner, v_day, _ = _ragged(rng, index, end_fu - 1 + (end_fu == LAST_CUTOFF), 14, 28, 14, 28)
+    s_owner, s_day, s_seq = _ragged(rng, index, end_fu - 1 + (end_fu == LAST_CUTOFF), 42, 63, 42, 63)
+    early = rng.random(s_owner.size) < 0.05
+    first_scan = s_seq == 0
+    s_day = s_day - np.where(first_scan & early, rng.integers(1, 15, s_owner.size), 0)
+    keep = has_haic[s_owner]
+    s_owner, s_day, s_seq = s_owner[keep], s_day[keep], s_seq[keep]
+    is_pd = (s_day - index[s_owner]) >= t_prog[s_owner]
+    pd_before = _group_cumsum(s_owner, is_pd.astype(np.int64)) - is_pd
+    extra_after_pd = rng.random(P) < 0.3
+    prev_first_pd = np.r_[False, (is_pd & (pd_before == 0))[:-1]] & np.r_[False, s_owner[1:] == s_owner[:-1]]
+    keep = (pd_before == 0) | ((pd_before == 1) & prev_first_pd & extra_after_pd[s_owner])
+    s_owner, s_day, s_seq, is_pd, pd_before = s_owner[keep], s_day[keep], s_seq[keep], is_pd[keep], pd_before[keep]
+    onset = (rng.random(P) < 0.3).astype(np.int64)
+    cr = rng.random(P) < P_CR_GIVEN_RESPONSE
+    resp = np.full(s_owner.size, R_SD, np.int16)
+    r_on = responder[s_owner] & (s_seq >= onset[s_owner])
+    resp[r_on] = R_PR
+    resp[r_on & cr[s_owner] & (s_seq >= onset[s_owner] + 1)] = R_CR
+    resp[is_pd & (pd_before == 0)] = R_PD
+    after = pd_before == 1
+    resp[after] = rng.choice([R_PD, R_SD, R_PR], after.sum(), p=[0.5, 0.3, 0.2])
+    ne = (~is_pd) & (rng.random(s_owner.size) < 0.03)
+    resp[ne] = R_NE
+    # patients who die before their first scheduled scan get a last PD scan
+    n_scans = np.bincount(s_owner, minlength=P)
+    es = (n_scans == 0) & has_haic & died_obs & (t_os >= 10) & (kind != K["index_after_cutoff"])
+    es_owner = np.flatnonzero(es)
+    es_day = death[es_owner] - rng.integers(1, 8, es_owner.size) % (t_os[es_owner] - 5) - 1
+    s_owner = np.r_[s_owner, es_owner]
+    s_day = np.r_[s_day, es_day]
+    resp = np.r_[resp, np.full(es_owner.size, R_PD, np.int16)]
+    o = np.lexsort((s_day, s_owner))
+    s_owner, s_day, resp = s_owner[o], s_day[o], resp[o]
+    modality = (rng.random(s_owner.size) < 0.35).astype(np.int16)
+    first_pd_day = np.full(P, NEVER, np.int64)
+    pdm = resp == R_PD
+    np.minimum.at(first_pd_day, s_owner[pdm], s_day[pdm])
+
+    # HAIC course
+    h_owner, h_day, h_seq = _ragged(rng, index, end_fu, 28, 42, 0, 0)
+    keep = has_haic[h_owner] & (kind[h_owner] != K["index_after_cutoff"])
+    h_owner, h_day, h_seq = h_owner[keep], h_day[keep], h_seq[keep]
+    n_comp = rng.integers(6, 9, P)
+    comp_day = np.full(P, NEVER, np.int64)
+    cm = h_seq == (n_comp[h_owner] - 1)
+    comp_day[h_owner[cm]] = h_day[cm]
+    tox_day = np.where(rng.random(P) < 0.12, index + rng.integers(30, 181, P), NEVER)
+    cand = np.stack([first_pd_day, tox_day, comp_day, np.where(died_obs, death, NEVER)])
+    stop_reason = np.array([S_PD, S_TOX, S_COMP, S_DEATH])[np.argmin(cand, axis=0)]
+    stop_day = cand.min(axis=0)
+    observed_stop = stop_day <= np.minimum(ltfu, LAST_CUTOFF)
+    stop_day = np.where(observed_stop, stop_day, NEVER)
+    keep = h_day <= stop_day[h_owner]
+    h_owner, h_day = h_owner[keep], h_day[keep]
+
+    # courses: one row per course; cycle days (ragged) give the cycles count at a cutoff
+    c_pid, c_reg, c_start, c_end, c_stop = [], [], [], [], []
+    cyc_owner, cyc_day = [], []
+    n_courses = 0
+
+    def add_courses(owner_pat, reg, start, end, stop, cyc_o=None, cyc_d=None):
+        nonlocal n_courses
+        k = owner_pat.size
+        c_pid.append(owner_pat)
+        c_reg.append(np.broadcast_to(np.asarray(reg, np.int16), (k,)).copy())
+        c_start.append(start)
+        c_end.append(end)
+        c_stop.append(np.broadcast_to(np.asarray(stop, np.int16), (k,)).copy())
+        if cyc_o is None:  # one cycle, on the start day
+            cyc_o, cyc_d = np.arange(k), start
+        cyc_owner.append(cyc_o + n_courses)
+        cyc_day.append(cyc_d)
+        n_courses += k
+
+    pt = np.flatnonzero(has_tace)
+    add_courses(pt, TACE, tace_day[pt], tace_day[pt], S_COMP)
+    pa = np.flatnonzero(has_prior)
+    regs = np.where(prior[pa] == 2, SORA, AB)
+    stops = np.where(prior[pa] == 3, S_TOX, S_PD)
+    remap = np.full(P, -1)
+    remap[pa] = np.arange(pa.size)
+    add_courses(pa, regs, ab_start[pa], ab_end[pa], stops, remap[ab_owner], ab_day)
+    ph = np.flatnonzero(has_haic & (kind != K["index_after_cutoff"]))
+    remap = np.full(P, -1)
+    remap[ph] = np.arange(ph.size)
+    hk = remap[h_owner] >= 0
+    add_courses(ph, HAIC, index[ph], stop_day[ph], stop_reason[ph], remap[h_owner[hk]], h_day[hk])
+    # subsequent therapy after HAIC
+    sub = (has_haic & observed_stop & (stop_reason != S_DEATH) & (rng.random(P) < 0.45)
+           & (kind != K["index_after_cutoff"]))
+    sub_start = stop_day + rng.integers(7, 46, P)
+    sub &= sub_start < end_fu
+    ps = np.flatnonzero(sub)
+    fl_choice = rng.choice([AB, LENVA, SORA, OTHER_RX, HAIC], P, p=[0.45, 0.3, 0.1, 0.05, 0.1])
+    ab_choice = rng.choice([LENVA, SORA, OTHER_RX, HAIC], P, p=[0.55, 0.2, 0.1, 0.15])
+    sub_reg = np.where(group == 1, ab_choice, fl_choice)[ps]
+    sub_end = np.where(died_obs, death, NEVER)[ps]
+    gap = np.where(sub_reg == HAIC, 28, 21)
+    so, sd_, _ = _ragged(rng, sub_start[ps], np.minimum(sub_end, end_fu[ps]), 21, 21, 0, 0)
+    # HAIC rechallenge sessions are 28 days apart: stretch
+    sd_ = sub_start[ps][so] + (sd_ - sub_start[ps][so]) * gap[so] // 21
+    kk = sd_ <= np.minimum(sub_end, end_fu[ps])[so]
+    add_courses(ps, sub_reg, sub_start[ps], sub_end, S_DEATH, so[kk], sd_[kk])
+    # planned HAIC of the index_after_cutoff patient(s): start after the last cutoff
+    pf = np.flatnonzero(kind == K["index_after_cutoff"])
+    add_courses(pf, HAIC, index[pf], np.full(pf.size, NEVER), S_PD)
+
+    c_pid = np.concatenate(c_pid)
+    c_reg = np.concatenate(c_reg)
+    c_start = np.concatenate(c_start).astype(np.int64)
+    c_end = np.concatenate(c_end).astype(np.int64)
+    c_stop = np.concatenate(c_stop)
+    cyc_owner = np.concatenate(cyc_owner)
+    cyc_day = np.concatenate(cyc_day).astype(np.int64)
+    o = np.lexsort((cyc_day, cyc_owner))
+    cyc_owner, cyc_day = cyc_owner[o], cyc_day[o]
+    planned = np.zeros(c_pid.size, bool)
+    planned[-pf.size:] = pf.size > 0
+
+    # ----------------------------------------------------------------- visits (all)
+    parts = [
+        (np.arange(P), hcc_dx, np.full(P, 0)),
+        (pt, tace_day[pt], np.full(pt.size, 1)),
+        (ab_owner, ab_day, np.full(ab_owner.size, 2)),
+        (np.flatnonzero(has_win), win_day[has_win], np.full(has_win.sum(), 3)),
+        (np.arange(P), base_day, np.full(P, 4)),
+        (v_owner, v_day, np.full(v_owner.size, 5)),
+    ]
+    vo = np.concatenate([p[0] for p in parts])
+    vd = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    vk = np.concatenate([p[2] for p in parts]).astype(np.int8)
+    o = np.lexsort((vd, vo))
+    vo, vd, vk = vo[o], vd[o], vk[o]
+    # (visit days are unique per patient by construction)
+    keep = vd <= LAST_CUTOFF
+    vo, vd, vk = vo[keep], vd[keep], vk[keep]
+    n_v = vo.size
+
+    # assessments at every visit
+    a_ecog = ecog[vo].copy()
+    drift = rng.random(n_v)
+    a_ecog = np.where(vk == 5, np.clip(a_ecog + (drift < 0.15) - (drift > 0.95), 0, 4), a_ecog)
+    a_ecog = np.where(vk == 3, np.clip(a_ecog + 1, 0, 4), a_ecog)  # earlier in-window visit differs
+    a_ecog = np.where(vk < 3, np.clip(a_ecog - (drift < 0.3), 0, 4), a_ecog)
+    a_asc = np.where(vk == 4, ascites[vo], np.clip(ascites[vo] + (rng.random(n_v) < 0.06), 0, 2))
+    a_enc = np.where(vk == 4, enceph[vo], np.where(rng.random(n_v) < 0.01, 1, enceph[vo]))
+    a_tc = tcount[vo]
+    a_size = np.where(vk == 4, size[vo], np.round(size[vo] * np.exp(rng.normal(0, 0.12, n_v)), 1))
+    a_size = np.maximum(a_size, 0.5)
+    a_pvi = np.where(pvi[vo], 0, 1)
+    a_ehm = np.where(ehm[vo], 0, 1)
+
+    # labs: 8 tests at every visit
+    base_vals = np.stack([afp, alb, tbil, inr, plt_b, alt_b, ast_b, crea_b], axis=1)
+    noise_sd = np.array([0.25, 0.04, 0.12, 0.04, 0.12, 0.2, 0.2, 0.08])
+    l_vis = np.repeat(np.arange(n_v), 8)
+    l_test = np.tile(np.arange(8, dtype=np.int16), n_v)
+    is_base = vk[l_vis] == 4
+    noise = np.where(is_base, 1.0, np.exp(rng.normal(0, 1, l_vis.size) * noise_sd[l_test]))
+    l_val = base_vals[vo[l_vis], l_test] * noise
+    minute = (vd * 1440 + rng.integers(7 * 60, 12 * 60, n_v))[l_vis]
+    # baseline INR missing from the 30-day window for ~1.5%: drawn 31-40 days before index
+    no_inr = rng.random(P) < 0.015
+    drop_row = is_base & (l_test == 3) & no_inr[vo[l_vis]]
+    l_owner = vo[l_vis]
+    l_owner, minute, l_test, l_val = l_owner[~drop_row], minute[~drop_row], l_test[~drop_row], l_val[~drop_row]
+    pi = np.flatnonzero(no_inr)
+    l_owner = np.r_[l_owner, pi]
+    minute = np.r_[minute, (index[pi] - rng.integers(31, 41, pi.size)) * 1440 + 6 * 60 + rng.integers(0, 59, pi.size)]
+    l_test = np.r_[l_test, np.full(pi.size, 3, np.int16)]
+    l_val = np.r_[l_val, inr[pi]]
+    l_unit = TEST_UNIT[l_test].astype(np.int16)
+
+    # ----------------------------------------------------------------- drops
+    def drop_of(day):
+        return np.searchsorted(C, day, "left")
+
+    reg_drop = drop_of(hcc_dx)
+    truth = pd.DataFrame({
+        "patient_id": pid.astype(str), "kind": np.array(["eligible"] + EXCLUSION_KINDS + ["consent_withdrawn"])[kind],
+        "group": np.where(kind == KIND_ELIGIBLE, np.where(group == 1, "post_ate_beva", "first_line"), None),
+        "index_date": index, "age": age, "ecog": ecog, "death_day": np.where(died_obs, death, -1),
+        "t_prog": t_prog, "t_os": t_os, "ltfu_day": ltfu, "registration_drop": reg_drop,
+    })
+
+    tables = {}
+    # patients
+    pat = dict(drop=reg_drop.copy(), p=np.arange(P), birth=birth.copy(), sex=sex, etiology=etiology.copy(),
+               hcc_dx=hcc_dx, consent=np.zeros(P, np.int16))
+    names = korean_names(rng, P)
+
+    # vital status per drop (emit on change)
+    act_o = np.r_[vo, s_owner]
+    act_d = np.r_[vd, s_day]
+    o = np.lexsort((act_d, act_o))
+    act_o, act_d = act_o[o], act_d[o]
+    vit_rows = []
+    prev_lc = np.full(P, -1, np.int64)
+    prev_dd = np.full(P, MISSING, np.int64)
+    has_vital = kind != K["no_follow_up"]
+    allp = np.arange(P)
+    for k in range(D):
+        c = C[k]
+        regd = (hcc_dx <= c) & has_vital
+        dead = died_obs & (death <= c)
+        lc = np.where(dead, death, _last_le(act_o, act_d, allp, np.minimum(c, ltfu), -1))
+        dd = np.where(dead, death, MISSING)
+        emit = regd & (lc >= 0) & ((lc != prev_lc) | (dd != prev_dd))
+        e = np.flatnonzero(emit)
+        vit_rows.append((np.full(e.size, k), e, lc[e], dd[e]))
+        prev_lc[e], prev_dd[e] = lc[e], dd[e]
+    vit = dict(drop=np.concatenate([r[0] for r in vit_rows]), p=np.concatenate([r[1] for r in vit_rows]),
+               last_contact=np.concatenate([r[2] for r in vit_rows]), death=np.concatenate([r[3] for r in vit_rows]))
+
+    # treatments per drop (emit on change)
+    nc = c_pid.size
+    tr_rows = []
+    prev_state = np.full((nc, 3), -2, np.int64)
+    for k in range(D):
+        c = C[k]
+        vis = (c_start <= c) | (planned & (k == D - 1))
+        ended = c_end <= c
+        end_v = np.where(ended, c_end, MISSING)
+        stop_v = np.where(ended, c_stop, -1)
+        cyc = np.where(planned, -1, _count_le(cyc_owner, cyc_day, np.arange(nc), np.full(nc, c)))
+        state = np.stack([end_v, stop_v, cyc], axis=1)
+        emit = vis & (state != prev_state).any(axis=1)
+        e = np.flatnonzero(emit)
+        tr_rows.append((np.full(e.size, k), e, end_v[e], stop_v[e], cyc[e]))
+        prev_state[e] = state[e]
+    cidx = np.concatenate([r[1] for r in tr_rows])
+    trt = dict(drop=np.concatenate([r[0] for r in tr_rows]), p=c_pid[cidx], regimen=c_reg[cidx],
+               start=c_start[cidx], end=np.concatenate([r[2] for r in tr_rows]),
+               cycles=np.concatenate([r[4] for r in tr_rows]), stop=np.concatenate([r[3] for r in tr_rows]).astype(np.int16))
+
+    ass = dict(drop=drop_of(vd), p=vo, day=vd, ecog=a_ecog, ascites=a_asc.astype(np.int16),
+               enceph=a_enc.astype(np.int16), tumor_count=a_tc[...], size=a_size,
+               pvi=a_pvi.astype(np.int16), ehm=a_ehm.astype(np.int16))
+    lab = dict(drop=drop_of(minute // 1440), p=l_owner, minute=minute, test=l_test, value=l_val,
+               unit=l_unit)
+    img = dict(drop=drop_of(s_day), p=s_owner, day=s_day, modality=modality, response=resp)
+    for t in (ass, lab, img):
+        keep = t["drop"] < D
+        for key in t:
+            t[key] = t[key][keep]
+
+    ex = Extract(patients_n=N, drops=D, seed=seed, cutoffs=cut_dates, plan=plan, tables={}, truth=truth)
+    from .messiness import apply_messiness
+    tables = apply_messiness(rng, ex, dict(patients=pat, treatments=trt, assessments=ass, labs=lab,
+                                           imaging=img, vital_status=vit),
+                             names=names, pid=pid, orphan_ids=orphan_ids, kind=kind, index=index,
+                             group=group, C=C, K=K, base_day=base_day)
+    ex.tables = tables
+    return ex
