@@ -7,6 +7,7 @@
 | HAIC_PSEUDONYM_KEY   | (demo key, with a warning)  | HMAC key turning patient_id into patient_key  |
 | HAIC_ENV             | demo                        | `production` makes HAIC_PSEUDONYM_KEY mandatory |
 | HAIC_REPORTS         | <warehouse folder>/reports  | figures, reports, data-quality pages          |
+| HAIC_DUCKDB_MEMORY   | 2GB                         | DuckDB memory_limit (it spills to disk beyond) |
 
 Relative paths are resolved against the project root (the folder holding pyproject.toml), so
 the pipeline behaves the same from `make run`, `dagster dev` and the tests.
@@ -50,6 +51,7 @@ class Settings:
     pseudonym_key: str
     env: str
     key_is_demo: bool
+    duckdb_memory: str = "2GB"
 
     @property
     def analytics_copy(self) -> Path:
@@ -79,6 +81,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         pseudonym_key=key,
         env=haic_env,
         key_is_demo=key_is_demo,
+        duckdb_memory=env.get("HAIC_DUCKDB_MEMORY") or "2GB",
     )
 
 

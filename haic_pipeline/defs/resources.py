@@ -30,6 +30,7 @@ class HaicConfig(dg.ConfigurableResource):
             pseudonym_key=base.pseudonym_key,
             env=base.env,
             key_is_demo=base.key_is_demo,
+            duckdb_memory=base.duckdb_memory,
         )
 
 
@@ -52,7 +53,8 @@ def resources_for(settings: Settings) -> dict:
     return {
         "haic": HaicConfig(inbox=str(settings.inbox), warehouse=str(settings.warehouse),
                            reports=str(settings.reports)),
-        "duckdb": WarehouseResource(database=str(settings.warehouse)),
+        "duckdb": WarehouseResource(database=str(settings.warehouse),
+                                    connection_config={"memory_limit": settings.duckdb_memory}),
     }
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import duckdb
 
 from haic_pipeline.contracts import Contract, contract_by_file
-from haic_pipeline.ingest.pseudonym import key_table
+from haic_pipeline.ingest.pseudonym import Pseudonymiser, key_table
 from haic_pipeline.warehouse.schema import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -394,6 +394,8 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
         headers[name] = header
 
     # 4. one transaction for the whole drop
+    id_col = next(c for contract in contracts.values() for c in contract.columns if c.identifier == "pseudonymise")
+    pseudonymise = Pseudonymiser(pseudonym_key, id_col.pattern)
     workdir = Path(tempfile.mkdtemp(prefix=f".haic-{eid}-", dir=tmp_dir))
     try:
         con.execute("BEGIN TRANSACTION")
@@ -404,7 +406,7 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
                 utf8 = workdir / name
                 _transcode_to_utf8(path, utf8, manifest.encoding, eid, name)
                 path = utf8
-            rows = _land_file(con, contract, path, header, eid, name, pseudonym_key, now)
+            rows = _land_file(con, contract, path, header, eid, name, pseudonymise, now)
             expected = manifest.files[name]["rows"]
             if rows != expected:
                 raise DropRejected(eid, f"{rows} data rows, the manifest says {expected}", file=name)
@@ -432,13 +434,13 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
 
 
 def _land_file(con, contract: Contract, path: Path, header: list[str], eid: str, name: str,
-               pseudonym_key: str, now: dt.datetime) -> int:
+               pseudonymise: Pseudonymiser, now: dt.datetime) -> int:
     """Insert one verified file into raw.<domain>; returns the number of data rows."""
     source = _read_csv_sql(path, header)
     id_col = next(c for c in contract.columns if c.identifier == "pseudonymise")
     try:
         ids = [r[0] for r in con.execute(f"SELECT DISTINCT trim({id_col.name}) FROM {source}").fetchall()]
-        keys = key_table(ids, pseudonym_key, id_col.pattern)
+        keys = key_table(ids, pseudonymise)
         con.register("_haic_keys", keys)
         select = []
         for col in contract.columns:

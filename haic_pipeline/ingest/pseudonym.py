@@ -19,7 +19,26 @@ def patient_key(patient_id: str, key: str) -> str:
     return hmac.new(key.encode("utf-8"), patient_id.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
-def key_table(patient_ids: list[str | None], key: str, pattern: str | None = None):
+class Pseudonymiser:
+    """patient_key for many ids: the keyed HMAC state is built once and copied per id, and each
+    id is computed once per drop however many files mention it."""
+
+    def __init__(self, key: str, pattern: str | None = None):
+        self._base = hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)
+        self._regex = re.compile(pattern) if pattern else PATIENT_ID_PATTERN
+        self._cache: dict[str, tuple[str, bool]] = {}
+
+    def __call__(self, patient_id: str) -> tuple[str, bool]:
+        hit = self._cache.get(patient_id)
+        if hit is None:
+            h = self._base.copy()
+            h.update(patient_id.encode("utf-8"))
+            hit = (h.hexdigest()[:16], bool(self._regex.match(patient_id)))
+            self._cache[patient_id] = hit
+        return hit
+
+
+def key_table(patient_ids: list[str | None], pseudonymise: Pseudonymiser):
     """A DataFrame (pid, patient_key, valid) for the distinct ids of one file.
 
     `pid` is the trimmed id as delivered; `valid` says whether it matches the contract's pattern.
@@ -27,12 +46,10 @@ def key_table(patient_ids: list[str | None], key: str, pattern: str | None = Non
     """
     import pandas as pd
 
-    regex = re.compile(pattern) if pattern else PATIENT_ID_PATTERN
-    rows = []
-    for pid in patient_ids:
-        if pid is None or pid == "":
-            continue
-        rows.append((pid, patient_key(pid, key), bool(regex.match(pid))))
-    return pd.DataFrame(rows, columns=["pid", "patient_key", "valid"]).astype(
-        {"pid": "string", "patient_key": "string", "valid": "bool"}
-    )
+    pids = [p for p in patient_ids if p]
+    keys = [pseudonymise(p) for p in pids]
+    return pd.DataFrame({
+        "pid": pd.Series(pids, dtype="string"),
+        "patient_key": pd.Series([k for k, _ in keys], dtype="string"),
+        "valid": pd.Series([v for _, v in keys], dtype="bool"),
+    })

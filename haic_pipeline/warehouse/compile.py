@@ -133,7 +133,8 @@ def rule_check(c: Contract, rule: Rule) -> tuple[str, str, str, str]:
         pred = "patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)"
         return rule.name, rule.severity, pred, _q("patient is in no delivered patients.csv (or its patient row is quarantined)")
     if rule.kind == "lab_unit":
-        pred = "test_code IS NOT NULL AND _unit_divisor IS NULL AND test_code IN (SELECT test_code FROM _units)"
+        tests = ", ".join(_q(t) for t in c.units)
+        pred = f"test_code IN ({tests}) AND _unit_divisor IS NULL"
         reason = "'unit ''' || coalesce(raw_unit, '') || ''' is not accepted for ' || test_code"
         return rule.name, rule.severity, pred, reason
     if rule.kind == "censoring_only_for":
@@ -153,36 +154,63 @@ def checks(c: Contract) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def _struct_list(items: list[tuple[str, str, str, str]]) -> str:
-    if not items:
-        return "[]::STRUCT(check_name VARCHAR, reason VARCHAR)[]"
-    cases = ",\n            ".join(
-        f"CASE WHEN {pred} THEN {{'check_name': {_q(name)}, 'reason': {reason}}} END"
-        for name, _sev, pred, reason in items
-    )
-    return f"list_filter([\n            {cases}\n        ], lambda x: x IS NOT NULL)"
+def _col_name(check: str, severity: str) -> str:
+    return f"_{'e' if severity == 'error' else 'w'}_{check}"
+
+
+def typed_view(c: Contract) -> str:
+    """`raw.typed_<domain>`: every delivered row of raw.<domain>, typed and normalised (NULL where a
+    value does not parse), with its delivered text in `raw_<column>` and the drop's extraction
+    date. The staging model and the data-quality suites both read this one definition."""
+    d = c.domain
+    lab = any(col.type == "lab_value" for col in c.columns)
+    select = ["r._extract_id", "r._row_number", "d.extracted_at::DATE AS _extract_date"]
+    for col in c.columns:
+        if col.in_raw:
+            select.extend(typed_expr(col))
+    select += [f"{_text(col.name)} AS raw_{col.name}" for col in c.columns
+               if col.in_raw and col.identifier != "pseudonymise"]
+    joins = [f"FROM raw.{d} AS r",
+             "JOIN ops.drops AS d ON d.extract_id = r._extract_id AND d.status = 'loaded'"]
+    if lab:
+        rows = []
+        for test, spec in c.units.items():
+            for unit, div in spec["divide_by"].items():
+                rows.append(f"        ({_q(test)}, {_q(str(unit).lower())}, {_q(spec['canonical'])}, {float(div)!r})")
+        select += ["u.divisor AS _unit_divisor", "u.canonical_unit",
+                   "round(value_number / u.divisor, 6) AS value_canonical"]
+        joins += [
+            "-- accepted units per test: value in the canonical unit = delivered value / divisor",
+            "LEFT JOIN (VALUES\n" + ",\n".join(rows) + "\n    ) AS u(test_code, unit_lower, canonical_unit, divisor)",
+            "    ON u.test_code = upper(nullif(trim(r.test_code), '')) AND u.unit_lower = coalesce(lower(nullif(trim(r.unit), '')), '')",
+        ]
+    return (f"CREATE OR REPLACE VIEW raw.typed_{d} AS\nSELECT\n    " + ",\n    ".join(select) + "\n"
+            + "\n".join(joins) + ";\n")
 
 
 def compile_contract(c: Contract) -> str:
     d = c.domain
     lab = any(col.type == "lab_value" for col in c.columns)
-    raw_cols = [col for col in c.columns if col.in_raw and col.identifier != "pseudonymise"]
-    typed = ["r._extract_id", "r._row_number", "d.extracted_at::DATE AS _extract_date"]
-    for col in c.columns:
-        if col.in_raw:
-            typed.extend(typed_expr(col))
-    typed += [f"{_text(col.name)} AS raw_{col.name}" for col in raw_cols]
     key = c.staging_key
     key_null = " OR ".join(f"{k} IS NULL" for k in key)
-    staged_cols = [col for col in c.columns if col.in_staging]
     content = []
-    for col in staged_cols:
+    for col in c.columns:
+        if not col.in_staging:
+            continue
         if col.type == "lab_value":
             content += [f"{col.name}_number", f"{col.name}_censoring"]
         else:
             content.append(col.warehouse_name)
     if lab:
         content.append("raw_unit")
+    rules = checks(c)
+    conflict = ("duplicate_key_conflict", "error", "_version > 1",
+                "'same natural key as data row ' || _winner_row_number || "
+                "' of this drop, with different values; that later row was kept'")
+    errors = [conflict] + [r for r in rules if r[1] == "error"]
+    warns = [r for r in rules if r[1] == "warn"]
+    any_error = " OR ".join(_col_name(n, "error") for n, *_ in errors)
+    any_warn = " OR ".join(_col_name(n, "warn") for n, *_ in warns) or "false"
 
     lines = [
         f"-- staging.{d}: generated from data_contracts/{d}.yaml by",
@@ -190,94 +218,71 @@ def compile_contract(c: Contract) -> str:
         "-- Do not edit by hand: change the contract and regenerate (a test keeps this file in sync).",
         f"-- Reads raw.{d} (every loaded drop) and ops.drops"
         + ("" if d == "patients" else ", staging.patients (orphans, consent)") + ".",
-        f"-- Writes staging.{d} and the '{d}' rows of ops.quarantine (error rules) and ops.row_flags (warn rules).",
+        f"-- Writes raw.typed_{d} (view), staging.{d}, and the '{d}' rows of ops.quarantine (error rules)",
+        "-- and ops.row_flags (warn rules).",
         "",
+        "-- 1. type and normalise every delivered column",
+        typed_view(c),
     ]
-    if lab:
-        unit_rows = []
-        for test, spec in c.units.items():
-            for unit, div in spec["divide_by"].items():
-                unit_rows.append(f"    ({_q(test)}, {_q(str(unit).lower())}, {_q(spec['canonical'])}, {float(div)!r})")
-        lines += [
-            "-- accepted units per test: value in the canonical unit = delivered value / divisor",
-            "CREATE OR REPLACE TEMP TABLE _units (test_code VARCHAR, unit_lower VARCHAR, canonical_unit VARCHAR, divisor DOUBLE);",
-            "INSERT INTO _units VALUES\n" + ",\n".join(unit_rows) + ";",
-            "",
-        ]
-    exclude_withdrawn = "" if d == "patients" else (
-        "\n    WHERE r.patient_key IS NULL OR r.patient_key NOT IN "
+    where = "" if d == "patients" else (
+        "\n    WHERE patient_key IS NULL OR patient_key NOT IN "
         "(SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn')"
     )
+    judged = "_version = 1" if d != "patients" else "_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn'"
+    flags = []
+    for name, sev, pred, _reason in errors + warns:
+        if name == "duplicate_key_conflict":
+            flags.append(f"_version > 1 AS {_col_name(name, sev)}")
+        elif d == "patients" and name.startswith("patient_id"):
+            flags.append(f"coalesce(_version = 1 AND ({pred}), false) AS {_col_name(name, sev)}")
+        else:
+            flags.append(f"coalesce({judged} AND ({pred}), false) AS {_col_name(name, sev)}")
     lines += [
         f"CREATE OR REPLACE TEMP TABLE _{d}_evaluated AS",
-        "WITH typed AS (",
-        "    -- 1. type and normalise every delivered column",
-        "    SELECT\n        " + ",\n        ".join(typed),
-        f"    FROM raw.{d} AS r",
-        "    JOIN ops.drops AS d ON d.extract_id = r._extract_id AND d.status = 'loaded'"
-        + exclude_withdrawn,
-        "),",
-    ]
-    src = "typed"
-    if lab:
-        lines += [
-            "converted AS (",
-            "    -- labs: unit converted to the canonical unit, censoring sign kept apart",
-            "    SELECT t.*, u.divisor AS _unit_divisor, u.canonical_unit,",
-            "           round(t.value_number / u.divisor, 6) AS value_canonical",
-            "    FROM typed AS t",
-            "    LEFT JOIN _units AS u ON u.test_code = t.test_code AND u.unit_lower = coalesce(lower(t.raw_unit), '')",
-            "),",
-        ]
-        src = "converted"
-    lines += [
-        "versioned AS (",
+        "WITH versioned AS (",
         "    -- 2. delta semantics: the newest drop wins per natural key (rows without a full key stand alone)",
         "    SELECT *,",
-        f"        row_number() OVER w AS _version,",
-        f"        first_value(_extract_id) OVER w AS _winner_extract_id,",
-        f"        first_value(_row_number) OVER w AS _winner_row_number,",
+        "        row_number() OVER w AS _version,",
+        "        first_value(_extract_id) OVER w AS _winner_extract_id,",
+        "        first_value(_row_number) OVER w AS _winner_row_number,",
         f"        hash({', '.join(content)}) AS _content,",
         f"        first_value(hash({', '.join(content)})) OVER w AS _winner_content",
-        f"    FROM {src}",
+        f"    FROM raw.typed_{d}{where}",
         f"    WINDOW w AS (PARTITION BY {', '.join(key)}, CASE WHEN {key_null} THEN _extract_id || ':' || _row_number END",
         "                 ORDER BY _extract_id DESC, _row_number DESC)",
         ")",
-        "SELECT *,",
-        "    -- 3. rules: errors (row quarantined) and warnings (row kept, flagged)",
-        "    CASE WHEN _version > 1 THEN [{'check_name': 'duplicate_key_conflict', 'reason': "
-        "'same natural key as data row ' || _winner_row_number || ' of this drop, with different values; that later row was kept'}]",
-        f"         ELSE {_struct_list([x for x in checks(c) if x[1] == 'error'])}",
-        "    END AS _errors,",
-        f"    CASE WHEN _version > 1 THEN []::STRUCT(check_name VARCHAR, reason VARCHAR)[]",
-        f"         ELSE {_struct_list([x for x in checks(c) if x[1] == 'warn'])}",
-        "    END AS _warnings",
+        "-- 3. one boolean per rule: _e_* error rules (row quarantined), _w_* warn rules (row kept, flagged)"
+        + ("\n-- (a withdrawn patient is judged on the key only: no rule may keep it in a table)" if d == "patients" else ""),
+        "SELECT *,\n    " + ",\n    ".join(flags),
         "FROM versioned",
         "-- superseded versions (older drops) and exact duplicates drop out here",
         "WHERE _version = 1 OR (_extract_id = _winner_extract_id AND _content <> _winner_content);",
         "",
     ]
-    if d == "patients":
-        lines += [
-            "-- a withdrawn patient is judged on nothing but the key: no rule may keep it in a table",
-            "UPDATE _patients_evaluated SET _errors = list_filter(_errors, lambda x: x.check_name LIKE 'patient_id%'),",
-            "    _warnings = []",
-            "WHERE consent_status = 'withdrawn';",
-            "",
-        ]
     raw_json_cols = ", ".join(
         f"{_q(name)}: r.{name}" for name in c.raw_columns
         if name != "_patient_id_valid" and not (name != "patient_key" and c.column(name).identifier == "raw_only")
     )
-    for table, field, severity in (("ops.quarantine", "_errors", "error"), ("ops.row_flags", "_warnings", "warn")):
-        kept_only = " WHERE len(e._errors) = 0" if field == "_warnings" else ""
+    for table, items, severity, any_flag in (("ops.quarantine", errors, "error", any_error),
+                                             ("ops.row_flags", warns, "warn", any_warn)):
+        lines += [f"DELETE FROM {table} WHERE domain = {_q(d)};"]
+        if not items:
+            lines.append("")
+            continue
+        kept = f" AND NOT ({any_error})" if severity == "warn" else ""
+        branches = "\n    UNION ALL\n".join(
+            f"    SELECT _extract_id, _row_number, patient_key, {_q(name)} AS check_name, {reason} AS reason "
+            f"FROM failed WHERE {_col_name(name, severity)}"
+            for name, _sev, _pred, reason in items
+        )
         lines += [
-            f"DELETE FROM {table} WHERE domain = {_q(d)};",
             f"INSERT INTO {table} (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)",
-            f"SELECT {_q(d)}, e._extract_id, e._row_number, e.patient_key, e.f.check_name, {_q(severity)}, e.f.reason,",
+            f"WITH failed AS (SELECT * FROM _{d}_evaluated WHERE ({any_flag}){kept}),",
+            f"checks AS (\n{branches}\n)",
+            f"SELECT {_q(d)}, f._extract_id, f._row_number, f.patient_key, f.check_name, {_q(severity)}, f.reason,",
             f"       to_json({{{raw_json_cols}}})",
-            f"FROM (SELECT *, unnest({field}) AS f FROM _{d}_evaluated) AS e",
-            f"JOIN raw.{d} AS r ON r._extract_id = e._extract_id AND r._row_number = e._row_number{kept_only};",
+            "FROM checks AS f",
+            f"JOIN raw.{d} AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;",
             "",
         ]
     select = []
@@ -298,19 +303,22 @@ def compile_contract(c: Contract) -> str:
             select.append(f"CASE WHEN consent_status = 'withdrawn' THEN NULL ELSE {col.name} END AS {col.name}")
         else:
             select.append(col.warehouse_name)
-    select += ["list_transform(_warnings, lambda x: x.check_name) AS dq_warnings", "_extract_id", "_row_number"]
+    warn_list = ", ".join(f"CASE WHEN {_col_name(n, 'warn')} THEN {_q(n)} END" for n, *_ in warns)
+    select += [
+        (f"CASE WHEN {any_warn} THEN list_filter([{warn_list}], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END"
+         if warns else "[]::VARCHAR[]") + " AS dq_warnings",
+        "_extract_id",
+        "_row_number",
+    ]
     lines += [
-        f"-- 4. the staging table: winning rows without errors",
+        "-- 4. the staging table: winning rows without errors",
         f"CREATE OR REPLACE TABLE staging.{d} AS",
         "SELECT\n    " + ",\n    ".join(select),
         f"FROM _{d}_evaluated",
-        "WHERE len(_errors) = 0",
-        f"ORDER BY {', '.join(key)};",
+        f"WHERE NOT ({any_error});",
         "",
         f"DROP TABLE _{d}_evaluated;",
     ]
-    if lab:
-        lines.append("DROP TABLE _units;")
     return "\n".join(lines) + "\n"
 
 

@@ -2,31 +2,32 @@
 --   python -m haic_pipeline.warehouse.compile
 -- Do not edit by hand: change the contract and regenerate (a test keeps this file in sync).
 -- Reads raw.patients (every loaded drop) and ops.drops.
--- Writes staging.patients and the 'patients' rows of ops.quarantine (error rules) and ops.row_flags (warn rules).
+-- Writes raw.typed_patients (view), staging.patients, and the 'patients' rows of ops.quarantine (error rules)
+-- and ops.row_flags (warn rules).
+
+-- 1. type and normalise every delivered column
+CREATE OR REPLACE VIEW raw.typed_patients AS
+SELECT
+    r._extract_id,
+    r._row_number,
+    d.extracted_at::DATE AS _extract_date,
+    r.patient_key,
+    r._patient_id_valid,
+    CASE WHEN regexp_full_match(nullif(trim(r.birth_date), ''), '\d{4}-\d{2}-\d{2}') THEN try_cast(nullif(trim(r.birth_date), '') AS DATE) END AS birth_date,
+    upper(nullif(trim(r.sex), '')) AS sex,
+    upper(nullif(trim(r.etiology), '')) AS etiology,
+    CASE WHEN regexp_full_match(nullif(trim(r.hcc_diagnosis_date), ''), '\d{4}-\d{2}-\d{2}') THEN try_cast(nullif(trim(r.hcc_diagnosis_date), '') AS DATE) END AS hcc_diagnosis_date,
+    lower(nullif(trim(r.consent_status), '')) AS consent_status,
+    nullif(trim(r.birth_date), '') AS raw_birth_date,
+    nullif(trim(r.sex), '') AS raw_sex,
+    nullif(trim(r.etiology), '') AS raw_etiology,
+    nullif(trim(r.hcc_diagnosis_date), '') AS raw_hcc_diagnosis_date,
+    nullif(trim(r.consent_status), '') AS raw_consent_status
+FROM raw.patients AS r
+JOIN ops.drops AS d ON d.extract_id = r._extract_id AND d.status = 'loaded';
 
 CREATE OR REPLACE TEMP TABLE _patients_evaluated AS
-WITH typed AS (
-    -- 1. type and normalise every delivered column
-    SELECT
-        r._extract_id,
-        r._row_number,
-        d.extracted_at::DATE AS _extract_date,
-        r.patient_key,
-        r._patient_id_valid,
-        CASE WHEN regexp_full_match(nullif(trim(r.birth_date), ''), '\d{4}-\d{2}-\d{2}') THEN try_cast(nullif(trim(r.birth_date), '') AS DATE) END AS birth_date,
-        upper(nullif(trim(r.sex), '')) AS sex,
-        upper(nullif(trim(r.etiology), '')) AS etiology,
-        CASE WHEN regexp_full_match(nullif(trim(r.hcc_diagnosis_date), ''), '\d{4}-\d{2}-\d{2}') THEN try_cast(nullif(trim(r.hcc_diagnosis_date), '') AS DATE) END AS hcc_diagnosis_date,
-        lower(nullif(trim(r.consent_status), '')) AS consent_status,
-        nullif(trim(r.birth_date), '') AS raw_birth_date,
-        nullif(trim(r.sex), '') AS raw_sex,
-        nullif(trim(r.etiology), '') AS raw_etiology,
-        nullif(trim(r.hcc_diagnosis_date), '') AS raw_hcc_diagnosis_date,
-        nullif(trim(r.consent_status), '') AS raw_consent_status
-    FROM raw.patients AS r
-    JOIN ops.drops AS d ON d.extract_id = r._extract_id AND d.status = 'loaded'
-),
-versioned AS (
+WITH versioned AS (
     -- 2. delta semantics: the newest drop wins per natural key (rows without a full key stand alone)
     SELECT *,
         row_number() OVER w AS _version,
@@ -34,55 +35,76 @@ versioned AS (
         first_value(_row_number) OVER w AS _winner_row_number,
         hash(patient_key, sex, etiology, hcc_diagnosis_date, consent_status) AS _content,
         first_value(hash(patient_key, sex, etiology, hcc_diagnosis_date, consent_status)) OVER w AS _winner_content
-    FROM typed
+    FROM raw.typed_patients
     WINDOW w AS (PARTITION BY patient_key, CASE WHEN patient_key IS NULL THEN _extract_id || ':' || _row_number END
                  ORDER BY _extract_id DESC, _row_number DESC)
 )
+-- 3. one boolean per rule: _e_* error rules (row quarantined), _w_* warn rules (row kept, flagged)
+-- (a withdrawn patient is judged on the key only: no rule may keep it in a table)
 SELECT *,
-    -- 3. rules: errors (row quarantined) and warnings (row kept, flagged)
-    CASE WHEN _version > 1 THEN [{'check_name': 'duplicate_key_conflict', 'reason': 'same natural key as data row ' || _winner_row_number || ' of this drop, with different values; that later row was kept'}]
-         ELSE list_filter([
-            CASE WHEN patient_key IS NULL THEN {'check_name': 'patient_id_required', 'reason': 'patient_id is missing'} END,
-            CASE WHEN patient_key IS NOT NULL AND NOT _patient_id_valid THEN {'check_name': 'patient_id_pattern', 'reason': 'patient_id does not match ^[0-9]{8}$ (value withheld)'} END,
-            CASE WHEN raw_birth_date IS NULL THEN {'check_name': 'birth_date_required', 'reason': 'birth_date is missing'} END,
-            CASE WHEN raw_birth_date IS NOT NULL AND birth_date IS NULL THEN {'check_name': 'birth_date_type', 'reason': 'birth_date ' || '(withheld)' || ' is not a YYYY-MM-DD date'} END,
-            CASE WHEN raw_sex IS NULL THEN {'check_name': 'sex_required', 'reason': 'sex is missing'} END,
-            CASE WHEN sex IS NOT NULL AND sex NOT IN ('M', 'F') THEN {'check_name': 'sex_code', 'reason': 'sex ' || coalesce(raw_sex, '') || ' is not one of M, F'} END,
-            CASE WHEN etiology IS NOT NULL AND etiology NOT IN ('HBV', 'HCV', 'ALCOHOL', 'OTHER') THEN {'check_name': 'etiology_code', 'reason': 'etiology ' || coalesce(raw_etiology, '') || ' is not one of HBV, HCV, ALCOHOL, OTHER'} END,
-            CASE WHEN raw_hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date IS NULL THEN {'check_name': 'hcc_diagnosis_date_type', 'reason': 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is not a YYYY-MM-DD date'} END,
-            CASE WHEN raw_consent_status IS NULL THEN {'check_name': 'consent_status_required', 'reason': 'consent_status is missing'} END,
-            CASE WHEN consent_status IS NOT NULL AND consent_status NOT IN ('active', 'withdrawn') THEN {'check_name': 'consent_status_code', 'reason': 'consent_status ' || coalesce(raw_consent_status, '') || ' is not one of active, withdrawn'} END,
-            CASE WHEN birth_date IS NOT NULL AND birth_date::DATE > _extract_date THEN {'check_name': 'birth_date_in_future', 'reason': 'birth_date ' || '(withheld)' || ' is after the drop''s extraction date ' || _extract_date::VARCHAR} END
-        ], lambda x: x IS NOT NULL)
-    END AS _errors,
-    CASE WHEN _version > 1 THEN []::STRUCT(check_name VARCHAR, reason VARCHAR)[]
-         ELSE list_filter([
-            CASE WHEN hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date::DATE > _extract_date THEN {'check_name': 'hcc_diagnosis_date_in_future', 'reason': 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR} END,
-            CASE WHEN birth_date IS NOT NULL AND hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date < birth_date THEN {'check_name': 'diagnosis_after_birth', 'reason': 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is before birth_date ' || '(withheld)'} END
-        ], lambda x: x IS NOT NULL)
-    END AS _warnings
+    _version > 1 AS _e_duplicate_key_conflict,
+    coalesce(_version = 1 AND (patient_key IS NULL), false) AS _e_patient_id_required,
+    coalesce(_version = 1 AND (patient_key IS NOT NULL AND NOT _patient_id_valid), false) AS _e_patient_id_pattern,
+    coalesce(_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn' AND (raw_birth_date IS NULL), false) AS _e_birth_date_required,
+    coalesce(_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn' AND (raw_birth_date IS NOT NULL AND birth_date IS NULL), false) AS _e_birth_date_type,
+    coalesce(_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn' AND (raw_sex IS NULL), false) AS _e_sex_required,
+    coalesce(_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn' AND (sex IS NOT NULL AND sex NOT IN ('M', 'F')), false) AS _e_sex_code,
+    coalesce(_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn' AND (etiology IS NOT NULL AND etiology NOT IN ('HBV', 'HCV', 'ALCOHOL', 'OTHER')), false) AS _e_etiology_code,
+    coalesce(_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn' AND (raw_hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date IS NULL), false) AS _e_hcc_diagnosis_date_type,
+    coalesce(_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn' AND (raw_consent_status IS NULL), false) AS _e_consent_status_required,
+    coalesce(_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn' AND (consent_status IS NOT NULL AND consent_status NOT IN ('active', 'withdrawn')), false) AS _e_consent_status_code,
+    coalesce(_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn' AND (birth_date IS NOT NULL AND birth_date::DATE > _extract_date), false) AS _e_birth_date_in_future,
+    coalesce(_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn' AND (hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date::DATE > _extract_date), false) AS _w_hcc_diagnosis_date_in_future,
+    coalesce(_version = 1 AND consent_status IS DISTINCT FROM 'withdrawn' AND (birth_date IS NOT NULL AND hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date < birth_date), false) AS _w_diagnosis_after_birth
 FROM versioned
 -- superseded versions (older drops) and exact duplicates drop out here
 WHERE _version = 1 OR (_extract_id = _winner_extract_id AND _content <> _winner_content);
 
--- a withdrawn patient is judged on nothing but the key: no rule may keep it in a table
-UPDATE _patients_evaluated SET _errors = list_filter(_errors, lambda x: x.check_name LIKE 'patient_id%'),
-    _warnings = []
-WHERE consent_status = 'withdrawn';
-
 DELETE FROM ops.quarantine WHERE domain = 'patients';
 INSERT INTO ops.quarantine (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-SELECT 'patients', e._extract_id, e._row_number, e.patient_key, e.f.check_name, 'error', e.f.reason,
+WITH failed AS (SELECT * FROM _patients_evaluated WHERE (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_birth_date_required OR _e_birth_date_type OR _e_sex_required OR _e_sex_code OR _e_etiology_code OR _e_hcc_diagnosis_date_type OR _e_consent_status_required OR _e_consent_status_code OR _e_birth_date_in_future)),
+checks AS (
+    SELECT _extract_id, _row_number, patient_key, 'duplicate_key_conflict' AS check_name, 'same natural key as data row ' || _winner_row_number || ' of this drop, with different values; that later row was kept' AS reason FROM failed WHERE _e_duplicate_key_conflict
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'patient_id_required' AS check_name, 'patient_id is missing' AS reason FROM failed WHERE _e_patient_id_required
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'patient_id_pattern' AS check_name, 'patient_id does not match ^[0-9]{8}$ (value withheld)' AS reason FROM failed WHERE _e_patient_id_pattern
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'birth_date_required' AS check_name, 'birth_date is missing' AS reason FROM failed WHERE _e_birth_date_required
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'birth_date_type' AS check_name, 'birth_date ' || '(withheld)' || ' is not a YYYY-MM-DD date' AS reason FROM failed WHERE _e_birth_date_type
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'sex_required' AS check_name, 'sex is missing' AS reason FROM failed WHERE _e_sex_required
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'sex_code' AS check_name, 'sex ' || coalesce(raw_sex, '') || ' is not one of M, F' AS reason FROM failed WHERE _e_sex_code
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'etiology_code' AS check_name, 'etiology ' || coalesce(raw_etiology, '') || ' is not one of HBV, HCV, ALCOHOL, OTHER' AS reason FROM failed WHERE _e_etiology_code
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'hcc_diagnosis_date_type' AS check_name, 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is not a YYYY-MM-DD date' AS reason FROM failed WHERE _e_hcc_diagnosis_date_type
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'consent_status_required' AS check_name, 'consent_status is missing' AS reason FROM failed WHERE _e_consent_status_required
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'consent_status_code' AS check_name, 'consent_status ' || coalesce(raw_consent_status, '') || ' is not one of active, withdrawn' AS reason FROM failed WHERE _e_consent_status_code
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'birth_date_in_future' AS check_name, 'birth_date ' || '(withheld)' || ' is after the drop''s extraction date ' || _extract_date::VARCHAR AS reason FROM failed WHERE _e_birth_date_in_future
+)
+SELECT 'patients', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason,
        to_json({'patient_key': r.patient_key, 'sex': r.sex, 'etiology': r.etiology, 'hcc_diagnosis_date': r.hcc_diagnosis_date, 'consent_status': r.consent_status})
-FROM (SELECT *, unnest(_errors) AS f FROM _patients_evaluated) AS e
-JOIN raw.patients AS r ON r._extract_id = e._extract_id AND r._row_number = e._row_number;
+FROM checks AS f
+JOIN raw.patients AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
 DELETE FROM ops.row_flags WHERE domain = 'patients';
 INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-SELECT 'patients', e._extract_id, e._row_number, e.patient_key, e.f.check_name, 'warn', e.f.reason,
+WITH failed AS (SELECT * FROM _patients_evaluated WHERE (_w_hcc_diagnosis_date_in_future OR _w_diagnosis_after_birth) AND NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_birth_date_required OR _e_birth_date_type OR _e_sex_required OR _e_sex_code OR _e_etiology_code OR _e_hcc_diagnosis_date_type OR _e_consent_status_required OR _e_consent_status_code OR _e_birth_date_in_future)),
+checks AS (
+    SELECT _extract_id, _row_number, patient_key, 'hcc_diagnosis_date_in_future' AS check_name, 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR AS reason FROM failed WHERE _w_hcc_diagnosis_date_in_future
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'diagnosis_after_birth' AS check_name, 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is before birth_date ' || '(withheld)' AS reason FROM failed WHERE _w_diagnosis_after_birth
+)
+SELECT 'patients', f._extract_id, f._row_number, f.patient_key, f.check_name, 'warn', f.reason,
        to_json({'patient_key': r.patient_key, 'sex': r.sex, 'etiology': r.etiology, 'hcc_diagnosis_date': r.hcc_diagnosis_date, 'consent_status': r.consent_status})
-FROM (SELECT *, unnest(_warnings) AS f FROM _patients_evaluated) AS e
-JOIN raw.patients AS r ON r._extract_id = e._extract_id AND r._row_number = e._row_number WHERE len(e._errors) = 0;
+FROM checks AS f
+JOIN raw.patients AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
 -- 4. the staging table: winning rows without errors
 CREATE OR REPLACE TABLE staging.patients AS
@@ -92,11 +114,10 @@ SELECT
     CASE WHEN consent_status = 'withdrawn' THEN NULL ELSE etiology END AS etiology,
     CASE WHEN consent_status = 'withdrawn' THEN NULL ELSE hcc_diagnosis_date END AS hcc_diagnosis_date,
     consent_status,
-    list_transform(_warnings, lambda x: x.check_name) AS dq_warnings,
+    CASE WHEN _w_hcc_diagnosis_date_in_future OR _w_diagnosis_after_birth THEN list_filter([CASE WHEN _w_hcc_diagnosis_date_in_future THEN 'hcc_diagnosis_date_in_future' END, CASE WHEN _w_diagnosis_after_birth THEN 'diagnosis_after_birth' END], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END AS dq_warnings,
     _extract_id,
     _row_number
 FROM _patients_evaluated
-WHERE len(_errors) = 0
-ORDER BY patient_key;
+WHERE NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_birth_date_required OR _e_birth_date_type OR _e_sex_required OR _e_sex_code OR _e_etiology_code OR _e_hcc_diagnosis_date_type OR _e_consent_status_required OR _e_consent_status_code OR _e_birth_date_in_future);
 
 DROP TABLE _patients_evaluated;

@@ -2,32 +2,32 @@
 --   python -m haic_pipeline.warehouse.compile
 -- Do not edit by hand: change the contract and regenerate (a test keeps this file in sync).
 -- Reads raw.treatments (every loaded drop) and ops.drops, staging.patients (orphans, consent).
--- Writes staging.treatments and the 'treatments' rows of ops.quarantine (error rules) and ops.row_flags (warn rules).
+-- Writes raw.typed_treatments (view), staging.treatments, and the 'treatments' rows of ops.quarantine (error rules)
+-- and ops.row_flags (warn rules).
+
+-- 1. type and normalise every delivered column
+CREATE OR REPLACE VIEW raw.typed_treatments AS
+SELECT
+    r._extract_id,
+    r._row_number,
+    d.extracted_at::DATE AS _extract_date,
+    r.patient_key,
+    r._patient_id_valid,
+    upper(nullif(trim(r.regimen), '')) AS regimen,
+    CASE WHEN regexp_full_match(nullif(trim(r.start_date), ''), '\d{4}-\d{2}-\d{2}') THEN try_cast(nullif(trim(r.start_date), '') AS DATE) END AS start_date,
+    CASE WHEN regexp_full_match(nullif(trim(r.end_date), ''), '\d{4}-\d{2}-\d{2}') THEN try_cast(nullif(trim(r.end_date), '') AS DATE) END AS end_date,
+    CASE WHEN regexp_full_match(nullif(trim(r.cycles), ''), '[+-]?\d+') THEN try_cast(nullif(trim(r.cycles), '') AS INTEGER) END AS cycles,
+    upper(nullif(trim(r.stop_reason), '')) AS stop_reason,
+    nullif(trim(r.regimen), '') AS raw_regimen,
+    nullif(trim(r.start_date), '') AS raw_start_date,
+    nullif(trim(r.end_date), '') AS raw_end_date,
+    nullif(trim(r.cycles), '') AS raw_cycles,
+    nullif(trim(r.stop_reason), '') AS raw_stop_reason
+FROM raw.treatments AS r
+JOIN ops.drops AS d ON d.extract_id = r._extract_id AND d.status = 'loaded';
 
 CREATE OR REPLACE TEMP TABLE _treatments_evaluated AS
-WITH typed AS (
-    -- 1. type and normalise every delivered column
-    SELECT
-        r._extract_id,
-        r._row_number,
-        d.extracted_at::DATE AS _extract_date,
-        r.patient_key,
-        r._patient_id_valid,
-        upper(nullif(trim(r.regimen), '')) AS regimen,
-        CASE WHEN regexp_full_match(nullif(trim(r.start_date), ''), '\d{4}-\d{2}-\d{2}') THEN try_cast(nullif(trim(r.start_date), '') AS DATE) END AS start_date,
-        CASE WHEN regexp_full_match(nullif(trim(r.end_date), ''), '\d{4}-\d{2}-\d{2}') THEN try_cast(nullif(trim(r.end_date), '') AS DATE) END AS end_date,
-        CASE WHEN regexp_full_match(nullif(trim(r.cycles), ''), '[+-]?\d+') THEN try_cast(nullif(trim(r.cycles), '') AS INTEGER) END AS cycles,
-        upper(nullif(trim(r.stop_reason), '')) AS stop_reason,
-        nullif(trim(r.regimen), '') AS raw_regimen,
-        nullif(trim(r.start_date), '') AS raw_start_date,
-        nullif(trim(r.end_date), '') AS raw_end_date,
-        nullif(trim(r.cycles), '') AS raw_cycles,
-        nullif(trim(r.stop_reason), '') AS raw_stop_reason
-    FROM raw.treatments AS r
-    JOIN ops.drops AS d ON d.extract_id = r._extract_id AND d.status = 'loaded'
-    WHERE r.patient_key IS NULL OR r.patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn')
-),
-versioned AS (
+WITH versioned AS (
     -- 2. delta semantics: the newest drop wins per natural key (rows without a full key stand alone)
     SELECT *,
         row_number() OVER w AS _version,
@@ -35,50 +35,76 @@ versioned AS (
         first_value(_row_number) OVER w AS _winner_row_number,
         hash(patient_key, regimen, start_date, end_date, cycles, stop_reason) AS _content,
         first_value(hash(patient_key, regimen, start_date, end_date, cycles, stop_reason)) OVER w AS _winner_content
-    FROM typed
+    FROM raw.typed_treatments
+    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn')
     WINDOW w AS (PARTITION BY patient_key, regimen, start_date, CASE WHEN patient_key IS NULL OR regimen IS NULL OR start_date IS NULL THEN _extract_id || ':' || _row_number END
                  ORDER BY _extract_id DESC, _row_number DESC)
 )
+-- 3. one boolean per rule: _e_* error rules (row quarantined), _w_* warn rules (row kept, flagged)
 SELECT *,
-    -- 3. rules: errors (row quarantined) and warnings (row kept, flagged)
-    CASE WHEN _version > 1 THEN [{'check_name': 'duplicate_key_conflict', 'reason': 'same natural key as data row ' || _winner_row_number || ' of this drop, with different values; that later row was kept'}]
-         ELSE list_filter([
-            CASE WHEN patient_key IS NULL THEN {'check_name': 'patient_id_required', 'reason': 'patient_id is missing'} END,
-            CASE WHEN patient_key IS NOT NULL AND NOT _patient_id_valid THEN {'check_name': 'patient_id_pattern', 'reason': 'patient_id does not match ^[0-9]{8}$ (value withheld)'} END,
-            CASE WHEN raw_regimen IS NULL THEN {'check_name': 'regimen_required', 'reason': 'regimen is missing'} END,
-            CASE WHEN regimen IS NOT NULL AND regimen NOT IN ('HAIC_FP', 'ATEZO_BEVA', 'SORAFENIB', 'LENVATINIB', 'TACE', 'OTHER') THEN {'check_name': 'regimen_code', 'reason': 'regimen ' || coalesce(raw_regimen, '') || ' is not one of HAIC_FP, ATEZO_BEVA, SORAFENIB, LENVATINIB, TACE, OTHER'} END,
-            CASE WHEN raw_start_date IS NULL THEN {'check_name': 'start_date_required', 'reason': 'start_date is missing'} END,
-            CASE WHEN raw_start_date IS NOT NULL AND start_date IS NULL THEN {'check_name': 'start_date_type', 'reason': 'start_date ' || coalesce(raw_start_date, '') || ' is not a YYYY-MM-DD date'} END,
-            CASE WHEN raw_end_date IS NOT NULL AND end_date IS NULL THEN {'check_name': 'end_date_type', 'reason': 'end_date ' || coalesce(raw_end_date, '') || ' is not a YYYY-MM-DD date'} END,
-            CASE WHEN raw_cycles IS NOT NULL AND cycles IS NULL THEN {'check_name': 'cycles_type', 'reason': 'cycles ' || coalesce(raw_cycles, '') || ' is not an integer'} END,
-            CASE WHEN cycles IS NOT NULL AND (cycles < 1) THEN {'check_name': 'cycles_range', 'reason': 'cycles ' || coalesce(raw_cycles, '') || ' outside the allowed range (>= 1)'} END,
-            CASE WHEN stop_reason IS NOT NULL AND stop_reason NOT IN ('PD', 'TOXICITY', 'COMPLETED', 'DEATH', 'OTHER') THEN {'check_name': 'stop_reason_code', 'reason': 'stop_reason ' || coalesce(raw_stop_reason, '') || ' is not one of PD, TOXICITY, COMPLETED, DEATH, OTHER'} END,
-            CASE WHEN patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients) THEN {'check_name': 'orphan_patient', 'reason': 'patient is in no delivered patients.csv (or its patient row is quarantined)'} END
-        ], lambda x: x IS NOT NULL)
-    END AS _errors,
-    CASE WHEN _version > 1 THEN []::STRUCT(check_name VARCHAR, reason VARCHAR)[]
-         ELSE list_filter([
-            CASE WHEN start_date IS NOT NULL AND end_date IS NOT NULL AND end_date < start_date THEN {'check_name': 'end_date_before_start_date', 'reason': 'end_date ' || coalesce(raw_end_date, '') || ' is before start_date ' || coalesce(raw_start_date, '')} END,
-            CASE WHEN start_date IS NOT NULL AND start_date::DATE > _extract_date THEN {'check_name': 'start_date_in_future', 'reason': 'start_date ' || coalesce(raw_start_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR} END
-        ], lambda x: x IS NOT NULL)
-    END AS _warnings
+    _version > 1 AS _e_duplicate_key_conflict,
+    coalesce(_version = 1 AND (patient_key IS NULL), false) AS _e_patient_id_required,
+    coalesce(_version = 1 AND (patient_key IS NOT NULL AND NOT _patient_id_valid), false) AS _e_patient_id_pattern,
+    coalesce(_version = 1 AND (raw_regimen IS NULL), false) AS _e_regimen_required,
+    coalesce(_version = 1 AND (regimen IS NOT NULL AND regimen NOT IN ('HAIC_FP', 'ATEZO_BEVA', 'SORAFENIB', 'LENVATINIB', 'TACE', 'OTHER')), false) AS _e_regimen_code,
+    coalesce(_version = 1 AND (raw_start_date IS NULL), false) AS _e_start_date_required,
+    coalesce(_version = 1 AND (raw_start_date IS NOT NULL AND start_date IS NULL), false) AS _e_start_date_type,
+    coalesce(_version = 1 AND (raw_end_date IS NOT NULL AND end_date IS NULL), false) AS _e_end_date_type,
+    coalesce(_version = 1 AND (raw_cycles IS NOT NULL AND cycles IS NULL), false) AS _e_cycles_type,
+    coalesce(_version = 1 AND (cycles IS NOT NULL AND (cycles < 1)), false) AS _e_cycles_range,
+    coalesce(_version = 1 AND (stop_reason IS NOT NULL AND stop_reason NOT IN ('PD', 'TOXICITY', 'COMPLETED', 'DEATH', 'OTHER')), false) AS _e_stop_reason_code,
+    coalesce(_version = 1 AND (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)), false) AS _e_orphan_patient,
+    coalesce(_version = 1 AND (start_date IS NOT NULL AND end_date IS NOT NULL AND end_date < start_date), false) AS _w_end_date_before_start_date,
+    coalesce(_version = 1 AND (start_date IS NOT NULL AND start_date::DATE > _extract_date), false) AS _w_start_date_in_future
 FROM versioned
 -- superseded versions (older drops) and exact duplicates drop out here
 WHERE _version = 1 OR (_extract_id = _winner_extract_id AND _content <> _winner_content);
 
 DELETE FROM ops.quarantine WHERE domain = 'treatments';
 INSERT INTO ops.quarantine (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-SELECT 'treatments', e._extract_id, e._row_number, e.patient_key, e.f.check_name, 'error', e.f.reason,
+WITH failed AS (SELECT * FROM _treatments_evaluated WHERE (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_regimen_required OR _e_regimen_code OR _e_start_date_required OR _e_start_date_type OR _e_end_date_type OR _e_cycles_type OR _e_cycles_range OR _e_stop_reason_code OR _e_orphan_patient)),
+checks AS (
+    SELECT _extract_id, _row_number, patient_key, 'duplicate_key_conflict' AS check_name, 'same natural key as data row ' || _winner_row_number || ' of this drop, with different values; that later row was kept' AS reason FROM failed WHERE _e_duplicate_key_conflict
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'patient_id_required' AS check_name, 'patient_id is missing' AS reason FROM failed WHERE _e_patient_id_required
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'patient_id_pattern' AS check_name, 'patient_id does not match ^[0-9]{8}$ (value withheld)' AS reason FROM failed WHERE _e_patient_id_pattern
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'regimen_required' AS check_name, 'regimen is missing' AS reason FROM failed WHERE _e_regimen_required
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'regimen_code' AS check_name, 'regimen ' || coalesce(raw_regimen, '') || ' is not one of HAIC_FP, ATEZO_BEVA, SORAFENIB, LENVATINIB, TACE, OTHER' AS reason FROM failed WHERE _e_regimen_code
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'start_date_required' AS check_name, 'start_date is missing' AS reason FROM failed WHERE _e_start_date_required
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'start_date_type' AS check_name, 'start_date ' || coalesce(raw_start_date, '') || ' is not a YYYY-MM-DD date' AS reason FROM failed WHERE _e_start_date_type
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'end_date_type' AS check_name, 'end_date ' || coalesce(raw_end_date, '') || ' is not a YYYY-MM-DD date' AS reason FROM failed WHERE _e_end_date_type
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'cycles_type' AS check_name, 'cycles ' || coalesce(raw_cycles, '') || ' is not an integer' AS reason FROM failed WHERE _e_cycles_type
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'cycles_range' AS check_name, 'cycles ' || coalesce(raw_cycles, '') || ' outside the allowed range (>= 1)' AS reason FROM failed WHERE _e_cycles_range
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'stop_reason_code' AS check_name, 'stop_reason ' || coalesce(raw_stop_reason, '') || ' is not one of PD, TOXICITY, COMPLETED, DEATH, OTHER' AS reason FROM failed WHERE _e_stop_reason_code
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'orphan_patient' AS check_name, 'patient is in no delivered patients.csv (or its patient row is quarantined)' AS reason FROM failed WHERE _e_orphan_patient
+)
+SELECT 'treatments', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason,
        to_json({'patient_key': r.patient_key, 'regimen': r.regimen, 'start_date': r.start_date, 'end_date': r.end_date, 'cycles': r.cycles, 'stop_reason': r.stop_reason})
-FROM (SELECT *, unnest(_errors) AS f FROM _treatments_evaluated) AS e
-JOIN raw.treatments AS r ON r._extract_id = e._extract_id AND r._row_number = e._row_number;
+FROM checks AS f
+JOIN raw.treatments AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
 DELETE FROM ops.row_flags WHERE domain = 'treatments';
 INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-SELECT 'treatments', e._extract_id, e._row_number, e.patient_key, e.f.check_name, 'warn', e.f.reason,
+WITH failed AS (SELECT * FROM _treatments_evaluated WHERE (_w_end_date_before_start_date OR _w_start_date_in_future) AND NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_regimen_required OR _e_regimen_code OR _e_start_date_required OR _e_start_date_type OR _e_end_date_type OR _e_cycles_type OR _e_cycles_range OR _e_stop_reason_code OR _e_orphan_patient)),
+checks AS (
+    SELECT _extract_id, _row_number, patient_key, 'end_date_before_start_date' AS check_name, 'end_date ' || coalesce(raw_end_date, '') || ' is before start_date ' || coalesce(raw_start_date, '') AS reason FROM failed WHERE _w_end_date_before_start_date
+    UNION ALL
+    SELECT _extract_id, _row_number, patient_key, 'start_date_in_future' AS check_name, 'start_date ' || coalesce(raw_start_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR AS reason FROM failed WHERE _w_start_date_in_future
+)
+SELECT 'treatments', f._extract_id, f._row_number, f.patient_key, f.check_name, 'warn', f.reason,
        to_json({'patient_key': r.patient_key, 'regimen': r.regimen, 'start_date': r.start_date, 'end_date': r.end_date, 'cycles': r.cycles, 'stop_reason': r.stop_reason})
-FROM (SELECT *, unnest(_warnings) AS f FROM _treatments_evaluated) AS e
-JOIN raw.treatments AS r ON r._extract_id = e._extract_id AND r._row_number = e._row_number WHERE len(e._errors) = 0;
+FROM checks AS f
+JOIN raw.treatments AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
 -- 4. the staging table: winning rows without errors
 CREATE OR REPLACE TABLE staging.treatments AS
@@ -89,11 +115,10 @@ SELECT
     end_date,
     cycles,
     stop_reason,
-    list_transform(_warnings, lambda x: x.check_name) AS dq_warnings,
+    CASE WHEN _w_end_date_before_start_date OR _w_start_date_in_future THEN list_filter([CASE WHEN _w_end_date_before_start_date THEN 'end_date_before_start_date' END, CASE WHEN _w_start_date_in_future THEN 'start_date_in_future' END], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END AS dq_warnings,
     _extract_id,
     _row_number
 FROM _treatments_evaluated
-WHERE len(_errors) = 0
-ORDER BY patient_key, regimen, start_date;
+WHERE NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_regimen_required OR _e_regimen_code OR _e_start_date_required OR _e_start_date_type OR _e_end_date_type OR _e_cycles_type OR _e_cycles_range OR _e_stop_reason_code OR _e_orphan_patient);
 
 DROP TABLE _treatments_evaluated;
