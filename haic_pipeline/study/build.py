@@ -65,7 +65,7 @@ def _run_model(con: duckdb.DuckDBPyConnection, model: str) -> None:
 
 
 def _provenance(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str | None, str | None]:
-    row = con.execute(f"SELECT any_value(data_cutoff)::VARCHAR, any_value(extract_id) FROM {table}").fetchone()
+    row = con.execute(f"SELECT any_value(data_cutoff)::VARCHAR, any_value(extract_id) FROM {table}").fetchall()[0]
     return row[0], row[1]
 
 
@@ -113,7 +113,7 @@ def build_cohort(con: duckdb.DuckDBPyConnection) -> CohortResult:
 
 
 def cohort_result(con: duckdb.DuckDBPyConnection) -> CohortResult:
-    rows, included = con.execute("SELECT count(*), count(*) FILTER (WHERE included) FROM staging.cohort").fetchone()
+    rows, included = con.execute("SELECT count(*), count(*) FILTER (WHERE included) FROM staging.cohort").fetchall()[0]
     counts = dict(con.execute(
         "SELECT exclusion_reason, count(*) FROM staging.cohort WHERE NOT included GROUP BY 1").fetchall())
     by_group = dict(con.execute(
@@ -135,7 +135,7 @@ def build_endpoints(con: duckdb.DuckDBPyConnection) -> EndpointsResult:
 def endpoints_result(con: duckdb.DuckDBPyConnection) -> EndpointsResult:
     rows, os_events, pfs_events, negative = con.execute(
         "SELECT count(*), coalesce(sum(os_event), 0), coalesce(sum(pfs_event), 0), "
-        "count(*) FILTER (WHERE os_months < 0 OR pfs_months < 0) FROM staging.endpoints").fetchone()
+        "count(*) FILTER (WHERE os_months < 0 OR pfs_months < 0) FROM staging.endpoints").fetchall()[0]
     by_group = {g: {"n": 0, "os_events": 0, "pfs_events": 0} for g in GROUPS}
     for g, n, ose, pfe in con.execute(
             'SELECT "group", count(*), sum(os_event), sum(pfs_event) FROM staging.endpoints GROUP BY 1').fetchall():
