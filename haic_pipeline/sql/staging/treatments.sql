@@ -27,35 +27,59 @@ FROM raw.treatments AS r
 JOIN ops.drops AS d ON d.extract_id = r._extract_id AND d.status = 'loaded';
 
 CREATE OR REPLACE TEMP TABLE _treatments_evaluated AS
-WITH versioned AS (
-    -- 2. delta semantics: the newest drop wins per natural key (rows without a full key stand alone)
+WITH judged AS (
+    -- 2. every rule of the contract, judged on every delivered row
+    SELECT _extract_id, _row_number,
+        patient_key,
+        regimen,
+        start_date,
+        end_date,
+        cycles,
+        stop_reason,
+        hash(patient_key, regimen, start_date, end_date, cycles, stop_reason) AS _content,
+        CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
+        CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
+        CASE WHEN (raw_regimen IS NULL) THEN 'regimen is missing' END AS _r_regimen_required,
+        CASE WHEN (regimen IS NOT NULL AND regimen NOT IN ('HAIC_FP', 'ATEZO_BEVA', 'SORAFENIB', 'LENVATINIB', 'TACE', 'OTHER')) THEN 'regimen ' || coalesce(raw_regimen, '') || ' is not one of HAIC_FP, ATEZO_BEVA, SORAFENIB, LENVATINIB, TACE, OTHER' END AS _r_regimen_code,
+        CASE WHEN (raw_start_date IS NULL) THEN 'start_date is missing' END AS _r_start_date_required,
+        CASE WHEN (raw_start_date IS NOT NULL AND start_date IS NULL) THEN 'start_date ' || coalesce(raw_start_date, '') || ' is not a YYYY-MM-DD date' END AS _r_start_date_type,
+        CASE WHEN (raw_end_date IS NOT NULL AND end_date IS NULL) THEN 'end_date ' || coalesce(raw_end_date, '') || ' is not a YYYY-MM-DD date' END AS _r_end_date_type,
+        CASE WHEN (raw_cycles IS NOT NULL AND cycles IS NULL) THEN 'cycles ' || coalesce(raw_cycles, '') || ' is not an integer' END AS _r_cycles_type,
+        CASE WHEN (cycles IS NOT NULL AND (cycles < 1)) THEN 'cycles ' || coalesce(raw_cycles, '') || ' outside the allowed range (>= 1)' END AS _r_cycles_range,
+        CASE WHEN (stop_reason IS NOT NULL AND stop_reason NOT IN ('PD', 'TOXICITY', 'COMPLETED', 'DEATH', 'OTHER')) THEN 'stop_reason ' || coalesce(raw_stop_reason, '') || ' is not one of PD, TOXICITY, COMPLETED, DEATH, OTHER' END AS _r_stop_reason_code,
+        CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
+        CASE WHEN (start_date IS NOT NULL AND end_date IS NOT NULL AND end_date < start_date) THEN 'end_date ' || coalesce(raw_end_date, '') || ' is before start_date ' || coalesce(raw_start_date, '') END AS _r_end_date_before_start_date,
+        CASE WHEN (start_date IS NOT NULL AND start_date::DATE > _extract_date) THEN 'start_date ' || coalesce(raw_start_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_start_date_in_future
+    FROM raw.typed_treatments
+    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn')
+),
+versioned AS (
+    -- 3. delta semantics: the newest drop wins per natural key (rows without a full key stand alone)
     SELECT *,
         row_number() OVER w AS _version,
         first_value(_extract_id) OVER w AS _winner_extract_id,
         first_value(_row_number) OVER w AS _winner_row_number,
-        hash(patient_key, regimen, start_date, end_date, cycles, stop_reason) AS _content,
-        first_value(hash(patient_key, regimen, start_date, end_date, cycles, stop_reason)) OVER w AS _winner_content
-    FROM raw.typed_treatments
-    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn')
+        first_value(_content) OVER w AS _winner_content
+    FROM judged
     WINDOW w AS (PARTITION BY patient_key, regimen, start_date, CASE WHEN patient_key IS NULL OR regimen IS NULL OR start_date IS NULL THEN _extract_id || ':' || _row_number END
                  ORDER BY _extract_id DESC, _row_number DESC)
 )
--- 3. one boolean per rule: _e_* error rules (row quarantined), _w_* warn rules (row kept, flagged)
+-- 4. one boolean per rule on the winning rows: _e_* error rules (quarantined), _w_* warn rules (flagged)
 SELECT *,
     _version > 1 AS _e_duplicate_key_conflict,
-    coalesce(_version = 1 AND (patient_key IS NULL), false) AS _e_patient_id_required,
-    coalesce(_version = 1 AND (patient_key IS NOT NULL AND NOT _patient_id_valid), false) AS _e_patient_id_pattern,
-    coalesce(_version = 1 AND (raw_regimen IS NULL), false) AS _e_regimen_required,
-    coalesce(_version = 1 AND (regimen IS NOT NULL AND regimen NOT IN ('HAIC_FP', 'ATEZO_BEVA', 'SORAFENIB', 'LENVATINIB', 'TACE', 'OTHER')), false) AS _e_regimen_code,
-    coalesce(_version = 1 AND (raw_start_date IS NULL), false) AS _e_start_date_required,
-    coalesce(_version = 1 AND (raw_start_date IS NOT NULL AND start_date IS NULL), false) AS _e_start_date_type,
-    coalesce(_version = 1 AND (raw_end_date IS NOT NULL AND end_date IS NULL), false) AS _e_end_date_type,
-    coalesce(_version = 1 AND (raw_cycles IS NOT NULL AND cycles IS NULL), false) AS _e_cycles_type,
-    coalesce(_version = 1 AND (cycles IS NOT NULL AND (cycles < 1)), false) AS _e_cycles_range,
-    coalesce(_version = 1 AND (stop_reason IS NOT NULL AND stop_reason NOT IN ('PD', 'TOXICITY', 'COMPLETED', 'DEATH', 'OTHER')), false) AS _e_stop_reason_code,
-    coalesce(_version = 1 AND (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)), false) AS _e_orphan_patient,
-    coalesce(_version = 1 AND (start_date IS NOT NULL AND end_date IS NOT NULL AND end_date < start_date), false) AS _w_end_date_before_start_date,
-    coalesce(_version = 1 AND (start_date IS NOT NULL AND start_date::DATE > _extract_date), false) AS _w_start_date_in_future
+    _version = 1 AND _r_patient_id_required IS NOT NULL AS _e_patient_id_required,
+    _version = 1 AND _r_patient_id_pattern IS NOT NULL AS _e_patient_id_pattern,
+    _version = 1 AND _r_regimen_required IS NOT NULL AS _e_regimen_required,
+    _version = 1 AND _r_regimen_code IS NOT NULL AS _e_regimen_code,
+    _version = 1 AND _r_start_date_required IS NOT NULL AS _e_start_date_required,
+    _version = 1 AND _r_start_date_type IS NOT NULL AS _e_start_date_type,
+    _version = 1 AND _r_end_date_type IS NOT NULL AS _e_end_date_type,
+    _version = 1 AND _r_cycles_type IS NOT NULL AS _e_cycles_type,
+    _version = 1 AND _r_cycles_range IS NOT NULL AS _e_cycles_range,
+    _version = 1 AND _r_stop_reason_code IS NOT NULL AS _e_stop_reason_code,
+    _version = 1 AND _r_orphan_patient IS NOT NULL AS _e_orphan_patient,
+    _version = 1 AND _r_end_date_before_start_date IS NOT NULL AS _w_end_date_before_start_date,
+    _version = 1 AND _r_start_date_in_future IS NOT NULL AS _w_start_date_in_future
 FROM versioned
 -- superseded versions (older drops) and exact duplicates drop out here
 WHERE _version = 1 OR (_extract_id = _winner_extract_id AND _content <> _winner_content);
@@ -66,27 +90,27 @@ WITH failed AS (SELECT * FROM _treatments_evaluated WHERE (_e_duplicate_key_conf
 checks AS (
     SELECT _extract_id, _row_number, patient_key, 'duplicate_key_conflict' AS check_name, 'same natural key as data row ' || _winner_row_number || ' of this drop, with different values; that later row was kept' AS reason FROM failed WHERE _e_duplicate_key_conflict
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'patient_id_required' AS check_name, 'patient_id is missing' AS reason FROM failed WHERE _e_patient_id_required
+    SELECT _extract_id, _row_number, patient_key, 'patient_id_required' AS check_name, _r_patient_id_required AS reason FROM failed WHERE _e_patient_id_required
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'patient_id_pattern' AS check_name, 'patient_id does not match ^[0-9]{8}$ (value withheld)' AS reason FROM failed WHERE _e_patient_id_pattern
+    SELECT _extract_id, _row_number, patient_key, 'patient_id_pattern' AS check_name, _r_patient_id_pattern AS reason FROM failed WHERE _e_patient_id_pattern
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'regimen_required' AS check_name, 'regimen is missing' AS reason FROM failed WHERE _e_regimen_required
+    SELECT _extract_id, _row_number, patient_key, 'regimen_required' AS check_name, _r_regimen_required AS reason FROM failed WHERE _e_regimen_required
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'regimen_code' AS check_name, 'regimen ' || coalesce(raw_regimen, '') || ' is not one of HAIC_FP, ATEZO_BEVA, SORAFENIB, LENVATINIB, TACE, OTHER' AS reason FROM failed WHERE _e_regimen_code
+    SELECT _extract_id, _row_number, patient_key, 'regimen_code' AS check_name, _r_regimen_code AS reason FROM failed WHERE _e_regimen_code
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'start_date_required' AS check_name, 'start_date is missing' AS reason FROM failed WHERE _e_start_date_required
+    SELECT _extract_id, _row_number, patient_key, 'start_date_required' AS check_name, _r_start_date_required AS reason FROM failed WHERE _e_start_date_required
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'start_date_type' AS check_name, 'start_date ' || coalesce(raw_start_date, '') || ' is not a YYYY-MM-DD date' AS reason FROM failed WHERE _e_start_date_type
+    SELECT _extract_id, _row_number, patient_key, 'start_date_type' AS check_name, _r_start_date_type AS reason FROM failed WHERE _e_start_date_type
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'end_date_type' AS check_name, 'end_date ' || coalesce(raw_end_date, '') || ' is not a YYYY-MM-DD date' AS reason FROM failed WHERE _e_end_date_type
+    SELECT _extract_id, _row_number, patient_key, 'end_date_type' AS check_name, _r_end_date_type AS reason FROM failed WHERE _e_end_date_type
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'cycles_type' AS check_name, 'cycles ' || coalesce(raw_cycles, '') || ' is not an integer' AS reason FROM failed WHERE _e_cycles_type
+    SELECT _extract_id, _row_number, patient_key, 'cycles_type' AS check_name, _r_cycles_type AS reason FROM failed WHERE _e_cycles_type
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'cycles_range' AS check_name, 'cycles ' || coalesce(raw_cycles, '') || ' outside the allowed range (>= 1)' AS reason FROM failed WHERE _e_cycles_range
+    SELECT _extract_id, _row_number, patient_key, 'cycles_range' AS check_name, _r_cycles_range AS reason FROM failed WHERE _e_cycles_range
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'stop_reason_code' AS check_name, 'stop_reason ' || coalesce(raw_stop_reason, '') || ' is not one of PD, TOXICITY, COMPLETED, DEATH, OTHER' AS reason FROM failed WHERE _e_stop_reason_code
+    SELECT _extract_id, _row_number, patient_key, 'stop_reason_code' AS check_name, _r_stop_reason_code AS reason FROM failed WHERE _e_stop_reason_code
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'orphan_patient' AS check_name, 'patient is in no delivered patients.csv (or its patient row is quarantined)' AS reason FROM failed WHERE _e_orphan_patient
+    SELECT _extract_id, _row_number, patient_key, 'orphan_patient' AS check_name, _r_orphan_patient AS reason FROM failed WHERE _e_orphan_patient
 )
 SELECT 'treatments', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason,
        to_json({'patient_key': r.patient_key, 'regimen': r.regimen, 'start_date': r.start_date, 'end_date': r.end_date, 'cycles': r.cycles, 'stop_reason': r.stop_reason})
@@ -97,16 +121,16 @@ DELETE FROM ops.row_flags WHERE domain = 'treatments';
 INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
 WITH failed AS (SELECT * FROM _treatments_evaluated WHERE (_w_end_date_before_start_date OR _w_start_date_in_future) AND NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_regimen_required OR _e_regimen_code OR _e_start_date_required OR _e_start_date_type OR _e_end_date_type OR _e_cycles_type OR _e_cycles_range OR _e_stop_reason_code OR _e_orphan_patient)),
 checks AS (
-    SELECT _extract_id, _row_number, patient_key, 'end_date_before_start_date' AS check_name, 'end_date ' || coalesce(raw_end_date, '') || ' is before start_date ' || coalesce(raw_start_date, '') AS reason FROM failed WHERE _w_end_date_before_start_date
+    SELECT _extract_id, _row_number, patient_key, 'end_date_before_start_date' AS check_name, _r_end_date_before_start_date AS reason FROM failed WHERE _w_end_date_before_start_date
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'start_date_in_future' AS check_name, 'start_date ' || coalesce(raw_start_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR AS reason FROM failed WHERE _w_start_date_in_future
+    SELECT _extract_id, _row_number, patient_key, 'start_date_in_future' AS check_name, _r_start_date_in_future AS reason FROM failed WHERE _w_start_date_in_future
 )
 SELECT 'treatments', f._extract_id, f._row_number, f.patient_key, f.check_name, 'warn', f.reason,
        to_json({'patient_key': r.patient_key, 'regimen': r.regimen, 'start_date': r.start_date, 'end_date': r.end_date, 'cycles': r.cycles, 'stop_reason': r.stop_reason})
 FROM checks AS f
 JOIN raw.treatments AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
--- 4. the staging table: winning rows without errors
+-- 5. the staging table: winning rows without errors
 CREATE OR REPLACE TABLE staging.treatments AS
 SELECT
     patient_key,
