@@ -155,8 +155,8 @@ def checks(c: Contract) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def _col_name(check: str, severity: str) -> str:
-    return f"_{'e' if severity == 'error' else 'w'}_{check}"
+def _struct(check: str) -> str:
+    return f"{{'check_name': {_q(check)}, 'reason': _r_{check}}}"
 
 
 def typed_view(c: Contract) -> str:
@@ -193,7 +193,6 @@ def compile_contract(c: Contract) -> str:
     d = c.domain
     lab = any(col.type == "lab_value" for col in c.columns)
     key = c.staging_key
-    key_null = " OR ".join(f"{k} IS NULL" for k in key)
     # the staging columns: (expression over raw.typed_<domain>, output name)
     staged: list[tuple[str, str]] = []
     for col in c.columns:
@@ -206,19 +205,12 @@ def compile_contract(c: Contract) -> str:
             continue
         else:
             staged.append((col.warehouse_name, col.warehouse_name))
-    if d == "patients":
-        staged.append(("_patient_id_valid", "_patient_id_valid"))
     content = [expr for expr, _ in staged]
     if lab:
         content.append("raw_unit")
     rules = checks(c)
     errors = [r for r in rules if r[1] == "error"]
     warns = [r for r in rules if r[1] == "warn"]
-    conflict_reason = ("'same natural key as data row ' || _winner_row_number || "
-                       "' of this drop, with different values; that later row was kept'")
-    all_errors = ["duplicate_key_conflict"] + [n for n, *_ in errors]
-    any_error = " OR ".join(_col_name(n, "error") for n in all_errors)
-    any_warn = " OR ".join(_col_name(n, "warn") for n, *_ in warns) or "false"
 
     lines = [
         f"-- staging.{d}: generated from data_contracts/{d}.yaml by",
@@ -243,86 +235,104 @@ def compile_contract(c: Contract) -> str:
         if d == "patients" and not name.startswith("patient_id"):
             gate = "consent_status IS DISTINCT FROM 'withdrawn' AND "
         reasons.append(f"CASE WHEN {gate}({pred}) THEN {reason} END AS _r_{name}")
-    flags = [f"_version > 1 AS {_col_name('duplicate_key_conflict', 'error')}"]
-    flags += [f"_version = 1 AND _r_{name} IS NOT NULL AS {_col_name(name, sev)}" for name, sev, *_ in errors + warns]
+    error_cols = [f"_r_{n}" for n, *_ in errors]
+    warn_cols = [f"_r_{n}" for n, *_ in warns]
+    has_error = " OR ".join(f"{x} IS NOT NULL" for x in error_cols) or "false"
+    has_warn = " OR ".join(f"{x} IS NOT NULL" for x in warn_cols) or "false"
+    key_cols = ", ".join(key)
+    key_full = " AND ".join(f"{k} IS NOT NULL" for k in key)
+    winners = (f"FROM _{d}_judged AS j ANTI JOIN _{d}_later AS v USING (_extract_id, _row_number)")
     lines += [
-        f"CREATE OR REPLACE TEMP TABLE _{d}_evaluated AS",
-        "WITH judged AS (",
-        "    -- 2. every rule of the contract, judged on every delivered row",
-        "    SELECT _extract_id, _row_number,",
-        "        " + ",\n        ".join(f"{e} AS {n}" if e != n else e for e, n in staged) + ",",
-        f"        hash({', '.join(content)}) AS _content,",
-        "        " + ",\n        ".join(reasons) if reasons else "        NULL AS _no_rules",
-        f"    FROM raw.typed_{d}{where}",
-        "),",
-        "versioned AS (",
-        "    -- 3. delta semantics: the newest drop wins per natural key (rows without a full key stand alone)",
-        "    SELECT *,",
+        f"CREATE OR REPLACE TEMP TABLE _{d}_judged AS",
+        "-- 2. every rule of the contract, judged on every delivered row: its reason where it fails, else NULL",
+        "SELECT _extract_id, _row_number,",
+        "    " + ",\n    ".join(f"{e} AS {n}" if e != n else e for e, n in staged) + ",",
+        f"    hash({', '.join(content)}) AS _content" + ("," if reasons else ""),
+        "    " + ",\n    ".join(reasons),
+        f"FROM raw.typed_{d}{where};",
+        "",
+        "-- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).",
+        "--    Only keys delivered more than once need ranking; their losing rows are listed here: older",
+        "--    versions and exact duplicates drop out, a different row of the winner's drop is a conflict.",
+        f"CREATE OR REPLACE TEMP TABLE _{d}_later AS",
+        f"WITH repeated AS (SELECT {key_cols} FROM _{d}_judged WHERE {key_full} GROUP BY ALL HAVING count(*) > 1),",
+        "ranked AS (",
+        "    SELECT _extract_id, _row_number, _content,",
         "        row_number() OVER w AS _version,",
         "        first_value(_extract_id) OVER w AS _winner_extract_id,",
         "        first_value(_row_number) OVER w AS _winner_row_number,",
         "        first_value(_content) OVER w AS _winner_content",
-        "    FROM judged",
-        f"    WINDOW w AS (PARTITION BY {', '.join(key)}, CASE WHEN {key_null} THEN _extract_id || ':' || _row_number END",
-        "                 ORDER BY _extract_id DESC, _row_number DESC)",
+        f"    FROM _{d}_judged SEMI JOIN repeated USING ({key_cols})",
+        f"    WINDOW w AS (PARTITION BY {key_cols} ORDER BY _extract_id DESC, _row_number DESC)",
         ")",
-        "-- 4. one boolean per rule on the winning rows: _e_* error rules (quarantined), _w_* warn rules (flagged)",
-        "SELECT *,\n    " + ",\n    ".join(flags),
-        "FROM versioned",
-        "-- superseded versions (older drops) and exact duplicates drop out here",
-        "WHERE _version = 1 OR (_extract_id = _winner_extract_id AND _content <> _winner_content);",
+        "SELECT _extract_id, _row_number, _winner_row_number,",
+        "    _extract_id = _winner_extract_id AND _content <> _winner_content AS _conflict",
+        "FROM ranked WHERE _version > 1;",
         "",
     ]
     raw_json_cols = ", ".join(
         f"{_q(name)}: r.{name}" for name in c.raw_columns
         if name != "_patient_id_valid" and not (name != "patient_key" and c.column(name).identifier == "raw_only")
     )
-    for table, names, severity, any_flag in (("ops.quarantine", all_errors, "error", any_error),
-                                             ("ops.row_flags", [n for n, *_ in warns], "warn", any_warn)):
-        lines += [f"DELETE FROM {table} WHERE domain = {_q(d)};"]
-        if not names:
-            lines.append("")
-            continue
-        kept = f" AND NOT ({any_error})" if severity == "warn" else ""
-        branches = "\n    UNION ALL\n".join(
-            f"    SELECT _extract_id, _row_number, patient_key, {_q(n)} AS check_name, "
-            f"{conflict_reason if n == 'duplicate_key_conflict' else '_r_' + n} AS reason "
-            f"FROM failed WHERE {_col_name(n, severity)}"
-            for n in names
-        )
+    row_json = f"to_json({{{raw_json_cols}}})"
+    conflict_reason = ("'same natural key as data row ' || v._winner_row_number || "
+                       "' of this drop, with different values; that later row was kept'")
+    lines += [
+        "-- 4. error rules: the row goes to ops.quarantine, one row per failed check",
+        f"DELETE FROM ops.quarantine WHERE domain = {_q(d)};",
+        "INSERT INTO ops.quarantine (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)",
+        "WITH failed AS (",
+        f"    SELECT v._extract_id, v._row_number, j.patient_key, 'duplicate_key_conflict' AS check_name, {conflict_reason} AS reason",
+        f"    FROM _{d}_later AS v JOIN _{d}_judged AS j USING (_extract_id, _row_number) WHERE v._conflict",
+    ]
+    if error_cols:
         lines += [
-            f"INSERT INTO {table} (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)",
-            f"WITH failed AS (SELECT * FROM _{d}_evaluated WHERE ({any_flag}){kept}),",
-            f"checks AS (\n{branches}\n)",
-            f"SELECT {_q(d)}, f._extract_id, f._row_number, f.patient_key, f.check_name, {_q(severity)}, f.reason,",
-            f"       to_json({{{raw_json_cols}}})",
-            "FROM checks AS f",
-            f"JOIN raw.{d} AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;",
-            "",
+            "    UNION ALL",
+            "    SELECT _extract_id, _row_number, patient_key, u.check_name, u.reason",
+            f"    FROM (SELECT j.*, unnest([{', '.join(_struct(n) for n, *_ in errors)}]) AS u",
+            f"          {winners} WHERE {has_error})",
+            "    WHERE u.reason IS NOT NULL",
         ]
+    lines += [
+        ")",
+        f"SELECT {_q(d)}, f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, {row_json}",
+        f"FROM failed AS f JOIN raw.{d} AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;",
+        "",
+        "-- 5. warn rules: the row stays in staging and is listed in ops.row_flags",
+        f"DELETE FROM ops.row_flags WHERE domain = {_q(d)};",
+    ]
+    if warn_cols:
+        lines += [
+            "INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)",
+            f"SELECT {_q(d)}, f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, {row_json}",
+            f"FROM (SELECT j.*, unnest([{', '.join(_struct(n) for n, *_ in warns)}]) AS u",
+            f"      {winners} WHERE ({has_warn}) AND NOT ({has_error})) AS f",
+            f"JOIN raw.{d} AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number",
+            "WHERE f.u.reason IS NOT NULL;",
+        ]
+    lines.append("")
     select = []
     for _expr, name in staged:
-        if name == "_patient_id_valid":
-            continue
         if d == "patients" and name not in ("patient_key", "consent_status"):
             select.append(f"CASE WHEN consent_status = 'withdrawn' THEN NULL ELSE {name} END AS {name}")
         else:
             select.append(name)
-    warn_list = ", ".join(f"CASE WHEN {_col_name(n, 'warn')} THEN {_q(n)} END" for n, *_ in warns)
+    warn_list = ", ".join(f"CASE WHEN _r_{n} IS NOT NULL THEN {_q(n)} END" for n, *_ in warns)
     select += [
-        (f"CASE WHEN {any_warn} THEN list_filter([{warn_list}], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END"
+        (f"CASE WHEN {has_warn} THEN list_filter([{warn_list}], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END"
          if warns else "[]::VARCHAR[]") + " AS dq_warnings",
         "_extract_id",
         "_row_number",
     ]
     lines += [
-        "-- 5. the staging table: winning rows without errors",
+        "-- 6. the staging table: the winning row of each key, without errors",
         f"CREATE OR REPLACE TABLE staging.{d} AS",
         "SELECT\n    " + ",\n    ".join(select),
-        f"FROM _{d}_evaluated",
-        f"WHERE NOT ({any_error});",
+        winners,
+        f"WHERE NOT ({has_error});",
         "",
-        f"DROP TABLE _{d}_evaluated;",
+        f"DROP TABLE _{d}_judged;",
+        f"DROP TABLE _{d}_later;",
     ]
     return "\n".join(lines) + "\n"
 

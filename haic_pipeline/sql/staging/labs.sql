@@ -43,111 +43,75 @@ LEFT JOIN (VALUES
     ) AS u(test_code, unit_lower, canonical_unit, divisor)
     ON u.test_code = upper(nullif(trim(r.test_code), '')) AND u.unit_lower = coalesce(lower(nullif(trim(r.unit), '')), '');
 
-CREATE OR REPLACE TEMP TABLE _labs_evaluated AS
-WITH judged AS (
-    -- 2. every rule of the contract, judged on every delivered row
-    SELECT _extract_id, _row_number,
-        patient_key,
-        collected_at,
-        test_code,
-        value_canonical AS value,
-        value_censoring,
-        canonical_unit AS unit,
-        hash(patient_key, collected_at, test_code, value_canonical, value_censoring, canonical_unit, raw_unit) AS _content,
-        CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
-        CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
-        CASE WHEN (raw_collected_at IS NULL) THEN 'collected_at is missing' END AS _r_collected_at_required,
-        CASE WHEN (raw_collected_at IS NOT NULL AND collected_at IS NULL) THEN 'collected_at ' || coalesce(raw_collected_at, '') || ' is not a YYYY-MM-DD[ HH:MM[:SS]] date-time' END AS _r_collected_at_type,
-        CASE WHEN (raw_test_code IS NULL) THEN 'test_code is missing' END AS _r_test_code_required,
-        CASE WHEN (test_code IS NOT NULL AND test_code NOT IN ('AFP', 'ALB', 'TBIL', 'INR', 'PLT', 'ALT', 'AST', 'CREA')) THEN 'test_code ' || coalesce(raw_test_code, '') || ' is not one of AFP, ALB, TBIL, INR, PLT, ALT, AST, CREA' END AS _r_test_code_code,
-        CASE WHEN (raw_value IS NULL) THEN 'value is missing' END AS _r_value_required,
-        CASE WHEN (raw_value IS NOT NULL AND value_number IS NULL) THEN 'value ' || coalesce(raw_value, '') || ' is not a number with an optional < or > sign' END AS _r_value_type,
-        CASE WHEN (value_number IS NOT NULL AND (value_number < 0)) THEN 'value ' || coalesce(raw_value, '') || ' outside the allowed range (>= 0)' END AS _r_value_range,
-        CASE WHEN (test_code IN ('AFP', 'ALB', 'TBIL', 'INR', 'PLT', 'ALT', 'AST', 'CREA') AND _unit_divisor IS NULL) THEN 'unit ''' || coalesce(raw_unit, '') || ''' is not accepted for ' || test_code END AS _r_unit_for_test,
-        CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
-        CASE WHEN (value_censoring IS NOT NULL AND test_code NOT IN ('AFP')) THEN 'censored value ' || coalesce(raw_value, '') || ' for ' || test_code || ' (expected only for AFP)' END AS _r_censored_value_not_afp,
-        CASE WHEN (collected_at IS NOT NULL AND collected_at::DATE > _extract_date) THEN 'collected_at ' || coalesce(raw_collected_at, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_collected_at_in_future
-    FROM raw.typed_labs
-    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn')
-),
-versioned AS (
-    -- 3. delta semantics: the newest drop wins per natural key (rows without a full key stand alone)
-    SELECT *,
+CREATE OR REPLACE TEMP TABLE _labs_judged AS
+-- 2. every rule of the contract, judged on every delivered row: its reason where it fails, else NULL
+SELECT _extract_id, _row_number,
+    patient_key,
+    collected_at,
+    test_code,
+    value_canonical AS value,
+    value_censoring,
+    canonical_unit AS unit,
+    hash(patient_key, collected_at, test_code, value_canonical, value_censoring, canonical_unit, raw_unit) AS _content,
+    CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
+    CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
+    CASE WHEN (raw_collected_at IS NULL) THEN 'collected_at is missing' END AS _r_collected_at_required,
+    CASE WHEN (raw_collected_at IS NOT NULL AND collected_at IS NULL) THEN 'collected_at ' || coalesce(raw_collected_at, '') || ' is not a YYYY-MM-DD[ HH:MM[:SS]] date-time' END AS _r_collected_at_type,
+    CASE WHEN (raw_test_code IS NULL) THEN 'test_code is missing' END AS _r_test_code_required,
+    CASE WHEN (test_code IS NOT NULL AND test_code NOT IN ('AFP', 'ALB', 'TBIL', 'INR', 'PLT', 'ALT', 'AST', 'CREA')) THEN 'test_code ' || coalesce(raw_test_code, '') || ' is not one of AFP, ALB, TBIL, INR, PLT, ALT, AST, CREA' END AS _r_test_code_code,
+    CASE WHEN (raw_value IS NULL) THEN 'value is missing' END AS _r_value_required,
+    CASE WHEN (raw_value IS NOT NULL AND value_number IS NULL) THEN 'value ' || coalesce(raw_value, '') || ' is not a number with an optional < or > sign' END AS _r_value_type,
+    CASE WHEN (value_number IS NOT NULL AND (value_number < 0)) THEN 'value ' || coalesce(raw_value, '') || ' outside the allowed range (>= 0)' END AS _r_value_range,
+    CASE WHEN (test_code IN ('AFP', 'ALB', 'TBIL', 'INR', 'PLT', 'ALT', 'AST', 'CREA') AND _unit_divisor IS NULL) THEN 'unit ''' || coalesce(raw_unit, '') || ''' is not accepted for ' || test_code END AS _r_unit_for_test,
+    CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
+    CASE WHEN (value_censoring IS NOT NULL AND test_code NOT IN ('AFP')) THEN 'censored value ' || coalesce(raw_value, '') || ' for ' || test_code || ' (expected only for AFP)' END AS _r_censored_value_not_afp,
+    CASE WHEN (collected_at IS NOT NULL AND collected_at::DATE > _extract_date) THEN 'collected_at ' || coalesce(raw_collected_at, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_collected_at_in_future
+FROM raw.typed_labs
+    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn');
+
+-- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).
+--    Only keys delivered more than once need ranking; their losing rows are listed here: older
+--    versions and exact duplicates drop out, a different row of the winner's drop is a conflict.
+CREATE OR REPLACE TEMP TABLE _labs_later AS
+WITH repeated AS (SELECT patient_key, collected_at, test_code FROM _labs_judged WHERE patient_key IS NOT NULL AND collected_at IS NOT NULL AND test_code IS NOT NULL GROUP BY ALL HAVING count(*) > 1),
+ranked AS (
+    SELECT _extract_id, _row_number, _content,
         row_number() OVER w AS _version,
         first_value(_extract_id) OVER w AS _winner_extract_id,
         first_value(_row_number) OVER w AS _winner_row_number,
         first_value(_content) OVER w AS _winner_content
-    FROM judged
-    WINDOW w AS (PARTITION BY patient_key, collected_at, test_code, CASE WHEN patient_key IS NULL OR collected_at IS NULL OR test_code IS NULL THEN _extract_id || ':' || _row_number END
-                 ORDER BY _extract_id DESC, _row_number DESC)
+    FROM _labs_judged SEMI JOIN repeated USING (patient_key, collected_at, test_code)
+    WINDOW w AS (PARTITION BY patient_key, collected_at, test_code ORDER BY _extract_id DESC, _row_number DESC)
 )
--- 4. one boolean per rule on the winning rows: _e_* error rules (quarantined), _w_* warn rules (flagged)
-SELECT *,
-    _version > 1 AS _e_duplicate_key_conflict,
-    _version = 1 AND _r_patient_id_required IS NOT NULL AS _e_patient_id_required,
-    _version = 1 AND _r_patient_id_pattern IS NOT NULL AS _e_patient_id_pattern,
-    _version = 1 AND _r_collected_at_required IS NOT NULL AS _e_collected_at_required,
-    _version = 1 AND _r_collected_at_type IS NOT NULL AS _e_collected_at_type,
-    _version = 1 AND _r_test_code_required IS NOT NULL AS _e_test_code_required,
-    _version = 1 AND _r_test_code_code IS NOT NULL AS _e_test_code_code,
-    _version = 1 AND _r_value_required IS NOT NULL AS _e_value_required,
-    _version = 1 AND _r_value_type IS NOT NULL AS _e_value_type,
-    _version = 1 AND _r_value_range IS NOT NULL AS _e_value_range,
-    _version = 1 AND _r_unit_for_test IS NOT NULL AS _e_unit_for_test,
-    _version = 1 AND _r_orphan_patient IS NOT NULL AS _e_orphan_patient,
-    _version = 1 AND _r_censored_value_not_afp IS NOT NULL AS _w_censored_value_not_afp,
-    _version = 1 AND _r_collected_at_in_future IS NOT NULL AS _w_collected_at_in_future
-FROM versioned
--- superseded versions (older drops) and exact duplicates drop out here
-WHERE _version = 1 OR (_extract_id = _winner_extract_id AND _content <> _winner_content);
+SELECT _extract_id, _row_number, _winner_row_number,
+    _extract_id = _winner_extract_id AND _content <> _winner_content AS _conflict
+FROM ranked WHERE _version > 1;
 
+-- 4. error rules: the row goes to ops.quarantine, one row per failed check
 DELETE FROM ops.quarantine WHERE domain = 'labs';
 INSERT INTO ops.quarantine (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-WITH failed AS (SELECT * FROM _labs_evaluated WHERE (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_collected_at_required OR _e_collected_at_type OR _e_test_code_required OR _e_test_code_code OR _e_value_required OR _e_value_type OR _e_value_range OR _e_unit_for_test OR _e_orphan_patient)),
-checks AS (
-    SELECT _extract_id, _row_number, patient_key, 'duplicate_key_conflict' AS check_name, 'same natural key as data row ' || _winner_row_number || ' of this drop, with different values; that later row was kept' AS reason FROM failed WHERE _e_duplicate_key_conflict
+WITH failed AS (
+    SELECT v._extract_id, v._row_number, j.patient_key, 'duplicate_key_conflict' AS check_name, 'same natural key as data row ' || v._winner_row_number || ' of this drop, with different values; that later row was kept' AS reason
+    FROM _labs_later AS v JOIN _labs_judged AS j USING (_extract_id, _row_number) WHERE v._conflict
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'patient_id_required' AS check_name, _r_patient_id_required AS reason FROM failed WHERE _e_patient_id_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'patient_id_pattern' AS check_name, _r_patient_id_pattern AS reason FROM failed WHERE _e_patient_id_pattern
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'collected_at_required' AS check_name, _r_collected_at_required AS reason FROM failed WHERE _e_collected_at_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'collected_at_type' AS check_name, _r_collected_at_type AS reason FROM failed WHERE _e_collected_at_type
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'test_code_required' AS check_name, _r_test_code_required AS reason FROM failed WHERE _e_test_code_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'test_code_code' AS check_name, _r_test_code_code AS reason FROM failed WHERE _e_test_code_code
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'value_required' AS check_name, _r_value_required AS reason FROM failed WHERE _e_value_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'value_type' AS check_name, _r_value_type AS reason FROM failed WHERE _e_value_type
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'value_range' AS check_name, _r_value_range AS reason FROM failed WHERE _e_value_range
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'unit_for_test' AS check_name, _r_unit_for_test AS reason FROM failed WHERE _e_unit_for_test
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'orphan_patient' AS check_name, _r_orphan_patient AS reason FROM failed WHERE _e_orphan_patient
+    SELECT _extract_id, _row_number, patient_key, u.check_name, u.reason
+    FROM (SELECT j.*, unnest([{'check_name': 'patient_id_required', 'reason': _r_patient_id_required}, {'check_name': 'patient_id_pattern', 'reason': _r_patient_id_pattern}, {'check_name': 'collected_at_required', 'reason': _r_collected_at_required}, {'check_name': 'collected_at_type', 'reason': _r_collected_at_type}, {'check_name': 'test_code_required', 'reason': _r_test_code_required}, {'check_name': 'test_code_code', 'reason': _r_test_code_code}, {'check_name': 'value_required', 'reason': _r_value_required}, {'check_name': 'value_type', 'reason': _r_value_type}, {'check_name': 'value_range', 'reason': _r_value_range}, {'check_name': 'unit_for_test', 'reason': _r_unit_for_test}, {'check_name': 'orphan_patient', 'reason': _r_orphan_patient}]) AS u
+          FROM _labs_judged AS j ANTI JOIN _labs_later AS v USING (_extract_id, _row_number) WHERE _r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_collected_at_required IS NOT NULL OR _r_collected_at_type IS NOT NULL OR _r_test_code_required IS NOT NULL OR _r_test_code_code IS NOT NULL OR _r_value_required IS NOT NULL OR _r_value_type IS NOT NULL OR _r_value_range IS NOT NULL OR _r_unit_for_test IS NOT NULL OR _r_orphan_patient IS NOT NULL)
+    WHERE u.reason IS NOT NULL
 )
-SELECT 'labs', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason,
-       to_json({'patient_key': r.patient_key, 'collected_at': r.collected_at, 'test_code': r.test_code, 'value': r.value, 'unit': r.unit})
-FROM checks AS f
-JOIN raw.labs AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
+SELECT 'labs', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, to_json({'patient_key': r.patient_key, 'collected_at': r.collected_at, 'test_code': r.test_code, 'value': r.value, 'unit': r.unit})
+FROM failed AS f JOIN raw.labs AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
+-- 5. warn rules: the row stays in staging and is listed in ops.row_flags
 DELETE FROM ops.row_flags WHERE domain = 'labs';
 INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-WITH failed AS (SELECT * FROM _labs_evaluated WHERE (_w_censored_value_not_afp OR _w_collected_at_in_future) AND NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_collected_at_required OR _e_collected_at_type OR _e_test_code_required OR _e_test_code_code OR _e_value_required OR _e_value_type OR _e_value_range OR _e_unit_for_test OR _e_orphan_patient)),
-checks AS (
-    SELECT _extract_id, _row_number, patient_key, 'censored_value_not_afp' AS check_name, _r_censored_value_not_afp AS reason FROM failed WHERE _w_censored_value_not_afp
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'collected_at_in_future' AS check_name, _r_collected_at_in_future AS reason FROM failed WHERE _w_collected_at_in_future
-)
-SELECT 'labs', f._extract_id, f._row_number, f.patient_key, f.check_name, 'warn', f.reason,
-       to_json({'patient_key': r.patient_key, 'collected_at': r.collected_at, 'test_code': r.test_code, 'value': r.value, 'unit': r.unit})
-FROM checks AS f
-JOIN raw.labs AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
+SELECT 'labs', f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, to_json({'patient_key': r.patient_key, 'collected_at': r.collected_at, 'test_code': r.test_code, 'value': r.value, 'unit': r.unit})
+FROM (SELECT j.*, unnest([{'check_name': 'censored_value_not_afp', 'reason': _r_censored_value_not_afp}, {'check_name': 'collected_at_in_future', 'reason': _r_collected_at_in_future}]) AS u
+      FROM _labs_judged AS j ANTI JOIN _labs_later AS v USING (_extract_id, _row_number) WHERE (_r_censored_value_not_afp IS NOT NULL OR _r_collected_at_in_future IS NOT NULL) AND NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_collected_at_required IS NOT NULL OR _r_collected_at_type IS NOT NULL OR _r_test_code_required IS NOT NULL OR _r_test_code_code IS NOT NULL OR _r_value_required IS NOT NULL OR _r_value_type IS NOT NULL OR _r_value_range IS NOT NULL OR _r_unit_for_test IS NOT NULL OR _r_orphan_patient IS NOT NULL)) AS f
+JOIN raw.labs AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number
+WHERE f.u.reason IS NOT NULL;
 
--- 5. the staging table: winning rows without errors
+-- 6. the staging table: the winning row of each key, without errors
 CREATE OR REPLACE TABLE staging.labs AS
 SELECT
     patient_key,
@@ -156,10 +120,11 @@ SELECT
     value,
     value_censoring,
     unit,
-    CASE WHEN _w_censored_value_not_afp OR _w_collected_at_in_future THEN list_filter([CASE WHEN _w_censored_value_not_afp THEN 'censored_value_not_afp' END, CASE WHEN _w_collected_at_in_future THEN 'collected_at_in_future' END], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END AS dq_warnings,
+    CASE WHEN _r_censored_value_not_afp IS NOT NULL OR _r_collected_at_in_future IS NOT NULL THEN list_filter([CASE WHEN _r_censored_value_not_afp IS NOT NULL THEN 'censored_value_not_afp' END, CASE WHEN _r_collected_at_in_future IS NOT NULL THEN 'collected_at_in_future' END], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END AS dq_warnings,
     _extract_id,
     _row_number
-FROM _labs_evaluated
-WHERE NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_collected_at_required OR _e_collected_at_type OR _e_test_code_required OR _e_test_code_code OR _e_value_required OR _e_value_type OR _e_value_range OR _e_unit_for_test OR _e_orphan_patient);
+FROM _labs_judged AS j ANTI JOIN _labs_later AS v USING (_extract_id, _row_number)
+WHERE NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_collected_at_required IS NOT NULL OR _r_collected_at_type IS NOT NULL OR _r_test_code_required IS NOT NULL OR _r_test_code_code IS NOT NULL OR _r_value_required IS NOT NULL OR _r_value_type IS NOT NULL OR _r_value_range IS NOT NULL OR _r_unit_for_test IS NOT NULL OR _r_orphan_patient IS NOT NULL);
 
-DROP TABLE _labs_evaluated;
+DROP TABLE _labs_judged;
+DROP TABLE _labs_later;

@@ -26,110 +26,73 @@ SELECT
 FROM raw.patients AS r
 JOIN ops.drops AS d ON d.extract_id = r._extract_id AND d.status = 'loaded';
 
-CREATE OR REPLACE TEMP TABLE _patients_evaluated AS
-WITH judged AS (
-    -- 2. every rule of the contract, judged on every delivered row
-    SELECT _extract_id, _row_number,
-        patient_key,
-        sex,
-        etiology,
-        hcc_diagnosis_date,
-        consent_status,
-        _patient_id_valid,
-        hash(patient_key, sex, etiology, hcc_diagnosis_date, consent_status, _patient_id_valid) AS _content,
-        CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
-        CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
-        CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_birth_date IS NULL) THEN 'birth_date is missing' END AS _r_birth_date_required,
-        CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_birth_date IS NOT NULL AND birth_date IS NULL) THEN 'birth_date ' || '(withheld)' || ' is not a YYYY-MM-DD date' END AS _r_birth_date_type,
-        CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_sex IS NULL) THEN 'sex is missing' END AS _r_sex_required,
-        CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (sex IS NOT NULL AND sex NOT IN ('M', 'F')) THEN 'sex ' || coalesce(raw_sex, '') || ' is not one of M, F' END AS _r_sex_code,
-        CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (etiology IS NOT NULL AND etiology NOT IN ('HBV', 'HCV', 'ALCOHOL', 'OTHER')) THEN 'etiology ' || coalesce(raw_etiology, '') || ' is not one of HBV, HCV, ALCOHOL, OTHER' END AS _r_etiology_code,
-        CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date IS NULL) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is not a YYYY-MM-DD date' END AS _r_hcc_diagnosis_date_type,
-        CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_consent_status IS NULL) THEN 'consent_status is missing' END AS _r_consent_status_required,
-        CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (consent_status IS NOT NULL AND consent_status NOT IN ('active', 'withdrawn')) THEN 'consent_status ' || coalesce(raw_consent_status, '') || ' is not one of active, withdrawn' END AS _r_consent_status_code,
-        CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (birth_date IS NOT NULL AND birth_date::DATE > _extract_date) THEN 'birth_date ' || '(withheld)' || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_birth_date_in_future,
-        CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date::DATE > _extract_date) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_hcc_diagnosis_date_in_future,
-        CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (birth_date IS NOT NULL AND hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date < birth_date) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is before birth_date ' || '(withheld)' END AS _r_diagnosis_after_birth
-    FROM raw.typed_patients
-),
-versioned AS (
-    -- 3. delta semantics: the newest drop wins per natural key (rows without a full key stand alone)
-    SELECT *,
+CREATE OR REPLACE TEMP TABLE _patients_judged AS
+-- 2. every rule of the contract, judged on every delivered row: its reason where it fails, else NULL
+SELECT _extract_id, _row_number,
+    patient_key,
+    sex,
+    etiology,
+    hcc_diagnosis_date,
+    consent_status,
+    hash(patient_key, sex, etiology, hcc_diagnosis_date, consent_status) AS _content,
+    CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
+    CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
+    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_birth_date IS NULL) THEN 'birth_date is missing' END AS _r_birth_date_required,
+    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_birth_date IS NOT NULL AND birth_date IS NULL) THEN 'birth_date ' || '(withheld)' || ' is not a YYYY-MM-DD date' END AS _r_birth_date_type,
+    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_sex IS NULL) THEN 'sex is missing' END AS _r_sex_required,
+    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (sex IS NOT NULL AND sex NOT IN ('M', 'F')) THEN 'sex ' || coalesce(raw_sex, '') || ' is not one of M, F' END AS _r_sex_code,
+    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (etiology IS NOT NULL AND etiology NOT IN ('HBV', 'HCV', 'ALCOHOL', 'OTHER')) THEN 'etiology ' || coalesce(raw_etiology, '') || ' is not one of HBV, HCV, ALCOHOL, OTHER' END AS _r_etiology_code,
+    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date IS NULL) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is not a YYYY-MM-DD date' END AS _r_hcc_diagnosis_date_type,
+    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_consent_status IS NULL) THEN 'consent_status is missing' END AS _r_consent_status_required,
+    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (consent_status IS NOT NULL AND consent_status NOT IN ('active', 'withdrawn')) THEN 'consent_status ' || coalesce(raw_consent_status, '') || ' is not one of active, withdrawn' END AS _r_consent_status_code,
+    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (birth_date IS NOT NULL AND birth_date::DATE > _extract_date) THEN 'birth_date ' || '(withheld)' || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_birth_date_in_future,
+    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date::DATE > _extract_date) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_hcc_diagnosis_date_in_future,
+    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (birth_date IS NOT NULL AND hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date < birth_date) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is before birth_date ' || '(withheld)' END AS _r_diagnosis_after_birth
+FROM raw.typed_patients;
+
+-- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).
+--    Only keys delivered more than once need ranking; their losing rows are listed here: older
+--    versions and exact duplicates drop out, a different row of the winner's drop is a conflict.
+CREATE OR REPLACE TEMP TABLE _patients_later AS
+WITH repeated AS (SELECT patient_key FROM _patients_judged WHERE patient_key IS NOT NULL GROUP BY ALL HAVING count(*) > 1),
+ranked AS (
+    SELECT _extract_id, _row_number, _content,
         row_number() OVER w AS _version,
         first_value(_extract_id) OVER w AS _winner_extract_id,
         first_value(_row_number) OVER w AS _winner_row_number,
         first_value(_content) OVER w AS _winner_content
-    FROM judged
-    WINDOW w AS (PARTITION BY patient_key, CASE WHEN patient_key IS NULL THEN _extract_id || ':' || _row_number END
-                 ORDER BY _extract_id DESC, _row_number DESC)
+    FROM _patients_judged SEMI JOIN repeated USING (patient_key)
+    WINDOW w AS (PARTITION BY patient_key ORDER BY _extract_id DESC, _row_number DESC)
 )
--- 4. one boolean per rule on the winning rows: _e_* error rules (quarantined), _w_* warn rules (flagged)
-SELECT *,
-    _version > 1 AS _e_duplicate_key_conflict,
-    _version = 1 AND _r_patient_id_required IS NOT NULL AS _e_patient_id_required,
-    _version = 1 AND _r_patient_id_pattern IS NOT NULL AS _e_patient_id_pattern,
-    _version = 1 AND _r_birth_date_required IS NOT NULL AS _e_birth_date_required,
-    _version = 1 AND _r_birth_date_type IS NOT NULL AS _e_birth_date_type,
-    _version = 1 AND _r_sex_required IS NOT NULL AS _e_sex_required,
-    _version = 1 AND _r_sex_code IS NOT NULL AS _e_sex_code,
-    _version = 1 AND _r_etiology_code IS NOT NULL AS _e_etiology_code,
-    _version = 1 AND _r_hcc_diagnosis_date_type IS NOT NULL AS _e_hcc_diagnosis_date_type,
-    _version = 1 AND _r_consent_status_required IS NOT NULL AS _e_consent_status_required,
-    _version = 1 AND _r_consent_status_code IS NOT NULL AS _e_consent_status_code,
-    _version = 1 AND _r_birth_date_in_future IS NOT NULL AS _e_birth_date_in_future,
-    _version = 1 AND _r_hcc_diagnosis_date_in_future IS NOT NULL AS _w_hcc_diagnosis_date_in_future,
-    _version = 1 AND _r_diagnosis_after_birth IS NOT NULL AS _w_diagnosis_after_birth
-FROM versioned
--- superseded versions (older drops) and exact duplicates drop out here
-WHERE _version = 1 OR (_extract_id = _winner_extract_id AND _content <> _winner_content);
+SELECT _extract_id, _row_number, _winner_row_number,
+    _extract_id = _winner_extract_id AND _content <> _winner_content AS _conflict
+FROM ranked WHERE _version > 1;
 
+-- 4. error rules: the row goes to ops.quarantine, one row per failed check
 DELETE FROM ops.quarantine WHERE domain = 'patients';
 INSERT INTO ops.quarantine (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-WITH failed AS (SELECT * FROM _patients_evaluated WHERE (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_birth_date_required OR _e_birth_date_type OR _e_sex_required OR _e_sex_code OR _e_etiology_code OR _e_hcc_diagnosis_date_type OR _e_consent_status_required OR _e_consent_status_code OR _e_birth_date_in_future)),
-checks AS (
-    SELECT _extract_id, _row_number, patient_key, 'duplicate_key_conflict' AS check_name, 'same natural key as data row ' || _winner_row_number || ' of this drop, with different values; that later row was kept' AS reason FROM failed WHERE _e_duplicate_key_conflict
+WITH failed AS (
+    SELECT v._extract_id, v._row_number, j.patient_key, 'duplicate_key_conflict' AS check_name, 'same natural key as data row ' || v._winner_row_number || ' of this drop, with different values; that later row was kept' AS reason
+    FROM _patients_later AS v JOIN _patients_judged AS j USING (_extract_id, _row_number) WHERE v._conflict
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'patient_id_required' AS check_name, _r_patient_id_required AS reason FROM failed WHERE _e_patient_id_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'patient_id_pattern' AS check_name, _r_patient_id_pattern AS reason FROM failed WHERE _e_patient_id_pattern
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'birth_date_required' AS check_name, _r_birth_date_required AS reason FROM failed WHERE _e_birth_date_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'birth_date_type' AS check_name, _r_birth_date_type AS reason FROM failed WHERE _e_birth_date_type
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'sex_required' AS check_name, _r_sex_required AS reason FROM failed WHERE _e_sex_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'sex_code' AS check_name, _r_sex_code AS reason FROM failed WHERE _e_sex_code
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'etiology_code' AS check_name, _r_etiology_code AS reason FROM failed WHERE _e_etiology_code
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'hcc_diagnosis_date_type' AS check_name, _r_hcc_diagnosis_date_type AS reason FROM failed WHERE _e_hcc_diagnosis_date_type
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'consent_status_required' AS check_name, _r_consent_status_required AS reason FROM failed WHERE _e_consent_status_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'consent_status_code' AS check_name, _r_consent_status_code AS reason FROM failed WHERE _e_consent_status_code
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'birth_date_in_future' AS check_name, _r_birth_date_in_future AS reason FROM failed WHERE _e_birth_date_in_future
+    SELECT _extract_id, _row_number, patient_key, u.check_name, u.reason
+    FROM (SELECT j.*, unnest([{'check_name': 'patient_id_required', 'reason': _r_patient_id_required}, {'check_name': 'patient_id_pattern', 'reason': _r_patient_id_pattern}, {'check_name': 'birth_date_required', 'reason': _r_birth_date_required}, {'check_name': 'birth_date_type', 'reason': _r_birth_date_type}, {'check_name': 'sex_required', 'reason': _r_sex_required}, {'check_name': 'sex_code', 'reason': _r_sex_code}, {'check_name': 'etiology_code', 'reason': _r_etiology_code}, {'check_name': 'hcc_diagnosis_date_type', 'reason': _r_hcc_diagnosis_date_type}, {'check_name': 'consent_status_required', 'reason': _r_consent_status_required}, {'check_name': 'consent_status_code', 'reason': _r_consent_status_code}, {'check_name': 'birth_date_in_future', 'reason': _r_birth_date_in_future}]) AS u
+          FROM _patients_judged AS j ANTI JOIN _patients_later AS v USING (_extract_id, _row_number) WHERE _r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_birth_date_required IS NOT NULL OR _r_birth_date_type IS NOT NULL OR _r_sex_required IS NOT NULL OR _r_sex_code IS NOT NULL OR _r_etiology_code IS NOT NULL OR _r_hcc_diagnosis_date_type IS NOT NULL OR _r_consent_status_required IS NOT NULL OR _r_consent_status_code IS NOT NULL OR _r_birth_date_in_future IS NOT NULL)
+    WHERE u.reason IS NOT NULL
 )
-SELECT 'patients', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason,
-       to_json({'patient_key': r.patient_key, 'sex': r.sex, 'etiology': r.etiology, 'hcc_diagnosis_date': r.hcc_diagnosis_date, 'consent_status': r.consent_status})
-FROM checks AS f
-JOIN raw.patients AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
+SELECT 'patients', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, to_json({'patient_key': r.patient_key, 'sex': r.sex, 'etiology': r.etiology, 'hcc_diagnosis_date': r.hcc_diagnosis_date, 'consent_status': r.consent_status})
+FROM failed AS f JOIN raw.patients AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
+-- 5. warn rules: the row stays in staging and is listed in ops.row_flags
 DELETE FROM ops.row_flags WHERE domain = 'patients';
 INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-WITH failed AS (SELECT * FROM _patients_evaluated WHERE (_w_hcc_diagnosis_date_in_future OR _w_diagnosis_after_birth) AND NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_birth_date_required OR _e_birth_date_type OR _e_sex_required OR _e_sex_code OR _e_etiology_code OR _e_hcc_diagnosis_date_type OR _e_consent_status_required OR _e_consent_status_code OR _e_birth_date_in_future)),
-checks AS (
-    SELECT _extract_id, _row_number, patient_key, 'hcc_diagnosis_date_in_future' AS check_name, _r_hcc_diagnosis_date_in_future AS reason FROM failed WHERE _w_hcc_diagnosis_date_in_future
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'diagnosis_after_birth' AS check_name, _r_diagnosis_after_birth AS reason FROM failed WHERE _w_diagnosis_after_birth
-)
-SELECT 'patients', f._extract_id, f._row_number, f.patient_key, f.check_name, 'warn', f.reason,
-       to_json({'patient_key': r.patient_key, 'sex': r.sex, 'etiology': r.etiology, 'hcc_diagnosis_date': r.hcc_diagnosis_date, 'consent_status': r.consent_status})
-FROM checks AS f
-JOIN raw.patients AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
+SELECT 'patients', f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, to_json({'patient_key': r.patient_key, 'sex': r.sex, 'etiology': r.etiology, 'hcc_diagnosis_date': r.hcc_diagnosis_date, 'consent_status': r.consent_status})
+FROM (SELECT j.*, unnest([{'check_name': 'hcc_diagnosis_date_in_future', 'reason': _r_hcc_diagnosis_date_in_future}, {'check_name': 'diagnosis_after_birth', 'reason': _r_diagnosis_after_birth}]) AS u
+      FROM _patients_judged AS j ANTI JOIN _patients_later AS v USING (_extract_id, _row_number) WHERE (_r_hcc_diagnosis_date_in_future IS NOT NULL OR _r_diagnosis_after_birth IS NOT NULL) AND NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_birth_date_required IS NOT NULL OR _r_birth_date_type IS NOT NULL OR _r_sex_required IS NOT NULL OR _r_sex_code IS NOT NULL OR _r_etiology_code IS NOT NULL OR _r_hcc_diagnosis_date_type IS NOT NULL OR _r_consent_status_required IS NOT NULL OR _r_consent_status_code IS NOT NULL OR _r_birth_date_in_future IS NOT NULL)) AS f
+JOIN raw.patients AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number
+WHERE f.u.reason IS NOT NULL;
 
--- 5. the staging table: winning rows without errors
+-- 6. the staging table: the winning row of each key, without errors
 CREATE OR REPLACE TABLE staging.patients AS
 SELECT
     patient_key,
@@ -137,10 +100,11 @@ SELECT
     CASE WHEN consent_status = 'withdrawn' THEN NULL ELSE etiology END AS etiology,
     CASE WHEN consent_status = 'withdrawn' THEN NULL ELSE hcc_diagnosis_date END AS hcc_diagnosis_date,
     consent_status,
-    CASE WHEN _w_hcc_diagnosis_date_in_future OR _w_diagnosis_after_birth THEN list_filter([CASE WHEN _w_hcc_diagnosis_date_in_future THEN 'hcc_diagnosis_date_in_future' END, CASE WHEN _w_diagnosis_after_birth THEN 'diagnosis_after_birth' END], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END AS dq_warnings,
+    CASE WHEN _r_hcc_diagnosis_date_in_future IS NOT NULL OR _r_diagnosis_after_birth IS NOT NULL THEN list_filter([CASE WHEN _r_hcc_diagnosis_date_in_future IS NOT NULL THEN 'hcc_diagnosis_date_in_future' END, CASE WHEN _r_diagnosis_after_birth IS NOT NULL THEN 'diagnosis_after_birth' END], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END AS dq_warnings,
     _extract_id,
     _row_number
-FROM _patients_evaluated
-WHERE NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_birth_date_required OR _e_birth_date_type OR _e_sex_required OR _e_sex_code OR _e_etiology_code OR _e_hcc_diagnosis_date_type OR _e_consent_status_required OR _e_consent_status_code OR _e_birth_date_in_future);
+FROM _patients_judged AS j ANTI JOIN _patients_later AS v USING (_extract_id, _row_number)
+WHERE NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_birth_date_required IS NOT NULL OR _r_birth_date_type IS NOT NULL OR _r_sex_required IS NOT NULL OR _r_sex_code IS NOT NULL OR _r_etiology_code IS NOT NULL OR _r_hcc_diagnosis_date_type IS NOT NULL OR _r_consent_status_required IS NOT NULL OR _r_consent_status_code IS NOT NULL OR _r_birth_date_in_future IS NOT NULL);
 
-DROP TABLE _patients_evaluated;
+DROP TABLE _patients_judged;
+DROP TABLE _patients_later;

@@ -26,111 +26,75 @@ SELECT
 FROM raw.treatments AS r
 JOIN ops.drops AS d ON d.extract_id = r._extract_id AND d.status = 'loaded';
 
-CREATE OR REPLACE TEMP TABLE _treatments_evaluated AS
-WITH judged AS (
-    -- 2. every rule of the contract, judged on every delivered row
-    SELECT _extract_id, _row_number,
-        patient_key,
-        regimen,
-        start_date,
-        end_date,
-        cycles,
-        stop_reason,
-        hash(patient_key, regimen, start_date, end_date, cycles, stop_reason) AS _content,
-        CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
-        CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
-        CASE WHEN (raw_regimen IS NULL) THEN 'regimen is missing' END AS _r_regimen_required,
-        CASE WHEN (regimen IS NOT NULL AND regimen NOT IN ('HAIC_FP', 'ATEZO_BEVA', 'SORAFENIB', 'LENVATINIB', 'TACE', 'OTHER')) THEN 'regimen ' || coalesce(raw_regimen, '') || ' is not one of HAIC_FP, ATEZO_BEVA, SORAFENIB, LENVATINIB, TACE, OTHER' END AS _r_regimen_code,
-        CASE WHEN (raw_start_date IS NULL) THEN 'start_date is missing' END AS _r_start_date_required,
-        CASE WHEN (raw_start_date IS NOT NULL AND start_date IS NULL) THEN 'start_date ' || coalesce(raw_start_date, '') || ' is not a YYYY-MM-DD date' END AS _r_start_date_type,
-        CASE WHEN (raw_end_date IS NOT NULL AND end_date IS NULL) THEN 'end_date ' || coalesce(raw_end_date, '') || ' is not a YYYY-MM-DD date' END AS _r_end_date_type,
-        CASE WHEN (raw_cycles IS NOT NULL AND cycles IS NULL) THEN 'cycles ' || coalesce(raw_cycles, '') || ' is not an integer' END AS _r_cycles_type,
-        CASE WHEN (cycles IS NOT NULL AND (cycles < 1)) THEN 'cycles ' || coalesce(raw_cycles, '') || ' outside the allowed range (>= 1)' END AS _r_cycles_range,
-        CASE WHEN (stop_reason IS NOT NULL AND stop_reason NOT IN ('PD', 'TOXICITY', 'COMPLETED', 'DEATH', 'OTHER')) THEN 'stop_reason ' || coalesce(raw_stop_reason, '') || ' is not one of PD, TOXICITY, COMPLETED, DEATH, OTHER' END AS _r_stop_reason_code,
-        CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
-        CASE WHEN (start_date IS NOT NULL AND end_date IS NOT NULL AND end_date < start_date) THEN 'end_date ' || coalesce(raw_end_date, '') || ' is before start_date ' || coalesce(raw_start_date, '') END AS _r_end_date_before_start_date,
-        CASE WHEN (start_date IS NOT NULL AND start_date::DATE > _extract_date) THEN 'start_date ' || coalesce(raw_start_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_start_date_in_future
-    FROM raw.typed_treatments
-    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn')
-),
-versioned AS (
-    -- 3. delta semantics: the newest drop wins per natural key (rows without a full key stand alone)
-    SELECT *,
+CREATE OR REPLACE TEMP TABLE _treatments_judged AS
+-- 2. every rule of the contract, judged on every delivered row: its reason where it fails, else NULL
+SELECT _extract_id, _row_number,
+    patient_key,
+    regimen,
+    start_date,
+    end_date,
+    cycles,
+    stop_reason,
+    hash(patient_key, regimen, start_date, end_date, cycles, stop_reason) AS _content,
+    CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
+    CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
+    CASE WHEN (raw_regimen IS NULL) THEN 'regimen is missing' END AS _r_regimen_required,
+    CASE WHEN (regimen IS NOT NULL AND regimen NOT IN ('HAIC_FP', 'ATEZO_BEVA', 'SORAFENIB', 'LENVATINIB', 'TACE', 'OTHER')) THEN 'regimen ' || coalesce(raw_regimen, '') || ' is not one of HAIC_FP, ATEZO_BEVA, SORAFENIB, LENVATINIB, TACE, OTHER' END AS _r_regimen_code,
+    CASE WHEN (raw_start_date IS NULL) THEN 'start_date is missing' END AS _r_start_date_required,
+    CASE WHEN (raw_start_date IS NOT NULL AND start_date IS NULL) THEN 'start_date ' || coalesce(raw_start_date, '') || ' is not a YYYY-MM-DD date' END AS _r_start_date_type,
+    CASE WHEN (raw_end_date IS NOT NULL AND end_date IS NULL) THEN 'end_date ' || coalesce(raw_end_date, '') || ' is not a YYYY-MM-DD date' END AS _r_end_date_type,
+    CASE WHEN (raw_cycles IS NOT NULL AND cycles IS NULL) THEN 'cycles ' || coalesce(raw_cycles, '') || ' is not an integer' END AS _r_cycles_type,
+    CASE WHEN (cycles IS NOT NULL AND (cycles < 1)) THEN 'cycles ' || coalesce(raw_cycles, '') || ' outside the allowed range (>= 1)' END AS _r_cycles_range,
+    CASE WHEN (stop_reason IS NOT NULL AND stop_reason NOT IN ('PD', 'TOXICITY', 'COMPLETED', 'DEATH', 'OTHER')) THEN 'stop_reason ' || coalesce(raw_stop_reason, '') || ' is not one of PD, TOXICITY, COMPLETED, DEATH, OTHER' END AS _r_stop_reason_code,
+    CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
+    CASE WHEN (start_date IS NOT NULL AND end_date IS NOT NULL AND end_date < start_date) THEN 'end_date ' || coalesce(raw_end_date, '') || ' is before start_date ' || coalesce(raw_start_date, '') END AS _r_end_date_before_start_date,
+    CASE WHEN (start_date IS NOT NULL AND start_date::DATE > _extract_date) THEN 'start_date ' || coalesce(raw_start_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_start_date_in_future
+FROM raw.typed_treatments
+    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn');
+
+-- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).
+--    Only keys delivered more than once need ranking; their losing rows are listed here: older
+--    versions and exact duplicates drop out, a different row of the winner's drop is a conflict.
+CREATE OR REPLACE TEMP TABLE _treatments_later AS
+WITH repeated AS (SELECT patient_key, regimen, start_date FROM _treatments_judged WHERE patient_key IS NOT NULL AND regimen IS NOT NULL AND start_date IS NOT NULL GROUP BY ALL HAVING count(*) > 1),
+ranked AS (
+    SELECT _extract_id, _row_number, _content,
         row_number() OVER w AS _version,
         first_value(_extract_id) OVER w AS _winner_extract_id,
         first_value(_row_number) OVER w AS _winner_row_number,
         first_value(_content) OVER w AS _winner_content
-    FROM judged
-    WINDOW w AS (PARTITION BY patient_key, regimen, start_date, CASE WHEN patient_key IS NULL OR regimen IS NULL OR start_date IS NULL THEN _extract_id || ':' || _row_number END
-                 ORDER BY _extract_id DESC, _row_number DESC)
+    FROM _treatments_judged SEMI JOIN repeated USING (patient_key, regimen, start_date)
+    WINDOW w AS (PARTITION BY patient_key, regimen, start_date ORDER BY _extract_id DESC, _row_number DESC)
 )
--- 4. one boolean per rule on the winning rows: _e_* error rules (quarantined), _w_* warn rules (flagged)
-SELECT *,
-    _version > 1 AS _e_duplicate_key_conflict,
-    _version = 1 AND _r_patient_id_required IS NOT NULL AS _e_patient_id_required,
-    _version = 1 AND _r_patient_id_pattern IS NOT NULL AS _e_patient_id_pattern,
-    _version = 1 AND _r_regimen_required IS NOT NULL AS _e_regimen_required,
-    _version = 1 AND _r_regimen_code IS NOT NULL AS _e_regimen_code,
-    _version = 1 AND _r_start_date_required IS NOT NULL AS _e_start_date_required,
-    _version = 1 AND _r_start_date_type IS NOT NULL AS _e_start_date_type,
-    _version = 1 AND _r_end_date_type IS NOT NULL AS _e_end_date_type,
-    _version = 1 AND _r_cycles_type IS NOT NULL AS _e_cycles_type,
-    _version = 1 AND _r_cycles_range IS NOT NULL AS _e_cycles_range,
-    _version = 1 AND _r_stop_reason_code IS NOT NULL AS _e_stop_reason_code,
-    _version = 1 AND _r_orphan_patient IS NOT NULL AS _e_orphan_patient,
-    _version = 1 AND _r_end_date_before_start_date IS NOT NULL AS _w_end_date_before_start_date,
-    _version = 1 AND _r_start_date_in_future IS NOT NULL AS _w_start_date_in_future
-FROM versioned
--- superseded versions (older drops) and exact duplicates drop out here
-WHERE _version = 1 OR (_extract_id = _winner_extract_id AND _content <> _winner_content);
+SELECT _extract_id, _row_number, _winner_row_number,
+    _extract_id = _winner_extract_id AND _content <> _winner_content AS _conflict
+FROM ranked WHERE _version > 1;
 
+-- 4. error rules: the row goes to ops.quarantine, one row per failed check
 DELETE FROM ops.quarantine WHERE domain = 'treatments';
 INSERT INTO ops.quarantine (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-WITH failed AS (SELECT * FROM _treatments_evaluated WHERE (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_regimen_required OR _e_regimen_code OR _e_start_date_required OR _e_start_date_type OR _e_end_date_type OR _e_cycles_type OR _e_cycles_range OR _e_stop_reason_code OR _e_orphan_patient)),
-checks AS (
-    SELECT _extract_id, _row_number, patient_key, 'duplicate_key_conflict' AS check_name, 'same natural key as data row ' || _winner_row_number || ' of this drop, with different values; that later row was kept' AS reason FROM failed WHERE _e_duplicate_key_conflict
+WITH failed AS (
+    SELECT v._extract_id, v._row_number, j.patient_key, 'duplicate_key_conflict' AS check_name, 'same natural key as data row ' || v._winner_row_number || ' of this drop, with different values; that later row was kept' AS reason
+    FROM _treatments_later AS v JOIN _treatments_judged AS j USING (_extract_id, _row_number) WHERE v._conflict
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'patient_id_required' AS check_name, _r_patient_id_required AS reason FROM failed WHERE _e_patient_id_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'patient_id_pattern' AS check_name, _r_patient_id_pattern AS reason FROM failed WHERE _e_patient_id_pattern
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'regimen_required' AS check_name, _r_regimen_required AS reason FROM failed WHERE _e_regimen_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'regimen_code' AS check_name, _r_regimen_code AS reason FROM failed WHERE _e_regimen_code
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'start_date_required' AS check_name, _r_start_date_required AS reason FROM failed WHERE _e_start_date_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'start_date_type' AS check_name, _r_start_date_type AS reason FROM failed WHERE _e_start_date_type
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'end_date_type' AS check_name, _r_end_date_type AS reason FROM failed WHERE _e_end_date_type
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'cycles_type' AS check_name, _r_cycles_type AS reason FROM failed WHERE _e_cycles_type
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'cycles_range' AS check_name, _r_cycles_range AS reason FROM failed WHERE _e_cycles_range
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'stop_reason_code' AS check_name, _r_stop_reason_code AS reason FROM failed WHERE _e_stop_reason_code
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'orphan_patient' AS check_name, _r_orphan_patient AS reason FROM failed WHERE _e_orphan_patient
+    SELECT _extract_id, _row_number, patient_key, u.check_name, u.reason
+    FROM (SELECT j.*, unnest([{'check_name': 'patient_id_required', 'reason': _r_patient_id_required}, {'check_name': 'patient_id_pattern', 'reason': _r_patient_id_pattern}, {'check_name': 'regimen_required', 'reason': _r_regimen_required}, {'check_name': 'regimen_code', 'reason': _r_regimen_code}, {'check_name': 'start_date_required', 'reason': _r_start_date_required}, {'check_name': 'start_date_type', 'reason': _r_start_date_type}, {'check_name': 'end_date_type', 'reason': _r_end_date_type}, {'check_name': 'cycles_type', 'reason': _r_cycles_type}, {'check_name': 'cycles_range', 'reason': _r_cycles_range}, {'check_name': 'stop_reason_code', 'reason': _r_stop_reason_code}, {'check_name': 'orphan_patient', 'reason': _r_orphan_patient}]) AS u
+          FROM _treatments_judged AS j ANTI JOIN _treatments_later AS v USING (_extract_id, _row_number) WHERE _r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_regimen_required IS NOT NULL OR _r_regimen_code IS NOT NULL OR _r_start_date_required IS NOT NULL OR _r_start_date_type IS NOT NULL OR _r_end_date_type IS NOT NULL OR _r_cycles_type IS NOT NULL OR _r_cycles_range IS NOT NULL OR _r_stop_reason_code IS NOT NULL OR _r_orphan_patient IS NOT NULL)
+    WHERE u.reason IS NOT NULL
 )
-SELECT 'treatments', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason,
-       to_json({'patient_key': r.patient_key, 'regimen': r.regimen, 'start_date': r.start_date, 'end_date': r.end_date, 'cycles': r.cycles, 'stop_reason': r.stop_reason})
-FROM checks AS f
-JOIN raw.treatments AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
+SELECT 'treatments', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, to_json({'patient_key': r.patient_key, 'regimen': r.regimen, 'start_date': r.start_date, 'end_date': r.end_date, 'cycles': r.cycles, 'stop_reason': r.stop_reason})
+FROM failed AS f JOIN raw.treatments AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
+-- 5. warn rules: the row stays in staging and is listed in ops.row_flags
 DELETE FROM ops.row_flags WHERE domain = 'treatments';
 INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-WITH failed AS (SELECT * FROM _treatments_evaluated WHERE (_w_end_date_before_start_date OR _w_start_date_in_future) AND NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_regimen_required OR _e_regimen_code OR _e_start_date_required OR _e_start_date_type OR _e_end_date_type OR _e_cycles_type OR _e_cycles_range OR _e_stop_reason_code OR _e_orphan_patient)),
-checks AS (
-    SELECT _extract_id, _row_number, patient_key, 'end_date_before_start_date' AS check_name, _r_end_date_before_start_date AS reason FROM failed WHERE _w_end_date_before_start_date
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'start_date_in_future' AS check_name, _r_start_date_in_future AS reason FROM failed WHERE _w_start_date_in_future
-)
-SELECT 'treatments', f._extract_id, f._row_number, f.patient_key, f.check_name, 'warn', f.reason,
-       to_json({'patient_key': r.patient_key, 'regimen': r.regimen, 'start_date': r.start_date, 'end_date': r.end_date, 'cycles': r.cycles, 'stop_reason': r.stop_reason})
-FROM checks AS f
-JOIN raw.treatments AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
+SELECT 'treatments', f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, to_json({'patient_key': r.patient_key, 'regimen': r.regimen, 'start_date': r.start_date, 'end_date': r.end_date, 'cycles': r.cycles, 'stop_reason': r.stop_reason})
+FROM (SELECT j.*, unnest([{'check_name': 'end_date_before_start_date', 'reason': _r_end_date_before_start_date}, {'check_name': 'start_date_in_future', 'reason': _r_start_date_in_future}]) AS u
+      FROM _treatments_judged AS j ANTI JOIN _treatments_later AS v USING (_extract_id, _row_number) WHERE (_r_end_date_before_start_date IS NOT NULL OR _r_start_date_in_future IS NOT NULL) AND NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_regimen_required IS NOT NULL OR _r_regimen_code IS NOT NULL OR _r_start_date_required IS NOT NULL OR _r_start_date_type IS NOT NULL OR _r_end_date_type IS NOT NULL OR _r_cycles_type IS NOT NULL OR _r_cycles_range IS NOT NULL OR _r_stop_reason_code IS NOT NULL OR _r_orphan_patient IS NOT NULL)) AS f
+JOIN raw.treatments AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number
+WHERE f.u.reason IS NOT NULL;
 
--- 5. the staging table: winning rows without errors
+-- 6. the staging table: the winning row of each key, without errors
 CREATE OR REPLACE TABLE staging.treatments AS
 SELECT
     patient_key,
@@ -139,10 +103,11 @@ SELECT
     end_date,
     cycles,
     stop_reason,
-    CASE WHEN _w_end_date_before_start_date OR _w_start_date_in_future THEN list_filter([CASE WHEN _w_end_date_before_start_date THEN 'end_date_before_start_date' END, CASE WHEN _w_start_date_in_future THEN 'start_date_in_future' END], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END AS dq_warnings,
+    CASE WHEN _r_end_date_before_start_date IS NOT NULL OR _r_start_date_in_future IS NOT NULL THEN list_filter([CASE WHEN _r_end_date_before_start_date IS NOT NULL THEN 'end_date_before_start_date' END, CASE WHEN _r_start_date_in_future IS NOT NULL THEN 'start_date_in_future' END], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END AS dq_warnings,
     _extract_id,
     _row_number
-FROM _treatments_evaluated
-WHERE NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_regimen_required OR _e_regimen_code OR _e_start_date_required OR _e_start_date_type OR _e_end_date_type OR _e_cycles_type OR _e_cycles_range OR _e_stop_reason_code OR _e_orphan_patient);
+FROM _treatments_judged AS j ANTI JOIN _treatments_later AS v USING (_extract_id, _row_number)
+WHERE NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_regimen_required IS NOT NULL OR _r_regimen_code IS NOT NULL OR _r_start_date_required IS NOT NULL OR _r_start_date_type IS NOT NULL OR _r_end_date_type IS NOT NULL OR _r_cycles_type IS NOT NULL OR _r_cycles_range IS NOT NULL OR _r_stop_reason_code IS NOT NULL OR _r_orphan_patient IS NOT NULL);
 
-DROP TABLE _treatments_evaluated;
+DROP TABLE _treatments_judged;
+DROP TABLE _treatments_later;

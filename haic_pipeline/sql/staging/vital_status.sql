@@ -20,101 +20,78 @@ SELECT
 FROM raw.vital_status AS r
 JOIN ops.drops AS d ON d.extract_id = r._extract_id AND d.status = 'loaded';
 
-CREATE OR REPLACE TEMP TABLE _vital_status_evaluated AS
-WITH judged AS (
-    -- 2. every rule of the contract, judged on every delivered row
-    SELECT _extract_id, _row_number,
-        patient_key,
-        last_contact_date,
-        death_date,
-        hash(patient_key, last_contact_date, death_date) AS _content,
-        CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
-        CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
-        CASE WHEN (raw_last_contact_date IS NULL) THEN 'last_contact_date is missing' END AS _r_last_contact_date_required,
-        CASE WHEN (raw_last_contact_date IS NOT NULL AND last_contact_date IS NULL) THEN 'last_contact_date ' || coalesce(raw_last_contact_date, '') || ' is not a YYYY-MM-DD date' END AS _r_last_contact_date_type,
-        CASE WHEN (raw_death_date IS NOT NULL AND death_date IS NULL) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is not a YYYY-MM-DD date' END AS _r_death_date_type,
-        CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
-        CASE WHEN (last_contact_date IS NOT NULL AND death_date IS NOT NULL AND death_date < last_contact_date) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is before last_contact_date ' || coalesce(raw_last_contact_date, '') END AS _r_last_contact_after_death,
-        CASE WHEN (last_contact_date IS NOT NULL AND last_contact_date::DATE > _extract_date) THEN 'last_contact_date ' || coalesce(raw_last_contact_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_last_contact_in_future,
-        CASE WHEN (death_date IS NOT NULL AND death_date::DATE > _extract_date) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_death_date_in_future
-    FROM raw.typed_vital_status
-    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn')
-),
-versioned AS (
-    -- 3. delta semantics: the newest drop wins per natural key (rows without a full key stand alone)
-    SELECT *,
+CREATE OR REPLACE TEMP TABLE _vital_status_judged AS
+-- 2. every rule of the contract, judged on every delivered row: its reason where it fails, else NULL
+SELECT _extract_id, _row_number,
+    patient_key,
+    last_contact_date,
+    death_date,
+    hash(patient_key, last_contact_date, death_date) AS _content,
+    CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
+    CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
+    CASE WHEN (raw_last_contact_date IS NULL) THEN 'last_contact_date is missing' END AS _r_last_contact_date_required,
+    CASE WHEN (raw_last_contact_date IS NOT NULL AND last_contact_date IS NULL) THEN 'last_contact_date ' || coalesce(raw_last_contact_date, '') || ' is not a YYYY-MM-DD date' END AS _r_last_contact_date_type,
+    CASE WHEN (raw_death_date IS NOT NULL AND death_date IS NULL) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is not a YYYY-MM-DD date' END AS _r_death_date_type,
+    CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
+    CASE WHEN (last_contact_date IS NOT NULL AND death_date IS NOT NULL AND death_date < last_contact_date) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is before last_contact_date ' || coalesce(raw_last_contact_date, '') END AS _r_last_contact_after_death,
+    CASE WHEN (last_contact_date IS NOT NULL AND last_contact_date::DATE > _extract_date) THEN 'last_contact_date ' || coalesce(raw_last_contact_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_last_contact_in_future,
+    CASE WHEN (death_date IS NOT NULL AND death_date::DATE > _extract_date) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_death_date_in_future
+FROM raw.typed_vital_status
+    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn');
+
+-- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).
+--    Only keys delivered more than once need ranking; their losing rows are listed here: older
+--    versions and exact duplicates drop out, a different row of the winner's drop is a conflict.
+CREATE OR REPLACE TEMP TABLE _vital_status_later AS
+WITH repeated AS (SELECT patient_key FROM _vital_status_judged WHERE patient_key IS NOT NULL GROUP BY ALL HAVING count(*) > 1),
+ranked AS (
+    SELECT _extract_id, _row_number, _content,
         row_number() OVER w AS _version,
         first_value(_extract_id) OVER w AS _winner_extract_id,
         first_value(_row_number) OVER w AS _winner_row_number,
         first_value(_content) OVER w AS _winner_content
-    FROM judged
-    WINDOW w AS (PARTITION BY patient_key, CASE WHEN patient_key IS NULL THEN _extract_id || ':' || _row_number END
-                 ORDER BY _extract_id DESC, _row_number DESC)
+    FROM _vital_status_judged SEMI JOIN repeated USING (patient_key)
+    WINDOW w AS (PARTITION BY patient_key ORDER BY _extract_id DESC, _row_number DESC)
 )
--- 4. one boolean per rule on the winning rows: _e_* error rules (quarantined), _w_* warn rules (flagged)
-SELECT *,
-    _version > 1 AS _e_duplicate_key_conflict,
-    _version = 1 AND _r_patient_id_required IS NOT NULL AS _e_patient_id_required,
-    _version = 1 AND _r_patient_id_pattern IS NOT NULL AS _e_patient_id_pattern,
-    _version = 1 AND _r_last_contact_date_required IS NOT NULL AS _e_last_contact_date_required,
-    _version = 1 AND _r_last_contact_date_type IS NOT NULL AS _e_last_contact_date_type,
-    _version = 1 AND _r_death_date_type IS NOT NULL AS _e_death_date_type,
-    _version = 1 AND _r_orphan_patient IS NOT NULL AS _e_orphan_patient,
-    _version = 1 AND _r_last_contact_after_death IS NOT NULL AS _w_last_contact_after_death,
-    _version = 1 AND _r_last_contact_in_future IS NOT NULL AS _w_last_contact_in_future,
-    _version = 1 AND _r_death_date_in_future IS NOT NULL AS _w_death_date_in_future
-FROM versioned
--- superseded versions (older drops) and exact duplicates drop out here
-WHERE _version = 1 OR (_extract_id = _winner_extract_id AND _content <> _winner_content);
+SELECT _extract_id, _row_number, _winner_row_number,
+    _extract_id = _winner_extract_id AND _content <> _winner_content AS _conflict
+FROM ranked WHERE _version > 1;
 
+-- 4. error rules: the row goes to ops.quarantine, one row per failed check
 DELETE FROM ops.quarantine WHERE domain = 'vital_status';
 INSERT INTO ops.quarantine (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-WITH failed AS (SELECT * FROM _vital_status_evaluated WHERE (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_last_contact_date_required OR _e_last_contact_date_type OR _e_death_date_type OR _e_orphan_patient)),
-checks AS (
-    SELECT _extract_id, _row_number, patient_key, 'duplicate_key_conflict' AS check_name, 'same natural key as data row ' || _winner_row_number || ' of this drop, with different values; that later row was kept' AS reason FROM failed WHERE _e_duplicate_key_conflict
+WITH failed AS (
+    SELECT v._extract_id, v._row_number, j.patient_key, 'duplicate_key_conflict' AS check_name, 'same natural key as data row ' || v._winner_row_number || ' of this drop, with different values; that later row was kept' AS reason
+    FROM _vital_status_later AS v JOIN _vital_status_judged AS j USING (_extract_id, _row_number) WHERE v._conflict
     UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'patient_id_required' AS check_name, _r_patient_id_required AS reason FROM failed WHERE _e_patient_id_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'patient_id_pattern' AS check_name, _r_patient_id_pattern AS reason FROM failed WHERE _e_patient_id_pattern
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'last_contact_date_required' AS check_name, _r_last_contact_date_required AS reason FROM failed WHERE _e_last_contact_date_required
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'last_contact_date_type' AS check_name, _r_last_contact_date_type AS reason FROM failed WHERE _e_last_contact_date_type
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'death_date_type' AS check_name, _r_death_date_type AS reason FROM failed WHERE _e_death_date_type
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'orphan_patient' AS check_name, _r_orphan_patient AS reason FROM failed WHERE _e_orphan_patient
+    SELECT _extract_id, _row_number, patient_key, u.check_name, u.reason
+    FROM (SELECT j.*, unnest([{'check_name': 'patient_id_required', 'reason': _r_patient_id_required}, {'check_name': 'patient_id_pattern', 'reason': _r_patient_id_pattern}, {'check_name': 'last_contact_date_required', 'reason': _r_last_contact_date_required}, {'check_name': 'last_contact_date_type', 'reason': _r_last_contact_date_type}, {'check_name': 'death_date_type', 'reason': _r_death_date_type}, {'check_name': 'orphan_patient', 'reason': _r_orphan_patient}]) AS u
+          FROM _vital_status_judged AS j ANTI JOIN _vital_status_later AS v USING (_extract_id, _row_number) WHERE _r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_last_contact_date_required IS NOT NULL OR _r_last_contact_date_type IS NOT NULL OR _r_death_date_type IS NOT NULL OR _r_orphan_patient IS NOT NULL)
+    WHERE u.reason IS NOT NULL
 )
-SELECT 'vital_status', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason,
-       to_json({'patient_key': r.patient_key, 'last_contact_date': r.last_contact_date, 'death_date': r.death_date})
-FROM checks AS f
-JOIN raw.vital_status AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
+SELECT 'vital_status', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, to_json({'patient_key': r.patient_key, 'last_contact_date': r.last_contact_date, 'death_date': r.death_date})
+FROM failed AS f JOIN raw.vital_status AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
+-- 5. warn rules: the row stays in staging and is listed in ops.row_flags
 DELETE FROM ops.row_flags WHERE domain = 'vital_status';
 INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
-WITH failed AS (SELECT * FROM _vital_status_evaluated WHERE (_w_last_contact_after_death OR _w_last_contact_in_future OR _w_death_date_in_future) AND NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_last_contact_date_required OR _e_last_contact_date_type OR _e_death_date_type OR _e_orphan_patient)),
-checks AS (
-    SELECT _extract_id, _row_number, patient_key, 'last_contact_after_death' AS check_name, _r_last_contact_after_death AS reason FROM failed WHERE _w_last_contact_after_death
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'last_contact_in_future' AS check_name, _r_last_contact_in_future AS reason FROM failed WHERE _w_last_contact_in_future
-    UNION ALL
-    SELECT _extract_id, _row_number, patient_key, 'death_date_in_future' AS check_name, _r_death_date_in_future AS reason FROM failed WHERE _w_death_date_in_future
-)
-SELECT 'vital_status', f._extract_id, f._row_number, f.patient_key, f.check_name, 'warn', f.reason,
-       to_json({'patient_key': r.patient_key, 'last_contact_date': r.last_contact_date, 'death_date': r.death_date})
-FROM checks AS f
-JOIN raw.vital_status AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
+SELECT 'vital_status', f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, to_json({'patient_key': r.patient_key, 'last_contact_date': r.last_contact_date, 'death_date': r.death_date})
+FROM (SELECT j.*, unnest([{'check_name': 'last_contact_after_death', 'reason': _r_last_contact_after_death}, {'check_name': 'last_contact_in_future', 'reason': _r_last_contact_in_future}, {'check_name': 'death_date_in_future', 'reason': _r_death_date_in_future}]) AS u
+      FROM _vital_status_judged AS j ANTI JOIN _vital_status_later AS v USING (_extract_id, _row_number) WHERE (_r_last_contact_after_death IS NOT NULL OR _r_last_contact_in_future IS NOT NULL OR _r_death_date_in_future IS NOT NULL) AND NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_last_contact_date_required IS NOT NULL OR _r_last_contact_date_type IS NOT NULL OR _r_death_date_type IS NOT NULL OR _r_orphan_patient IS NOT NULL)) AS f
+JOIN raw.vital_status AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number
+WHERE f.u.reason IS NOT NULL;
 
--- 5. the staging table: winning rows without errors
+-- 6. the staging table: the winning row of each key, without errors
 CREATE OR REPLACE TABLE staging.vital_status AS
 SELECT
     patient_key,
     last_contact_date,
     death_date,
-    CASE WHEN _w_last_contact_after_death OR _w_last_contact_in_future OR _w_death_date_in_future THEN list_filter([CASE WHEN _w_last_contact_after_death THEN 'last_contact_after_death' END, CASE WHEN _w_last_contact_in_future THEN 'last_contact_in_future' END, CASE WHEN _w_death_date_in_future THEN 'death_date_in_future' END], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END AS dq_warnings,
+    CASE WHEN _r_last_contact_after_death IS NOT NULL OR _r_last_contact_in_future IS NOT NULL OR _r_death_date_in_future IS NOT NULL THEN list_filter([CASE WHEN _r_last_contact_after_death IS NOT NULL THEN 'last_contact_after_death' END, CASE WHEN _r_last_contact_in_future IS NOT NULL THEN 'last_contact_in_future' END, CASE WHEN _r_death_date_in_future IS NOT NULL THEN 'death_date_in_future' END], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END AS dq_warnings,
     _extract_id,
     _row_number
-FROM _vital_status_evaluated
-WHERE NOT (_e_duplicate_key_conflict OR _e_patient_id_required OR _e_patient_id_pattern OR _e_last_contact_date_required OR _e_last_contact_date_type OR _e_death_date_type OR _e_orphan_patient);
+FROM _vital_status_judged AS j ANTI JOIN _vital_status_later AS v USING (_extract_id, _row_number)
+WHERE NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_last_contact_date_required IS NOT NULL OR _r_last_contact_date_type IS NOT NULL OR _r_death_date_type IS NOT NULL OR _r_orphan_patient IS NOT NULL);
 
-DROP TABLE _vital_status_evaluated;
+DROP TABLE _vital_status_judged;
+DROP TABLE _vital_status_later;
