@@ -1,0 +1,50 @@
+"""Helpers for the statistics tests: where the shared R reference results live.
+
+The reference folder is ``$HAIC_SHARED_DIR/reference/r_survival`` when HAIC_SHARED_DIR is
+set, else ``<repo root>/../shared/reference/r_survival``; tests that need it skip with the
+path they looked at when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KNOWN_DATASETS = ("aml", "lung", "lung_months", "veteran")
+
+
+def shared_dir() -> Path:
+    env = os.environ.get("HAIC_SHARED_DIR")
+    return Path(env) if env else (REPO_ROOT.parent / "shared")
+
+
+def reference_dir() -> Path:
+    return shared_dir() / "reference" / "r_survival"
+
+
+def discover_datasets() -> list[str]:
+    """Every NAME with both NAME.csv and NAME.json in the reference folder."""
+    d = reference_dir()
+    if not d.is_dir():
+        return []
+    return sorted(p.stem for p in d.glob("*.json") if (d / f"{p.stem}.csv").is_file())
+
+
+def skip_message() -> str:
+    src = "HAIC_SHARED_DIR" if os.environ.get("HAIC_SHARED_DIR") else "<repo root>/../shared"
+    return f"R reference folder not found: looked at {reference_dir()} (from {src})"
+
+
+def load_dataset(name: str) -> tuple[pd.DataFrame, dict]:
+    d = reference_dir()
+    if not d.is_dir():
+        pytest.skip(skip_message())
+    frame = pd.read_csv(d / f"{name}.csv")
+    with open(d / f"{name}.json", encoding="utf-8") as fh:
+        ref = json.load(fh)
+    return frame, ref
