@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from stats_reference import load_dataset
+from .stats_reference import load_dataset
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from haic_pipeline.stats import (
     reverse_km_follow_up,
 )
 
-from stats_reference import KNOWN_DATASETS, discover_datasets, load_dataset, reference_dir, skip_message
+from .stats_reference import KNOWN_DATASETS, discover_datasets, load_dataset, reference_dir, skip_message
 
 DATASETS = discover_datasets()
 EXACT_KEYS = {"median", "median_lower", "median_upper", "n", "events", "df", "landmark", "t",
