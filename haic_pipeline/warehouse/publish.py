@@ -1,0 +1,65 @@
+"""The analysts' copy: `analytics.duckdb` beside the pipeline's warehouse, with `staging` and
+`analysis` only (never `raw` or `ops`).
+
+DuckDB allows one writing process, and an analyst holding the pipeline's file open would block
+the nightly refresh. So the refresh never touches the analysts' file in place: it writes a new
+copy to a temporary file in the same folder and renames it over the old one (atomic on POSIX).
+An analyst's open session keeps reading its consistent old copy (the old inode stays alive until
+closed); the next connection sees the new one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+PUBLISHED_SCHEMAS = ("staging", "analysis")
+
+
+@dataclass
+class PublishResult:
+    path: Path
+    tables: dict[str, int]
+    bytes: int
+
+
+def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path) -> PublishResult:
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
+    tables = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name IN "
+        f"({', '.join('?' for _ in PUBLISHED_SCHEMAS)}) AND NOT temporary ORDER BY 1, 2",
+        [db, *PUBLISHED_SCHEMAS],
+    ).fetchall()
+    counts = {}
+    escaped = str(tmp).replace("'", "''")
+    con.execute(f"ATTACH '{escaped}' AS haic_publish")
+    try:
+        for schema in PUBLISHED_SCHEMAS:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS haic_publish.{schema}")
+        for schema, table in tables:
+            con.execute(f'CREATE TABLE haic_publish.{schema}."{table}" AS SELECT * FROM {db}.{schema}."{table}"')
+            counts[f"{schema}.{table}"] = con.execute(
+                f'SELECT count(*) FROM haic_publish.{schema}."{table}"').fetchall()[0][0]
+        con.execute("CHECKPOINT haic_publish")
+    except BaseException:
+        con.execute("DETACH haic_publish")
+        tmp.unlink(missing_ok=True)
+        raise
+    con.execute("DETACH haic_publish")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return PublishResult(path=target, tables=counts, bytes=target.stat().st_size)
