@@ -1,0 +1,106 @@
+"""Benchmark: the data-quality gates on a 100,000-patient history (issue 4).
+
+    .venv/bin/python benchmarks/bench_quality.py [--patients 100000] [--drops 6] [--keep]
+
+Writes the synthetic drops into a temp folder, lands them (haic_pipeline.ingest.load_drop) and
+builds staging (haic_pipeline.warehouse.staging.build_staging), then times, each in a child
+process (so peak memory and the Great Expectations import are measured alone):
+
+1. validating the whole history (every check, every drop, nothing stored yet);
+2. the same with nothing new (every check answers from ops.dq_results, GX not imported);
+3. one new drop on top of the history (the nightly case): the last drop is held back in step 1
+   and landed + staged before this step (staging rebuild time is printed apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, sys, time, duckdb
+t0 = time.perf_counter()
+from haic_pipeline.quality.gate import run_all
+con = duckdb.connect(sys.argv[1]); con.execute("SET memory_limit='2GB'")
+outcomes = run_all(con, reports_dir=sys.argv[2], refresh=sys.argv[3])
+print(json.dumps({"seconds": time.perf_counter() - t0, "gx_imported": "great_expectations" in sys.modules,
+                  "checks": {o.check.name: [round(o.seconds, 2), o.passed, o.cached] for o in outcomes}}))
+"""
+
+
+def _child(db: Path, reports: Path, refresh: str) -> tuple[dict, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(db), str(reports), refresh],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:])
+        raise SystemExit("validation failed")
+    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024 / 1024
+    return json.loads(proc.stdout.strip().splitlines()[-1]), peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patients", type=int, default=100_000)
+    ap.add_argument("--drops", type=int, default=6)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+
+    import duckdb
+
+    from haic_pipeline.contracts import load_contracts
+    from haic_pipeline.ingest import find_complete_drops, load_drop
+    from haic_pipeline.synthetic import write_drops
+    from haic_pipeline.warehouse.staging import build_staging
+
+    tmp = Path(tempfile.mkdtemp(prefix="haic-bench-quality-"))
+    db, reports = tmp / "haic.duckdb", tmp / "reports" / "quality"
+    t0 = time.perf_counter()
+    write_drops(tmp / "inbox", patients=args.patients, drops=args.drops, seed=1)
+    print(f"synthetic drops written in {time.perf_counter() - t0:.1f} s")
+    contracts = load_contracts()
+    drops = find_complete_drops(tmp / "inbox")
+
+    def land(selected):
+        with duckdb.connect(str(db)) as con:
+            con.execute("SET memory_limit='2GB'")
+            t = time.perf_counter()
+            for d in selected:
+                load_drop(con, d, contracts, "bench-key")
+            t_land = time.perf_counter() - t
+            t = time.perf_counter()
+            for domain in contracts:
+                build_staging(con, domain)
+            return t_land, time.perf_counter() - t, con.execute("SELECT count(*) FROM raw.labs").fetchall()[0][0]
+
+    t_land, t_stage, labs = land(drops[:-1])
+    print(f"history: {len(drops) - 1} drops landed in {t_land:.1f} s, staging built in {t_stage:.1f} s, "
+          f"raw.labs {labs:,} rows")
+    full, peak1 = _child(db, reports, "bench-1")
+    cached, peak2 = _child(db, reports, "bench-2")
+    t_land, t_stage, labs = land(drops[-1:])
+    print(f"one new drop landed in {t_land:.1f} s, staging rebuilt in {t_stage:.1f} s, raw.labs {labs:,} rows")
+    nightly, peak3 = _child(db, reports, "bench-3")
+    for title, res, peak in (("validate the history (nothing stored)", full, peak1),
+                             ("no change (stored results)", cached, peak2),
+                             ("one new drop (nightly)", nightly, peak3)):
+        print(f"{title:40s} {res['seconds']:7.1f} s  peak RSS {peak:.2f} GiB  GX imported: {res['gx_imported']}")
+        slow = sorted(res["checks"].items(), key=lambda kv: -kv[1][0])[:4]
+        print("    slowest: " + ", ".join(f"{k} {v[0]:.1f} s" for k, v in slow))
+    print(f"report: {reports / 'index.html'}")
+    if args.keep:
+        print(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

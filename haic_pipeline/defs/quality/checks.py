@@ -1,0 +1,90 @@
+"""Data-quality gates as Dagster asset checks on the staging assets (wiring only: the suites,
+thresholds, caching and report live in `haic_pipeline.quality`, which imports Great Expectations
+lazily, inside a check's run, never when the definitions load).
+
+- `<domain>_error_rules` (blocking): a failure stops every asset downstream of staging/<domain>
+  in the run (staging/patients is upstream of every other staging table and of the study).
+- `<domain>_warn_rules`, `cross_table_rules`, `drop_changes`: shown in the UI, the run goes on.
+- `drop_sequence` (blocking): data_cutoff going backwards, or a drop older than the previous one.
+"""
+
+import dagster as dg
+
+from haic_pipeline.contracts import load_contracts
+from haic_pipeline.defs.ingest.assets import DUCKDB_POOL
+from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
+from haic_pipeline.quality.gate import CheckOutcome, all_checks, run_check
+from haic_pipeline.quality.suites import CheckSpec
+
+REPORT_FOLDER = "quality"  # under HAIC_REPORTS (default warehouse/reports/quality/index.html)
+
+
+def _key(asset: str) -> dg.AssetKey:
+    return dg.AssetKey(asset.split("/"))
+
+
+def check_metadata(outcome: CheckOutcome) -> dict:
+    per_rule = outcome.per_rule()
+    failed = [a for a in per_rule if not a["passed"]]
+    meta: dict = {
+        "result": dg.MetadataValue.text(
+            "passed" if outcome.passed else
+            ("NOT MEASURED: an expectation raised" if outcome.exceptions else
+             f"FAILED: {', '.join(a['rule'] for a in failed)}")),
+        "summary": dg.MetadataValue.md(outcome.markdown()),
+        "rules_failed": len(failed),
+        "rules_evaluated": len(per_rule),
+        "extract_ids": dg.MetadataValue.text(", ".join(outcome.extract_ids) or "-"),
+        "extract_ids_failing": dg.MetadataValue.text(", ".join(outcome.failing_extract_ids) or "-"),
+        "validated_in_this_run": dg.MetadataValue.text(", ".join(outcome.validated_now) or "none (no new drop)"),
+        "cached": outcome.cached,
+        "seconds": round(outcome.seconds, 3),
+        "expectations": dg.MetadataValue.json(per_rule),
+    }
+    if outcome.cached and outcome.rows:
+        last = max(outcome.rows, key=lambda r: r["checked_at"])
+        meta["note"] = dg.MetadataValue.text(
+            f"nothing new to validate: stored result (ops.dq_results), last validated {str(last['checked_at'])[:19]} "
+            f"UTC in refresh {last['refresh']}")
+    for a in per_rule:
+        verdict = "passed" if a["passed"] else ("not measured" if a["exception"] else "FAILED")
+        meta[f"rule: {a['rule']}"] = dg.MetadataValue.text(
+            f"{a['unexpected']:,} unexpected / {a['evaluated']:,} evaluated ({a['unexpected_pct']:.2f} %, "
+            f"max {a['max_share_pct']:g} %): {verdict}")
+    if outcome.exceptions:
+        meta["exceptions"] = dg.MetadataValue.text("\n".join(outcome.exceptions)[:4000])
+    if outcome.report is not None:
+        meta["report"] = dg.MetadataValue.path(str(outcome.report))
+        meta["report_url"] = dg.MetadataValue.url(outcome.report.as_uri())
+    return meta
+
+
+def _asset_check(spec: CheckSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=_key(spec.asset),
+        name=spec.name,
+        description=spec.description,
+        blocking=spec.blocking,
+        additional_deps=[_key(a) for a in spec.additional_assets],
+        pool=DUCKDB_POOL,
+    )
+    def _check(context: dg.AssetCheckExecutionContext, haic: HaicConfig, duckdb: WarehouseResource) -> dg.AssetCheckResult:
+        reports = haic.settings().reports / REPORT_FOLDER
+        with duckdb.get_connection() as con:
+            outcome = run_check(con, spec.name, reports_dir=reports, refresh=context.run.run_id)
+        if outcome.exceptions:
+            context.log.error("%s: %d expectation(s) raised, the check fails (not measured): %s",
+                              spec.name, len(outcome.exceptions), "; ".join(outcome.exceptions)[:2000])
+        context.log.info("%s: %s in %.1f s%s; report %s", spec.name, "passed" if outcome.passed else "FAILED",
+                         outcome.seconds, " (stored result, nothing new)" if outcome.cached else "", outcome.report)
+        return dg.AssetCheckResult(
+            passed=outcome.passed,
+            severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "error" else dg.AssetCheckSeverity.WARN,
+            metadata=check_metadata(outcome),
+            description=spec.description,
+        )
+
+    return _check
+
+
+quality_checks = [_asset_check(spec) for spec in all_checks(load_contracts())]

@@ -1,0 +1,145 @@
+"""Drop-level checks: each loaded drop compared with the previous loaded one.
+
+`drop_sequence` (error, blocking): the drop's `data_cutoff` must not go backwards and its
+`extracted_at` must not be older than the previous drop's (latest-wins would let an older
+extract overwrite newer rows, and follow-up would shrink).
+
+`drop_changes` (warn): a sharp change from one drop to the next, with the figures:
+- rows per domain: the ratio to the previous drop's rows outside [ROW_RATIO_MIN, ROW_RATIO_MAX]
+  (both delivered, the previous with at least MIN_ROWS_COMPARED rows), e.g. half the rows;
+- share of new patients in patients.csv (never delivered before) moving by more than
+  SHARE_JUMP from the previous drop's share;
+- per domain, share of changed rows (natural key already delivered by an earlier drop) moving by
+  more than SHARE_JUMP.
+Plain SQL on raw.* (no GX): figures are counts and shares, never a value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import duckdb
+
+from haic_pipeline.contracts import Contract
+from haic_pipeline.quality.suites import CheckSpec, RuleSpec
+
+ROW_RATIO_MIN = 0.5
+ROW_RATIO_MAX = 2.0
+MIN_ROWS_COMPARED = 100
+SHARE_JUMP = 0.5
+
+
+def drop_checks() -> list[CheckSpec]:
+    def rule(check, name, severity, description):
+        return RuleSpec(check=check, domain=None, name=name, family="drop", severity=severity,
+                        max_share=0.0, scope=check, expectation="", kwargs={}, description=description)
+
+    return [
+        CheckSpec(
+            name="drop_sequence", asset="staging/patients", severity="error",
+            rules=[rule("drop_sequence", "data_cutoff_not_backwards", "error",
+                        "data_cutoff on or after the previous drop's"),
+                   rule("drop_sequence", "extracted_at_not_older", "error",
+                        "extracted_at on or after the previous drop's")],
+            description="Blocking: each drop's data_cutoff and extraction time are not older than "
+                        "the previous loaded drop's.",
+        ),
+        CheckSpec(
+            name="drop_changes", asset="staging/patients", severity="warn",
+            rules=[rule("drop_changes", "row_count_change", "warn",
+                        f"rows per domain within x{ROW_RATIO_MIN:g}..x{ROW_RATIO_MAX:g} of the previous drop"),
+                   rule("drop_changes", "new_patient_share_change", "warn",
+                        f"share of new patients within +/-{SHARE_JUMP:g} of the previous drop's"),
+                   rule("drop_changes", "changed_row_share_change", "warn",
+                        f"share of changed rows per domain within +/-{SHARE_JUMP:g} of the previous drop's")],
+            description="Each drop compared with the previous one: rows per domain, share of new "
+                        "patients, share of changed rows (warn, with the figures).",
+        ),
+    ]
+
+
+def pair_fingerprint(drops: list[tuple], i: int) -> str:
+    prev = drops[i - 1][1] if i > 0 else ""
+    return hashlib.sha256(f"{drops[i][1]}|{prev}".encode()).hexdigest()
+
+
+def _key_expr(c: Contract) -> str:
+    parts = []
+    for k in c.natural_key:
+        col = c.column(k)
+        if col.identifier == "pseudonymise":
+            parts.append("patient_key")
+        elif col.case == "upper":
+            parts.append(f"upper(trim({col.name}))")
+        elif col.case == "lower":
+            parts.append(f"lower(trim({col.name}))")
+        else:
+            parts.append(f"trim({col.name})")
+    return f"hash({', '.join(parts)})"
+
+
+def drop_figures(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract], eid: str) -> dict:
+    """Rows per domain, share of new patients and of changed rows for one drop."""
+    rows, changed = {}, {}
+    for d, c in contracts.items():
+        key = _key_expr(c)
+        n, seen = con.execute(
+            f"""SELECT count(*), count(*) FILTER (WHERE k IN (SELECT {key} FROM raw.{d} WHERE _extract_id < ?))
+                FROM (SELECT {key} AS k FROM raw.{d} WHERE _extract_id = ?)""", [eid, eid]).fetchall()[0]
+        rows[d] = int(n)
+        changed[d] = (seen / n) if n else None
+    n_pat, new_pat = con.execute(
+        """SELECT count(DISTINCT patient_key), count(DISTINCT patient_key) FILTER (WHERE patient_key NOT IN
+               (SELECT patient_key FROM raw.patients WHERE _extract_id < ? AND patient_key IS NOT NULL))
+           FROM raw.patients WHERE _extract_id = ? AND patient_key IS NOT NULL""", [eid, eid]).fetchall()[0]
+    return {"rows": rows, "changed_row_share": changed,
+            "patients_delivered": int(n_pat), "new_patient_share": (new_pat / n_pat) if n_pat else None}
+
+
+def compare(figures: dict, previous: dict | None, previous_is_first: bool = False) -> dict[str, dict]:
+    """rule -> {passed, details} for drop_changes. Shares of changed rows are not compared with
+    the first drop's (nothing came before it: its share is 0 by definition)."""
+    out = {}
+    ratios, flagged = {}, []
+    for d, n in figures["rows"].items():
+        p = (previous or {}).get("rows", {}).get(d)
+        if p and n and p >= MIN_ROWS_COMPARED:
+            ratios[d] = round(n / p, 4)
+            if not (ROW_RATIO_MIN <= n / p <= ROW_RATIO_MAX):
+                flagged.append(d)
+    out["row_count_change"] = {"passed": not flagged, "details": {
+        "rows": figures["rows"], "previous_rows": (previous or {}).get("rows"), "ratio": ratios,
+        "flagged_domains": flagged}}
+    s, ps = figures["new_patient_share"], (previous or {}).get("new_patient_share")
+    jump = previous is not None and s is not None and ps is not None and abs(s - ps) > SHARE_JUMP
+    out["new_patient_share_change"] = {"passed": not jump, "details": {
+        "new_patient_share": s, "previous_new_patient_share": ps,
+        "patients_delivered": figures["patients_delivered"]}}
+    flagged_c = []
+    for d, s in figures["changed_row_share"].items():
+        ps = (previous or {}).get("changed_row_share", {}).get(d)
+        if (previous is not None and not previous_is_first and s is not None and ps is not None
+                and abs(s - ps) > SHARE_JUMP):
+            flagged_c.append(d)
+    out["changed_row_share_change"] = {"passed": not flagged_c, "details": {
+        "changed_row_share": {d: (round(v, 4) if v is not None else None)
+                              for d, v in figures["changed_row_share"].items()},
+        "previous_changed_row_share": (previous or {}).get("changed_row_share"),
+        "flagged_domains": flagged_c}}
+    return out
+
+
+def sequence(drop: tuple, previous: tuple | None) -> dict[str, dict]:
+    """rule -> {passed, details} for drop_sequence. drop = (extract_id, sha, extracted_at, cutoff)."""
+    _eid, _sha, extracted, cutoff = drop
+    p_eid, p_extracted, p_cutoff = (previous[0], previous[2], previous[3]) if previous else (None, None, None)
+    back = bool(cutoff and p_cutoff and cutoff < p_cutoff)
+    older = bool(extracted and p_extracted and extracted < p_extracted)
+    return {
+        "data_cutoff_not_backwards": {"passed": not back, "details": {
+            "data_cutoff": str(cutoff) if cutoff else None, "previous_data_cutoff": str(p_cutoff) if p_cutoff else None,
+            "previous_extract_id": p_eid}},
+        "extracted_at_not_older": {"passed": not older, "details": {
+            "extracted_at": str(extracted) if extracted else None,
+            "previous_extracted_at": str(p_extracted) if p_extracted else None, "previous_extract_id": p_eid}},
+    }

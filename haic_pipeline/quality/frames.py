@@ -1,0 +1,133 @@
+"""The frames the suites validate: DuckDB queries read as pandas batches, selected columns only.
+
+- drop frame: the rows one drop delivered, from `raw.typed_<domain>` (the staging model's own
+  typed view), filtered on `_extract_id`, with `patient_in_staging` from a left join to
+  staging.patients. Delivered text never leaves DuckDB: a `<col>__delivered` column is `true`
+  where the text is not empty and NULL otherwise. Read in chunks (bounded memory).
+- schema frame: the contract's staging columns and types left-joined to the table's real ones.
+- staging frame: one hash of the natural key per row of staging.<domain> (uniqueness).
+- patient frame: one row per patient the drop delivered (any domain), with per patient the
+  latest `earlier` and the earliest `later` date of each cross-table rule, from staging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import duckdb
+import pandas as pd
+
+from haic_pipeline.contracts import Contract
+from haic_pipeline.quality.suites import RuleSpec, staging_columns
+
+#: rows per pandas batch (2048-row DuckDB vectors): ~1 M rows, a few hundred MB at most.
+CHUNK_VECTORS = 512
+PATIENT_DATES = "_dq_patient_dates"
+
+
+def _q(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def drop_frame_sql(c: Contract, rules: list[RuleSpec]) -> str:
+    cols: dict[str, str] = {}
+    for r in rules:
+        cols.update(r.sql)
+    select = ",\n    ".join(f"{expr} AS {_ident(col)}" for col, expr in cols.items())
+    join = ""
+    if any("p." in expr for expr in cols.values()):
+        join = ("\nLEFT JOIN (SELECT DISTINCT patient_key FROM staging.patients) AS p "
+                "ON p.patient_key = t.patient_key")
+    return f"SELECT\n    {select}\nFROM raw.typed_{c.domain} AS t{join}\nWHERE t._extract_id = ?"
+
+
+def iter_chunks(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> Iterator[pd.DataFrame]:
+    """The query's result as pandas frames of ~1 M rows, always fetched to the end (a partially
+    fetched DuckDB result would block the connection). At least one (maybe empty) frame."""
+    result = con.execute(sql, params)
+    first = True
+    while True:
+        df = result.fetch_df_chunk(CHUNK_VECTORS)
+        if len(df) == 0:
+            if first:
+                yield df
+            return
+        first = False
+        yield df
+
+
+def schema_frame(con: duckdb.DuckDBPyConnection, c: Contract) -> pd.DataFrame:
+    rows = ", ".join(f"({_q(n)}, {_q(t)})" for n, t in staging_columns(c))
+    return con.execute(
+        f"""SELECT e.column_name, e.expected_type, c.data_type AS actual_type
+            FROM (VALUES {rows}) AS e(column_name, expected_type)
+            LEFT JOIN information_schema.columns AS c
+              ON c.table_schema = 'staging' AND c.table_name = ? AND c.column_name = e.column_name
+            ORDER BY e.column_name""",
+        [c.domain],
+    ).df()
+
+
+def staging_frame_sql(c: Contract) -> str:
+    key = ", ".join(_ident(k) for k in c.staging_key)
+    return f"SELECT hash({key}) AS natural_key_hash FROM staging.{c.domain}"
+
+
+def table_exists(con, schema: str, table: str) -> bool:
+    return con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table]).fetchall()[0][0] > 0
+
+
+def build_patient_dates(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
+                        rules: list[RuleSpec]) -> None:
+    """TEMP table: per patient of staging.patients, each cross-table rule's latest `earlier` and
+    earliest `later` date (computed once per check run, then joined per drop)."""
+    per_domain: dict[str, dict[str, str]] = {}   # domain -> {alias: aggregate expr}
+    sides: dict[str, tuple[list[str], list[str]]] = {}
+    index_regimen = None
+
+    def ref(name: str, agg: str) -> str:
+        nonlocal index_regimen
+        if name == "index_date":
+            return "idx.index_date"
+        domain, _, column = name.partition(".")
+        alias = f"{agg}_{column}"
+        per_domain.setdefault(domain, {})[alias] = f"{agg}({_ident(column)}::DATE) AS {_ident(alias)}"
+        return f"a_{domain}.{_ident(alias)}"
+
+    for r in rules:
+        index_regimen = r.source.get("index_regimen") or index_regimen
+        earlier = [ref(x, "max") for x in r.source["earlier"]]
+        later = [ref(x, "min") for x in r.source["later"]]
+        sides[r.name] = (earlier, later)
+    ctes = [f"idx AS (SELECT patient_key, min(start_date)::DATE AS index_date FROM staging.treatments "
+            f"WHERE regimen = {_q(index_regimen or '')} GROUP BY 1)"]
+    joins = ["LEFT JOIN idx USING (patient_key)"]
+    for domain, aggs in per_domain.items():
+        ctes.append(f"a_{domain} AS (SELECT patient_key, {', '.join(aggs.values())} "
+                    f"FROM staging.{domain} GROUP BY 1)")
+        joins.append(f"LEFT JOIN a_{domain} USING (patient_key)")
+    cols = []
+    for name, (earlier, later) in sides.items():
+        e = earlier[0] if len(earlier) == 1 else f"greatest({', '.join(earlier)})"
+        lt = later[0] if len(later) == 1 else f"least({', '.join(later)})"
+        cols += [f"{e} AS {_ident(name + '__earlier')}", f"{lt} AS {_ident(name + '__later')}"]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {PATIENT_DATES} AS\nWITH {', '.join(ctes)}\n"
+        f"SELECT p.patient_key, {', '.join(cols)}\nFROM (SELECT DISTINCT patient_key FROM staging.patients) AS p\n"
+        + "\n".join(joins)
+    )
+
+
+def patient_frame_sql(contracts: dict[str, Contract], rules: list[RuleSpec]) -> tuple[str, int]:
+    """SQL of the patient frame of one drop (parameters: the extract_id once per domain)."""
+    cols = ", ".join(f"d.{_ident(c)}" for r in rules for c in (r.kwargs["column_A"], r.kwargs["column_B"]))
+    delivered = " UNION ".join(
+        f"SELECT patient_key FROM raw.{d} WHERE _extract_id = ?" for d, c in contracts.items() if c.has_patient)
+    n = sum(1 for c in contracts.values() if c.has_patient)
+    return (f"SELECT {cols} FROM ({delivered}) AS pts JOIN {PATIENT_DATES} AS d USING (patient_key)", n)

@@ -1,0 +1,110 @@
+"""`ops.dq_results`: one row per (refresh, check, rule, drop) — quality over time, in SQL.
+
+    SELECT refresh, check_name, rule, severity, passed, evaluated, unexpected, extract_id
+    FROM ops.dq_results ORDER BY checked_at DESC;
+
+It is also the cache: a drop validated under the current suite fingerprint (the contracts and the
+generator's version) is not validated again; staging-wide rules are keyed by the staging state.
+Rows carry counts and shares only, never a value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import duckdb
+
+DQ_RESULTS_DDL = """
+CREATE TABLE IF NOT EXISTS ops.dq_results (
+    refresh           VARCHAR NOT NULL,   -- Dagster run id (or the caller's refresh id)
+    checked_at        TIMESTAMP NOT NULL,
+    check_name        VARCHAR NOT NULL,   -- the asset check, e.g. labs_error_rules
+    asset             VARCHAR NOT NULL,   -- staging/labs
+    rule              VARCHAR NOT NULL,   -- the contract rule / generated check name
+    expectation       VARCHAR,            -- GX expectation class
+    severity          VARCHAR NOT NULL,   -- error / warn
+    scope             VARCHAR NOT NULL,   -- drop / schema / staging / patient / drop_sequence / drop_changes
+    extract_id        VARCHAR,            -- the drop validated (NULL for staging-wide rules)
+    passed            BOOLEAN NOT NULL,
+    evaluated         BIGINT,
+    unexpected        BIGINT,
+    unexpected_share  DOUBLE,
+    max_share         DOUBLE,
+    gx_success        BOOLEAN,
+    exception         VARCHAR,            -- the expectation raised: not measured
+    suite_fingerprint VARCHAR NOT NULL,
+    data_fingerprint  VARCHAR NOT NULL,   -- manifest sha256 of the drop, or the staging state
+    details           JSON
+)"""
+
+
+def ensure_dq_results(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute(DQ_RESULTS_DDL)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def loaded_drops(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """(extract_id, manifest_sha256, extracted_at, data_cutoff) of every loaded drop, oldest first."""
+    return con.execute(
+        "SELECT extract_id, manifest_sha256, extracted_at, data_cutoff FROM ops.drops "
+        "WHERE status = 'loaded' ORDER BY extract_id").fetchall()
+
+
+def write_rows(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
+    if not rows:
+        return
+    cols = ["refresh", "checked_at", "check_name", "asset", "rule", "expectation", "severity", "scope",
+            "extract_id", "passed", "evaluated", "unexpected", "unexpected_share", "max_share",
+            "gx_success", "exception", "suite_fingerprint", "data_fingerprint", "details"]
+    values = [[r.get(c) if c != "details" else json.dumps(r.get("details") or {}) for c in cols] for r in rows]
+    con.executemany(
+        f"INSERT INTO ops.dq_results ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", values)
+
+
+def latest_rows(con: duckdb.DuckDBPyConnection, check_name: str, suite_fp: str,
+                keys: list[tuple[str | None, str]]) -> dict[tuple[str | None, str], list[dict]]:
+    """For each (extract_id, data_fingerprint): the rows of the latest validation of that key by
+    this check under this suite fingerprint (missing keys are absent from the answer)."""
+    if not keys:
+        return {}
+    rows = con.execute(
+        """
+        SELECT * FROM ops.dq_results
+        WHERE check_name = ? AND suite_fingerprint = ?
+        QUALIFY checked_at = max(checked_at) OVER (PARTITION BY extract_id, data_fingerprint)
+        """, [check_name, suite_fp]).fetchall()
+    names = [d[0] for d in con.description]
+    wanted = set(keys)
+    out: dict[tuple[str | None, str], list[dict]] = {}
+    for row in rows:
+        rec = dict(zip(names, row))
+        key = (rec["extract_id"], rec["data_fingerprint"])
+        if key in wanted:
+            rec["details"] = json.loads(rec["details"]) if rec["details"] else {}
+            out.setdefault(key, []).append(rec)
+    return out
+
+
+def all_latest(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """Latest row per (check, rule, drop) for the loaded drops (and staging-wide rows of the latest
+    validation), for the report."""
+    rows = con.execute(
+        """
+        WITH loaded AS (SELECT extract_id FROM ops.drops WHERE status = 'loaded')
+        SELECT r.* FROM ops.dq_results AS r
+        WHERE r.extract_id IS NULL OR r.extract_id IN (SELECT extract_id FROM loaded)
+        QUALIFY r.checked_at = max(r.checked_at) OVER (PARTITION BY r.check_name, r.rule, r.extract_id)
+        ORDER BY r.check_name, r.rule, r.extract_id NULLS FIRST
+        """).fetchall()
+    names = [d[0] for d in con.description]
+    out = []
+    for row in rows:
+        rec = dict(zip(names, row))
+        rec["details"] = json.loads(rec["details"]) if rec["details"] else {}
+        out.append(rec)
+    return out

@@ -1,0 +1,163 @@
+"""Run a generated suite on pandas batches and turn GX's results into rule results.
+
+The threshold decision is GX's: each expectation carries `mostly = 1 - max_share`, and GX's
+`success` says whether the share of offending rows (among the rows the expectation applies to:
+non-missing values, rows matching its row condition) is within the threshold. A drop read in
+several chunks is decided with GX's own formula on the summed counts
+(`(evaluated - unexpected) / evaluated >= mostly`, as `great_expectations...._mostly_success`).
+
+One exception, so that one odd row never stops the nightly refresh: a rule whose threshold is
+not zero does not fail on a single offending row (a share on a ten-row delta drop means
+nothing). Structural rules (threshold 0) fail on one row.
+
+An expectation that raised (GX records it in `exception_info`, with `success=False` and no
+counts) is never read as a pass or a fail of the data: the rule result carries the exception,
+and the check fails loudly as "not measured".
+
+Only counts leave this module: `result_format` is SUMMARY with `partial_unexpected_count: 0`
+(no unexpected values, no index lists), and only whitelisted numeric fields of GX's result are
+copied. Identifier values can therefore never reach metadata, logs or the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from haic_pipeline.quality.gx_runtime import GxSession
+from haic_pipeline.quality.suites import CheckSpec, RuleSpec, build_suite
+
+#: counts only: no unexpected values, no unexpected index lists, no query
+RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0,
+                 "include_unexpected_rows": False, "return_unexpected_index_query": False}
+#: a rule with a non-zero threshold fails only from this many offending rows on
+MIN_UNEXPECTED_TO_FAIL = 2
+
+
+@dataclass
+class RuleResult:
+    rule: RuleSpec
+    extract_id: str | None
+    evaluated: int = 0
+    unexpected: int = 0
+    gx_success: bool | None = None
+    exception: str | None = None
+    chunks: int = 0
+    passed: bool = True
+    details: dict = field(default_factory=dict)
+
+    @property
+    def share(self) -> float:
+        return self.unexpected / self.evaluated if self.evaluated else 0.0
+
+
+def exception_message(exception_info) -> str | None:
+    """The message of an expectation that raised, else None. GX 1.x gives either one dict with
+    `raised_exception`, or one dict per failed metric keyed by metric id."""
+    if not exception_info:
+        return None
+    if isinstance(exception_info, dict) and "raised_exception" in exception_info:
+        if exception_info.get("raised_exception"):
+            return str(exception_info.get("exception_message") or "expectation raised")
+        return None
+    if isinstance(exception_info, dict):
+        messages = [str(v.get("exception_message") or "expectation raised")
+                    for v in exception_info.values() if isinstance(v, dict) and v.get("raised_exception")]
+        if messages:
+            return "; ".join(dict.fromkeys(messages))
+        return None
+    return str(exception_info)
+
+
+def condition_builder(condition: list):
+    """(column, op, value) triples -> a GX 1.x row condition (AND)."""
+    from great_expectations.expectations.row_conditions import Column  # noqa: PLC0415 (lazy)
+
+    parts = []
+    for col, op, value in condition:
+        c = Column(col)
+        if op == "not_null":
+            parts.append(c.is_not_null())
+        elif op == "in":
+            parts.append(c.is_in(list(value)))
+        elif op == "not_in":
+            parts.append(c.is_not_in(list(value)))
+        elif op == "ne":
+            parts.append(c != value)
+        else:
+            raise ValueError(f"unknown condition operator {op!r}")
+    out = parts[0]
+    for p in parts[1:]:
+        out = out & p
+    return out
+
+
+class SuiteRunner:
+    """The generated suite of one check for one frame kind, as a GX ValidationDefinition."""
+
+    def __init__(self, session: GxSession, check: CheckSpec, scope: str):
+        gx = session.gx
+        self.rules = [r for r in check.rules if r.scope == scope]
+        suite = session.context.suites.add(build_suite(gx, check, scope, condition_builder))
+        batch_def = session.batch_definition(f"{check.name}.{scope}")
+        self.definition = session.context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{check.name}.{scope}", data=batch_def, suite=suite))
+
+    def run(self, df: pd.DataFrame) -> dict[str, dict]:
+        """rule name -> {evaluated, unexpected, success, exception} for one batch."""
+        res = self.definition.run(batch_parameters={"dataframe": df}, result_format=RESULT_FORMAT)
+        out: dict[str, dict] = {}
+        for r in res.results:
+            name = (r.expectation_config.meta or {}).get("rule")
+            result = r.result or {}
+            element = int(result.get("element_count") or 0)
+            missing = int(result.get("missing_count") or 0)
+            out[name] = {
+                "evaluated": element - missing,
+                "unexpected": int(result.get("unexpected_count") or 0),
+                "success": bool(r.success),
+                "exception": exception_message(r.exception_info),
+            }
+        for rule in self.rules:
+            if rule.name not in out:
+                out[rule.name] = {"evaluated": 0, "unexpected": 0, "success": False,
+                                  "exception": "GX returned no result for this expectation"}
+        return out
+
+
+def mostly_success(evaluated: int, unexpected: int, mostly: float) -> bool:
+    if evaluated == 0:
+        return True
+    return (float(evaluated) - float(unexpected)) / float(evaluated) >= mostly
+
+
+def validate_batches(runner: SuiteRunner, batches, extract_id: str | None) -> list[RuleResult]:
+    """Validate every (chunk) frame of one drop and decide each rule on the whole drop."""
+    results = {r.name: RuleResult(rule=r, extract_id=extract_id) for r in runner.rules}
+    for df in batches:
+        if len(df) == 0:
+            continue
+        for name, got in runner.run(df).items():
+            rr = results[name]
+            rr.chunks += 1
+            rr.evaluated += got["evaluated"]
+            rr.unexpected += got["unexpected"]
+            rr.gx_success = got["success"] if rr.gx_success is None else (rr.gx_success and got["success"])
+            if got["exception"] and not rr.exception:
+                rr.exception = got["exception"]
+    for rr in results.values():
+        rr.passed = decide(rr)
+    return list(results.values())
+
+
+def decide(rr: RuleResult) -> bool:
+    if rr.exception:
+        return False
+    if rr.chunks <= 1:
+        ok = True if rr.gx_success is None else rr.gx_success
+    else:
+        ok = mostly_success(rr.evaluated, rr.unexpected, rr.rule.mostly)
+    if not ok and rr.rule.max_share > 0 and rr.unexpected < MIN_UNEXPECTED_TO_FAIL:
+        ok = True
+    return ok
