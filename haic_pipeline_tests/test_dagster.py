@@ -60,6 +60,10 @@ def test_sensor_requests_one_run_per_complete_drop(env):
         again = inbox_sensor(dg.build_sensor_context(instance=instance, resources=resources_for(load_settings())))
         assert [r.run_key for r in again.run_requests] == [first_key]
         assert again.dynamic_partitions_requests == []
+        # once landed (e.g. by `make run`), the sensor asks for nothing more
+        assert _ingest(instance, E1).success
+        landed = inbox_sensor(dg.build_sensor_context(instance=instance, resources=resources_for(load_settings())))
+        assert landed.run_requests == []
         manifest = json.loads((env / "inbox" / E1 / "manifest.json").read_text())
         manifest["source_system"] = "CHANGED"
         (env / "inbox" / E1 / "manifest.json").write_text(json.dumps(manifest))

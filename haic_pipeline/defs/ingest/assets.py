@@ -60,5 +60,6 @@ def raw_drop(context: dg.AssetExecutionContext, haic: HaicConfig, duckdb: Wareho
                 "file_delivered": domain in rows,
                 "data_cutoff": str(result.data_cutoff),
                 "extract_id": extract_id,
+                "manifest_sha256": drop.manifest_sha256(),
             },
         )

@@ -15,6 +15,17 @@ from haic_pipeline.defs.resources import HaicConfig
 from haic_pipeline.ingest import find_complete_drops
 from haic_pipeline.ingest.drops import EXTRACT_ID_PATTERN
 
+def _already_landed(instance: dg.DagsterInstance, extract_id: str, manifest_sha: str) -> bool:
+    """True when raw/patients has a materialization of this drop version (same manifest)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=RAW_KEYS["patients"], asset_partitions=[extract_id]), limit=1
+    ).records
+    if not records:
+        return False
+    meta = records[0].asset_materialization.metadata
+    return "manifest_sha256" in meta and meta["manifest_sha256"].value == manifest_sha
+
+
 ingest_drop_job = dg.define_asset_job(
     name="ingest_drop",
     selection=dg.AssetSelection.assets(*RAW_KEYS.values()),
@@ -38,11 +49,14 @@ def inbox_sensor(context: dg.SensorEvaluationContext, haic: HaicConfig):
         if not EXTRACT_ID_PATTERN.match(drop.extract_id):
             skipped.append(drop.extract_id)
             continue
+        manifest_sha = drop.manifest_sha256()
         if drop.extract_id not in known:
             new_partitions.append(drop.extract_id)
+        elif _already_landed(context.instance, drop.extract_id, manifest_sha):
+            continue  # landed by an earlier run (e.g. `make run`): nothing to do
         requests.append(
             dg.RunRequest(
-                run_key=f"{drop.extract_id}:{drop.manifest_sha256()}",
+                run_key=f"{drop.extract_id}:{manifest_sha}",
                 partition_key=drop.extract_id,
                 tags={"haic/extract_id": drop.extract_id},
             )
