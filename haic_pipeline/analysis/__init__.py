@@ -1,0 +1,102 @@
+"""The study's analysis layer (study_spec §3-§4): the ``analysis.*`` tables, the figures and the
+study report, computed from ``staging.cohort`` and ``staging.endpoints`` alone with
+haic_pipeline.stats (R ``survival`` parity). Pure Python + DuckDB + matplotlib, no Dagster.
+
+    data.py       what is read (included patients + endpoints, provenance) and the ONE place
+                  where the Cox candidates and the Table 1 variables are derived
+    tables.py     the tables as DataFrames (calls into haic_pipeline.stats only)
+    warehouse.py  the analysis.* schemas and the one-transaction writes
+    figures.py    KM curves (paper Figures 1-2 / survminer style) and forest plots
+    report.py     study_report.html (self-contained) and study_report.md
+    build.py      build_baseline / build_survival / build_response / build_cox /
+                  build_refresh_history / build_figures / build_report / build_analysis
+
+Readings taken where the spec leaves room (also in README_snippet.md):
+
+Tables and codes
+- Every analysis table = the spec's columns in the spec's order, then explanatory columns where
+  needed (``note`` on survival_tests / response_tests, ``detail`` on cox_excluded), then the
+  provenance ``data_cutoff`` (DATE) and ``extract_id`` (the newest loaded drop; every loaded drop
+  up to it contributes, ``ops.drops`` lists them). refresh_history has them as its key.
+- Analysis population: the included patients of staging.cohort (= the rows of staging.endpoints;
+  the build refuses to run if the two disagree, or on a negative survival time).
+- ``group`` values in km_summary / follow_up / response_summary: ``overall``, ``first_line``,
+  ``post_ate_beva`` (rows always present; n = 0 and NULL estimates for an empty group).
+- Proportions (rate_12m and its CI, orr, dcr) are fractions in [0, 1], not percentages.
+- Times in months (30.4375 days), as staging.endpoints.
+
+Kaplan-Meier
+- km_curves: one row per distinct observed time (event or censoring) per endpoint x group,
+  including ``overall``, as R ``summary(survfit, censored = TRUE)``; no artificial time-0 row;
+  lower / upper NULL where S = 0 (R: NA).
+- rate_12m = S(12) with its log CI, as R ``summary(fit, times = 12)``: NULL when the group's
+  longest observed time is < 12 months (R, without ``extend = TRUE``, returns no row; early
+  drops have no patient followed to 12 months and a carried-forward S would be a guess). The
+  12-month test is then not computed (NULL with a note).
+- survival_tests ``rate_12m``: statistic = z (first_line minus post_ate_beva on the cloglog
+  scale), df NULL. ``logrank``: statistic = chi-square, df = k - 1 = 1.
+- Negative times in staging.endpoints (a censoring date before the index date: the last
+  contact was before the first HAIC; or an event before it: a source error) become missing for
+  that endpoint (R ``na.omit``): n / events in km_summary count the patients analysed; a
+  censored negative time changes no KM, log-rank or Cox estimate anyway. Counted in the run log,
+  the asset metadata (``problems``) and the report.
+  A test that cannot be computed (one group empty, no events, S(12) = 0 or 1 in a group) is a
+  row with NULL statistic / p_value and the reason in ``note``.
+- follow_up: reverse KM of OS time, for overall and each group; lower / upper = the CI of that
+  median (R's quantile rule on the CI curves).
+
+Table 1
+- Variables (the paper's): age (mean ± SD, Student's t); sex, etiology, ECOG (0/1/2/3 levels),
+  Child-Pugh class, BCLC stage, AFP ≥ 400, multiple tumours, tumour size > 10 cm, portal vein
+  invasion, extrahepatic metastasis (n (%), chi-square / Fisher over all observed levels).
+  ``variable`` = the staging.cohort column name; booleans have levels ``yes`` / ``no`` (both
+  rows always); a first row ``n`` (level '') gives the group sizes; a ``missing`` row where
+  values are missing (percentages and tests over non-missing values). Cells are the formatted
+  strings of stats.build_table1 (``65.79 ± 11.19``, ``12 (34.3)``); test codes ``t_test`` /
+  ``chi2`` / ``fisher``.
+
+Response
+- response_summary: counts of best_response per group (and overall); orr = (CR + PR) / n,
+  dcr = (CR + PR + SD) / n over every included patient. response_tests: statistic NULL for
+  Fisher.
+
+Cox
+- Terms derived in data.cox_terms (age_ge_65 = age ≥ 65; sex_male = 'M'; etiology_hbv =
+  'HBV' vs any other; ecog_0 = ECOG == 0; child_pugh_a = A vs B/C; bclc_c_d = C/D vs A/B;
+  the five booleans as stored; group = post_ate_beva vs first_line); missing stays missing.
+- The 20% missing rule is over all included patients; ``no_variation`` among the complete
+  cases of time, event and the candidate (stats.cox_screening).
+- Models that cannot be fitted are recorded, never stored as NaN: a univariable failure is a
+  cox_excluded row ``not_estimable`` (stats rule); no events at all: every candidate
+  ``not_estimable``; a multivariable failure: its terms as ``multivariable_not_estimable`` with
+  the error in ``detail`` (cox_models then holds the univariable rows only). Each case is also a
+  warning in the run log, in the asset metadata (``problems``) and in the report.
+- cox_models rows: univariable rows in the candidates' order, then the multivariable rows.
+
+refresh_history
+- One snapshot (OS/PFS x overall/first_line/post_ate_beva: n, events, median_months, rate_12m)
+  per extract_id, taken from analysis.km_summary when that extract_id is not yet in the table;
+  several drops landed before one refresh give one snapshot (the state after the newest).
+"""
+
+from .build import (
+    FIGURES,
+    BuildResult,
+    build_analysis,
+    build_baseline,
+    build_cox,
+    build_figures,
+    build_refresh_history,
+    build_report,
+    build_response,
+    build_survival,
+    render_figure,
+)
+from .data import COX_TERMS, AnalysisInputError, Provenance, cox_terms, load_study_data
+from .warehouse import TABLES
+
+__all__ = [
+    "COX_TERMS", "FIGURES", "TABLES", "AnalysisInputError", "BuildResult", "Provenance",
+    "build_analysis", "build_baseline", "build_cox", "build_figures", "build_refresh_history",
+    "build_report", "build_response", "build_survival", "cox_terms", "load_study_data", "render_figure",
+]

@@ -1,0 +1,225 @@
+"""Build the ``analysis.*`` tables, the figures and the report from the warehouse.
+
+    build_baseline(con)          -> analysis.baseline_characteristics                  (Table 1)
+    build_survival(con)          -> analysis.km_summary, km_curves, survival_tests, follow_up
+    build_response(con)          -> analysis.response_summary, response_tests          (Table 2)
+    build_cox(con)               -> analysis.cox_models, cox_excluded                  (Tables 3-4)
+    build_refresh_history(con)   -> analysis.refresh_history (+1 snapshot per new drop; needs km_summary)
+    build_figures(con, reports)  -> <reports>/figures/km_os|km_pfs|forest_os|forest_pfs.png/.svg
+    build_report(con, reports)   -> <reports>/study_report.html and .md
+    build_analysis(con, reports) -> all of the above, in that order
+
+Inputs: staging.cohort and staging.endpoints only (plus ops.drops for the list of drops in
+the provenance line). Each table build writes its tables in ONE transaction. Each returns a
+:class:`BuildResult` whose ``metadata`` is plain JSON-able values and whose ``headline``
+holds clinician-readable strings (median OS per group, p-values formatted). No Dagster here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from haic_pipeline.stats import format_count_percent, format_median_ci, format_p
+
+from . import figures as F
+from . import tables as T
+from .data import ENDPOINTS, GROUPS, Provenance, load_study_data, read_provenance
+from .warehouse import append_history, read_table, write_tables
+
+
+@dataclass
+class BuildResult:
+    tables: dict[str, int]                      # analysis table -> rows written
+    provenance: Provenance
+    headline: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # name -> path written
+
+    def metadata(self) -> dict:
+        return {**self.provenance.metadata(), "tables": dict(self.tables), **self.headline,
+                "problems": list(self.problems)}
+
+
+def _km_headline(summary: pd.DataFrame, tests: pd.DataFrame) -> dict[str, str]:
+    out = {}
+    for _, r in summary.iterrows():
+        out[f"median_{r['endpoint'].lower()}_{r['group']}"] = (
+            f"{format_median_ci(r['median_months'], r['median_lower'], r['median_upper'])} months "
+            f"(n = {int(r['n'])}, events = {int(r['events'])})")
+    for _, r in tests.iterrows():
+        out[f"p_{r['test']}_{r['endpoint'].lower()}"] = format_p(r["p_value"])
+    return out
+
+
+def build_baseline(con: duckdb.DuckDBPyConnection) -> BuildResult:
+    data = load_study_data(con)
+    table = T.baseline_characteristics(data.frame)
+    rows = write_tables(con, {"baseline_characteristics": table}, data.provenance)
+    n = {g: int((data.frame["group"] == g).sum()) for g in GROUPS}
+    headline = {"patients": f"{data.n} included ({n['first_line']} first-line, {n['post_ate_beva']} post-ate-beva)"}
+    tested = table.dropna(subset=["p_value"]).drop_duplicates("variable")
+    headline["p_values"] = ", ".join(f"{v} {format_p(p)}" for v, p in zip(tested["variable"], tested["p_value"]))
+    return BuildResult(tables=rows, provenance=data.provenance, headline=headline)
+
+
+def build_survival(con: duckdb.DuckDBPyConnection) -> BuildResult:
+    data = load_study_data(con)
+    res = T.survival_tables(data.frame)
+    rows = write_tables(con, {"km_summary": res.km_summary, "km_curves": res.km_curves,
+                              "survival_tests": res.survival_tests, "follow_up": res.follow_up},
+                        data.provenance)
+    headline = _km_headline(res.km_summary, res.survival_tests)
+    fu = res.follow_up[res.follow_up["group"] == "overall"]
+    if len(fu):
+        r = fu.iloc[0]
+        headline["median_follow_up_overall"] = f"{format_median_ci(r['median_months'], r['lower'], r['upper'])} months"
+    problems = data.problems() + [f"{r['endpoint']} {r['test']}: {r['note']}"
+                                  for _, r in res.survival_tests.iterrows() if r["note"]]
+    return BuildResult(tables=rows, provenance=data.provenance, headline=headline, problems=problems)
+
+
+def build_response(con: duckdb.DuckDBPyConnection) -> BuildResult:
+    data = load_study_data(con)
+    summary = T.response_summary(data.frame)
+    tests = T.response_tests(data.frame)
+    rows = write_tables(con, {"response_summary": summary, "response_tests": tests}, data.provenance)
+    headline = {}
+    for _, r in summary.iterrows():
+        headline[f"orr_{r['group']}"] = format_count_percent(r["cr"] + r["pr"], r["n"])
+        headline[f"dcr_{r['group']}"] = format_count_percent(r["cr"] + r["pr"] + r["sd"], r["n"])
+    for _, r in tests.iterrows():
+        headline[f"p_{r['measure'].lower()}"] = f"{format_p(r['p_value'])} ({r['test'] or 'not computed'})"
+    problems = [f"{r['measure']}: {r['note']}" for _, r in tests.iterrows() if r["note"]]
+    return BuildResult(tables=rows, provenance=data.provenance, headline=headline, problems=problems)
+
+
+def build_cox(con: duckdb.DuckDBPyConnection) -> BuildResult:
+    data = load_study_data(con)
+    res = T.cox_tables(data.frame)
+    rows = write_tables(con, {"cox_models": res.cox_models, "cox_excluded": res.cox_excluded},
+                        data.provenance)
+    headline = {}
+    for endpoint in ENDPOINTS:
+        multi = res.cox_models[(res.cox_models["endpoint"] == endpoint)
+                               & (res.cox_models["model"] == "multivariable")]
+        headline[f"multivariable_{endpoint.lower()}"] = "; ".join(
+            f"{r['term']} HR {r['hr']:.3f} ({r['hr_lower']:.3f}\u2013{r['hr_upper']:.3f}), p {format_p(r['p_value'])}"
+            for _, r in multi.iterrows()) or "not fitted"
+        excl = res.cox_excluded[res.cox_excluded["endpoint"] == endpoint]
+        headline[f"excluded_{endpoint.lower()}"] = ", ".join(
+            f"{t} ({r})" for t, r in zip(excl["term"], excl["reason"])) or "none"
+    return BuildResult(tables=rows, provenance=data.provenance, headline=headline,
+                       problems=data.problems() + res.problems)
+
+
+def build_refresh_history(con: duckdb.DuckDBPyConnection) -> BuildResult:
+    """Append the headline figures of analysis.km_summary under its extract_id, unless a
+    snapshot for that extract_id is already in analysis.refresh_history."""
+    summary = read_table(con, "km_summary")
+    prov = Provenance(None, None)
+    if len(summary) and pd.notna(summary["extract_id"].iloc[0]):
+        prov = Provenance(extract_id=str(summary["extract_id"].iloc[0]),
+                          data_cutoff=str(pd.Timestamp(summary["data_cutoff"].iloc[0]).date()))
+    added = append_history(con, T.history_snapshot(summary), prov)  # no drop -> adds nothing
+    total, snapshots = con.execute(
+        "SELECT count(*), count(DISTINCT extract_id) FROM analysis.refresh_history").fetchall()[0]
+    headline = {"rows_added": str(added), "snapshots": str(snapshots),
+                "new_snapshot": prov.extract_id if added else "none (no new drop since the last snapshot)"}
+    return BuildResult(tables={"refresh_history": int(total)}, provenance=prov, headline=headline)
+
+
+# ---------------------------------------------------------------------------------------
+# figures and report (read the analysis tables: a figure shows what the tables hold)
+# ---------------------------------------------------------------------------------------
+def table_provenance(con: duckdb.DuckDBPyConnection, table: str) -> Provenance:
+    prov = read_provenance(con)
+    df = read_table(con, table)
+    if len(df) and "extract_id" in df:
+        extract_id = str(df["extract_id"].iloc[0])
+        if extract_id != prov.extract_id:  # tables from an older state than staging
+            drops = tuple(d for d in prov.drops if d <= extract_id)
+            return Provenance(extract_id, str(pd.Timestamp(df["data_cutoff"].iloc[0]).date()), drops)
+    return prov
+
+
+FIGURES = ("km_os", "km_pfs", "forest_os", "forest_pfs")
+
+
+def figure_inputs(con: duckdb.DuckDBPyConnection, name: str) -> dict:
+    """What figure ``name`` (one of FIGURES) is drawn from: the analysis tables it reads
+    and the provenance line."""
+    kind, endpoint = name.split("_")
+    if kind == "km":
+        frames = {t: read_table(con, t) for t in ("km_curves", "km_summary", "survival_tests")}
+        prov = table_provenance(con, "km_curves")
+    else:
+        frames = {t: read_table(con, t) for t in ("cox_models", "cox_excluded")}
+        prov = table_provenance(con, "cox_models")
+    return {"kind": kind, "endpoint": endpoint.upper(), "frames": frames, "provenance": prov}
+
+
+def draw_figure(inputs: dict):
+    """The matplotlib Figure for :func:`figure_inputs`."""
+    endpoint, prov, fr = inputs["endpoint"], inputs["provenance"], inputs["frames"]
+    if inputs["kind"] == "km":
+        if not len(fr["km_curves"]):
+            return F.message_figure(f"{F.ENDPOINT_TITLES[endpoint]} by group",
+                                    "No included patients: no curve to draw.", prov)
+        return F.km_figure(fr["km_curves"], fr["km_summary"], fr["survival_tests"], endpoint, prov)
+    return F.forest_figure(fr["cox_models"], fr["cox_excluded"], endpoint, prov)
+
+
+def render_figure(con: duckdb.DuckDBPyConnection, name: str):
+    """The matplotlib Figure ``name`` (one of FIGURES) drawn from the analysis tables."""
+    return draw_figure(figure_inputs(con, name))
+
+
+def _inputs_key(name: str, inputs: dict) -> str:
+    h = hashlib.sha256()
+    h.update(Path(F.__file__).read_bytes())  # a change of the drawing code redraws
+    h.update(f"{name}|{inputs['provenance']!r}".encode())
+    for t, df in sorted(inputs["frames"].items()):
+        h.update(t.encode())
+        h.update(df.to_csv(index=False, float_format="%.17g").encode())
+    return h.hexdigest()
+
+
+def build_figures(con: duckdb.DuckDBPyConnection, reports: Path,
+                  names: tuple[str, ...] = FIGURES) -> dict[str, F.SavedFigure]:
+    """Draw and save each figure under ``<reports>/figures/``; a figure whose inputs (tables,
+    provenance, drawing code) are unchanged since it was written is not drawn again."""
+    out = {}
+    folder = Path(reports) / "figures"
+    for name in names:
+        inputs = figure_inputs(con, name)
+        key = _inputs_key(name, inputs)
+        saved = F.load_saved(folder, name, key)
+        out[name] = saved or F.save_figure(draw_figure(inputs), folder, name, inputs_key=key)
+    return out
+
+
+def build_report(con: duckdb.DuckDBPyConnection, reports: Path) -> BuildResult:
+    from .report import write_report
+
+    prov = table_provenance(con, "km_summary")
+    paths = write_report(con, Path(reports), prov)
+    return BuildResult(tables={}, provenance=prov, files={k: str(v) for k, v in paths.items()})
+
+
+def build_analysis(con: duckdb.DuckDBPyConnection, reports: Path) -> dict[str, BuildResult]:
+    """Every analysis table, the figures and the report (what the Dagster assets do, in order)."""
+    out = {
+        "baseline": build_baseline(con),
+        "survival": build_survival(con),
+        "response": build_response(con),
+        "cox": build_cox(con),
+        "refresh_history": build_refresh_history(con),
+    }
+    build_figures(con, reports)
+    out["report"] = build_report(con, reports)
+    return out

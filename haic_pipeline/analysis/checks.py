@@ -1,0 +1,39 @@
+"""Consistency checks of the analysis tables against staging.endpoints (used as Dagster asset
+checks; plain functions here). Each returns ``(passed, details)``; details are aggregate
+counts only (no patient-level values)."""
+
+from __future__ import annotations
+
+import duckdb
+
+
+def km_summary_matches_endpoints(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict]:
+    """n and events of analysis.km_summary equal the counts of staging.endpoints for every
+    endpoint x group (patients with a time >= 0: a negative time is left out of the analysis,
+    see analysis.data.StudyData), and the table is from the same drop as staging.endpoints."""
+    rows = con.execute("""
+        WITH e AS (
+            SELECT "group", os_months, os_event, pfs_months, pfs_event FROM staging.endpoints
+        ), expected AS (
+            SELECT 'OS' AS endpoint, coalesce(g, 'overall') AS "group", count(*) AS n, sum(ev) AS events
+            FROM (SELECT "group" AS g, os_event AS ev FROM e WHERE os_months >= 0) GROUP BY ROLLUP (g)
+            UNION ALL
+            SELECT 'PFS', coalesce(g, 'overall'), count(*), sum(ev)
+            FROM (SELECT "group" AS g, pfs_event AS ev FROM e WHERE pfs_months >= 0) GROUP BY ROLLUP (g)
+        )
+        SELECT coalesce(k.endpoint, x.endpoint), coalesce(k."group", x."group"),
+               k.n, coalesce(x.n, 0), k.events, coalesce(x.events, 0)
+        FROM analysis.km_summary AS k
+        FULL JOIN expected AS x ON k.endpoint = x.endpoint AND k."group" = x."group"
+        ORDER BY 1, 2
+    """).fetchall()
+    mismatches = [f"{ep}/{g}: table n={n} events={ev}, staging.endpoints n={xn} events={xev}"
+                  for ep, g, n, xn, ev, xev in rows
+                  if n is None or int(n) != int(xn) or int(ev or 0) != int(xev)]
+    drops = con.execute("""
+        SELECT (SELECT any_value(extract_id) FROM analysis.km_summary),
+               (SELECT any_value(extract_id) FROM staging.endpoints)
+    """).fetchall()[0]
+    if drops[1] is not None and drops[0] != drops[1]:
+        mismatches.append(f"analysis.km_summary is from drop {drops[0]}, staging.endpoints from {drops[1]}")
+    return not mismatches, {"rows_compared": len(rows), "mismatches": mismatches}

@@ -1,0 +1,1 @@
+"""Dagster wiring of the analysis layer (haic_pipeline.analysis): tables, figures, report."""

@@ -1,0 +1,199 @@
+"""The study's results (study_spec §3-§4) and its figures and report, as Dagster assets.
+
+Wiring only: every computation is in haic_pipeline.analysis (tables with haic_pipeline.stats,
+figures with matplotlib). Each asset reads staging.cohort / staging.endpoints (or the analysis
+tables) and writes its tables in one transaction. They carry STUDY_AUTOMATION, and they run
+after staging/cohort and staging/endpoints, so a failed blocking data-quality check upstream
+stops them (the run shows the failed check; the previous results stay in place).
+"""
+
+
+from pathlib import Path
+
+import dagster as dg
+
+from haic_pipeline.analysis import AnalysisInputError, BuildResult
+from haic_pipeline.analysis import build as analysis_build
+from haic_pipeline.analysis.checks import km_summary_matches_endpoints
+from haic_pipeline.defs.ingest.assets import DUCKDB_POOL
+from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
+from haic_pipeline.defs.study.assets import ATTRITION, COHORT, ENDPOINTS, STUDY_AUTOMATION
+
+
+def A(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["analysis", table])
+
+
+def R(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["reports", name])
+
+
+STUDY_INPUTS = [COHORT, ENDPOINTS]
+SURVIVAL_TABLES = {
+    "km_summary": "Kaplan-Meier summary per endpoint (OS/PFS) x group (overall/first_line/post_ate_beva): "
+                  "n, events, median with 95% CI, 12-month rate with 95% CI (log scale), in months.",
+    "km_curves": "Every step of the Kaplan-Meier curves (endpoint x group x time): at risk, events, "
+                 "censored, survival and its 95% CI.",
+    "survival_tests": "Log-rank (survdiff) and 12-month rate (cloglog z) comparisons of first_line vs "
+                      "post_ate_beva, per endpoint; unrounded p-values.",
+    "follow_up": "Median follow-up by the reverse Kaplan-Meier method, overall and per group.",
+}
+RESPONSE_TABLES = {
+    "response_summary": "Best overall response (mRECIST) counts per group, ORR and DCR as proportions.",
+    "response_tests": "ORR and DCR by group: Pearson chi-square (uncorrected) or Fisher's exact test.",
+}
+COX_TABLES = {
+    "cox_models": "Tables 3-4: univariable and multivariable Cox models (Efron) for OS and PFS: HR, "
+                  "Wald 95% CI and p, n and events per model.",
+    "cox_excluded": "Cox candidates left out per endpoint (missing_over_20pct, no_variation, "
+                    "not_estimable, multivariable_not_estimable) with the reason's detail.",
+}
+FIGURE_KEYS = {
+    "km_os": (R("km_os_figure"), "Figure 1: Kaplan-Meier curves of overall survival by group",
+              [A("km_curves"), A("km_summary"), A("survival_tests")]),
+    "km_pfs": (R("km_pfs_figure"), "Figure 2: Kaplan-Meier curves of progression-free survival by group",
+               [A("km_curves"), A("km_summary"), A("survival_tests")]),
+    "forest_os": (R("forest_os_figure"), "Forest plot of the Cox models for overall survival",
+                  [A("cox_models"), A("cox_excluded")]),
+    "forest_pfs": (R("forest_pfs_figure"), "Forest plot of the Cox models for progression-free survival",
+                   [A("cox_models"), A("cox_excluded")]),
+}
+
+
+def _metadata(result: BuildResult, table: str | None = None) -> dict:
+    meta: dict = {
+        "extract_id": result.provenance.extract_id or "",
+        "data_cutoff": result.provenance.data_cutoff or "",
+        "provenance": result.provenance.describe(),
+    }
+    if table is not None and table in result.tables:
+        meta["dagster/row_count"] = result.tables[table]
+    meta.update(result.headline)
+    if result.problems:
+        meta["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in result.problems))
+    return meta
+
+
+def _run(context, duckdb: WarehouseResource, build) -> BuildResult:
+    with duckdb.get_connection() as con:
+        try:
+            result = build(con)
+        except AnalysisInputError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+    for p in result.problems:
+        context.log.warning(p)
+    return result
+
+
+def _table_multi_asset(name: str, tables: dict[str, str], build, extra_deps=()):
+    specs = [dg.AssetSpec(A(t), deps=[*STUDY_INPUTS, *extra_deps], group_name="analysis",
+                          kinds={"duckdb", "python"}, description=f"analysis.{t}: {d}",
+                          automation_condition=STUDY_AUTOMATION)
+             for t, d in tables.items()]
+
+    @dg.multi_asset(name=name, specs=specs, pool=DUCKDB_POOL)
+    def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
+        result = _run(context, duckdb, build)
+        for t in tables:
+            yield dg.MaterializeResult(asset_key=A(t), metadata=_metadata(result, t))
+
+    return _asset
+
+
+@dg.asset(
+    key=A("baseline_characteristics"),
+    deps=STUDY_INPUTS,
+    group_name="analysis",
+    kinds={"duckdb", "python"},
+    pool=DUCKDB_POOL,
+    automation_condition=STUDY_AUTOMATION,
+    description="analysis.baseline_characteristics (Table 1): the paper's baseline variables by group, "
+    "mean ± SD with Student's t, n (%) with chi-square / Fisher; unrounded p-values.",
+)
+def baseline_characteristics(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    result = _run(context, duckdb, analysis_build.build_baseline)
+    return dg.MaterializeResult(metadata=_metadata(result, "baseline_characteristics"))
+
+
+survival = _table_multi_asset("analysis_survival", SURVIVAL_TABLES, analysis_build.build_survival)
+response = _table_multi_asset("analysis_response", RESPONSE_TABLES, analysis_build.build_response)
+cox = _table_multi_asset("analysis_cox", COX_TABLES, analysis_build.build_cox)
+
+
+@dg.asset(
+    key=A("refresh_history"),
+    deps=[A("km_summary")],
+    group_name="analysis",
+    kinds={"duckdb", "python"},
+    pool=DUCKDB_POOL,
+    automation_condition=STUDY_AUTOMATION,
+    description="analysis.refresh_history: one snapshot of the headline figures (n, events, median, "
+    "12-month rate per endpoint x group) for each newly loaded drop; a refresh without a new drop adds nothing.",
+)
+def refresh_history(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    result = _run(context, duckdb, analysis_build.build_refresh_history)
+    return dg.MaterializeResult(metadata=_metadata(result, "refresh_history"))
+
+
+@dg.asset_check(asset=A("km_summary"), blocking=True,
+                description="n and events per endpoint x group equal the counts in staging.endpoints "
+                "(same drop); blocks the figures and the report otherwise.")
+def km_summary_matches_staging_endpoints(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    with duckdb.get_connection() as con:
+        passed, details = km_summary_matches_endpoints(con)
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={"rows_compared": details["rows_compared"],
+                  "mismatches": dg.MetadataValue.md("\n".join(f"- {m}" for m in details["mismatches"]) or "none")},
+    )
+
+
+@dg.multi_asset(
+    name="report_figures",
+    specs=[dg.AssetSpec(key, deps=deps, group_name="reports", kinds={"matplotlib", "png", "svg"},
+                        description=f"{desc}; <reports>/figures/{name}.png and .svg",
+                        automation_condition=STUDY_AUTOMATION)
+           for name, (key, desc, deps) in FIGURE_KEYS.items()],
+    pool=DUCKDB_POOL,
+)
+def report_figures(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig):
+    reports = Path(haic.settings().reports)
+    with duckdb.get_connection() as con:
+        saved = analysis_build.build_figures(con, reports)
+        prov = analysis_build.table_provenance(con, "km_curves")
+    for name, fig in saved.items():
+        key, desc, _ = FIGURE_KEYS[name]
+        yield dg.MaterializeResult(asset_key=key, metadata={
+            "figure": dg.MetadataValue.md(fig.markdown_image(desc)),
+            "png": dg.MetadataValue.path(str(fig.png)),
+            "svg": dg.MetadataValue.path(str(fig.svg)),
+            "size_px": f"{fig.width_px} x {fig.height_px}",
+            "extract_id": prov.extract_id or "",
+            "data_cutoff": prov.data_cutoff or "",
+            "provenance": prov.describe(),
+        })
+
+
+@dg.asset(
+    key=R("study_report"),
+    deps=[ATTRITION, A("baseline_characteristics"), *[A(t) for t in SURVIVAL_TABLES],
+          *[A(t) for t in RESPONSE_TABLES], *[A(t) for t in COX_TABLES], A("refresh_history"),
+          *[k for k, _, _ in FIGURE_KEYS.values()]],
+    group_name="reports",
+    kinds={"html", "markdown"},
+    pool=DUCKDB_POOL,
+    automation_condition=STUDY_AUTOMATION,
+    description="The study report: attrition, Tables 1-4, survival summary, Figures 1-4 and the refresh "
+    "history; <reports>/study_report.html (self-contained) and study_report.md, regenerated on every refresh.",
+)
+def study_report(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig) -> dg.MaterializeResult:
+    reports = Path(haic.settings().reports)
+    with duckdb.get_connection() as con:
+        result = analysis_build.build_report(con, reports)
+    return dg.MaterializeResult(metadata={
+        "html": dg.MetadataValue.path(result.files["html"]),
+        "markdown": dg.MetadataValue.path(result.files["md"]),
+        "extract_id": result.provenance.extract_id or "",
+        "data_cutoff": result.provenance.data_cutoff or "",
+        "provenance": result.provenance.describe(),
+    })

@@ -1,0 +1,118 @@
+"""The figures and the study report, rendered on the demo data and inspected: sizes, texts
+(legend, number at risk, p-value, provenance), numbers at risk, determinism, no identifiers."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+from PIL import Image
+
+from haic_pipeline.analysis import build_figures, build_report, render_figure
+from haic_pipeline.analysis.figures import figure_texts
+
+from .conftest import identifiers
+
+
+def _summary(con):
+    return con.execute("SELECT * FROM analysis.km_summary").df()
+
+
+def test_km_figure_has_legend_risk_table_p_value_and_provenance(demo):
+    con, _, _ = demo
+    fig = render_figure(con, "km_os")
+    texts = figure_texts(fig)
+    joined = "\n".join(texts)
+    s = _summary(con)
+    for g, label in (("first_line", "First-line HAIC"), ("post_ate_beva", "Post-ate-beva HAIC")):
+        n = int(s[(s.endpoint == "OS") & (s.group == g)].n.iloc[0])
+        assert any(t.startswith(f"{label} (n = {n}): median ") for t in texts), texts
+    assert "Number at risk" in texts
+    p = con.execute("SELECT p_value FROM analysis.survival_tests WHERE endpoint = 'OS' AND test = 'logrank'").fetchall()[0][0]
+    assert f"Log-rank p = {p:.3f}" in joined
+    cutoff, eid = con.execute("SELECT data_cutoff::VARCHAR, extract_id FROM analysis.km_curves LIMIT 1").fetchall()[0]
+    assert f"data cutoff {cutoff}" in joined and eid in joined and "6 drops" in joined
+    # the number-at-risk row starts with each group's n at time 0, under the x tick 0
+    ax, risk = fig.axes
+    assert list(risk.get_xticks()) == list(ax.get_xticks()) and risk.get_xlim() == ax.get_xlim()
+    at_zero = sorted(int(t.get_text()) for t in risk.texts if t.get_position()[0] == 0)
+    assert at_zero == sorted(int(s[(s.endpoint == "OS") & (s.group == g)].n.iloc[0])
+                             for g in ("first_line", "post_ate_beva"))
+    # dotted median lines exist for the groups whose median is reached
+    dotted = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+    reached = s[(s.endpoint == "OS") & (s.group != "overall") & s.median_months.notna()]
+    assert len(dotted) == 2 * len(reached)
+
+
+def test_forest_figure_lists_both_models_and_excluded(demo):
+    con, _, _ = demo
+    fig = render_figure(con, "forest_pfs")
+    texts = figure_texts(fig)
+    joined = "\n".join(texts)
+    assert any(t.startswith("Univariable") for t in texts)
+    assert any(t.startswith("Multivariable (n = ") for t in texts)
+    assert "Post-ate-beva vs first-line" in texts and "ECOG 0 vs \u2265 1" in texts
+    assert "HR (95% CI)" in texts and "data cutoff" in joined
+
+
+def test_saved_figures_are_sane_pngs_and_deterministic(demo, tmp_path):
+    con, _, _ = demo
+    first = build_figures(con, tmp_path)
+    for name, saved in first.items():
+        with Image.open(saved.png) as im:
+            assert im.width > 800 and im.height > 500, name
+            # not blank: plenty of distinct colours
+            assert len(im.convert("RGB").getcolors(maxcolors=1_000_000)) > 50
+        svg = saved.svg.read_text()
+        assert "<dc:date>" not in svg
+        assert saved.preview_png_base64 and len(saved.preview_png_base64) < 200_000
+    png_before = {n: s.png.read_bytes() for n, s in first.items()}
+    svg_before = {n: s.svg.read_bytes() for n, s in first.items()}
+    for n in first:  # force a redraw: identical bytes
+        (tmp_path / "figures" / f"{n}.inputs").unlink()
+    again = build_figures(con, tmp_path)
+    for n, s in again.items():
+        assert s.png.read_bytes() == png_before[n], n
+        assert s.svg.read_bytes() == svg_before[n], n
+
+
+def test_report_has_tables_1_to_4_figures_and_no_identifiers(demo, tmp_path):
+    con, _, inbox = demo
+    build_figures(con, tmp_path)
+    result = build_report(con, tmp_path)
+    html = (tmp_path / "study_report.html").read_text()
+    md = (tmp_path / "study_report.md").read_text()
+    for text in (html, md):
+        for title in ("Table 1. Baseline characteristics", "Table 2. Best overall response",
+                      "Table 3. Cox regression for overall survival",
+                      "Table 4. Cox regression for progression-free survival", "Survival outcomes",
+                      "Study population (CONSORT)", "refresh_history"):
+            assert title in text
+        assert result.provenance.extract_id in text and f"data cutoff {result.provenance.data_cutoff}" in text
+    assert html.count('src="data:image/png;base64,') == 4
+    assert all(f"figures/{n}.png" in md for n in ("km_os", "km_pfs", "forest_os", "forest_pfs"))
+    keys = {k for (k,) in con.execute("SELECT patient_key FROM staging.cohort").fetchall()}
+    ids = identifiers(inbox)
+    assert ids["patient_id"] and ids["patient_name"]
+    svgs = " ".join((tmp_path / "figures" / f"{n}.svg").read_text() for n in ("km_os", "forest_os"))
+    for text in (html, md, svgs):
+        words = set(re.findall(r"[0-9a-f]{16}", text))
+        assert not (words & keys), "a patient_key in the report"
+        for kind in ("patient_id", "patient_name", "birth_date"):
+            leaked = [v for v in ids[kind] if len(v) >= 6 and v in text]
+            assert not leaked, f"{kind} in the report: {len(leaked)} values"
+
+
+def test_report_numbers_come_from_the_tables(demo, tmp_path):
+    con, _, _ = demo
+    build_report(con, tmp_path)
+    md = (tmp_path / "study_report.md").read_text()
+    s = _summary(con)
+    r = s[(s.endpoint == "PFS") & (s.group == "post_ate_beva")].iloc[0]
+    from haic_pipeline.stats import format_median_ci
+
+    assert format_median_ci(r.median_months, r.median_lower, r.median_upper) in md
+    multi = con.execute("SELECT hr FROM analysis.cox_models WHERE endpoint = 'OS' AND model = 'multivariable' "
+                        "AND term = 'group'").fetchall()[0][0]
+    assert f"{multi:.3f}" in md
+    assert pd.notna(multi)
