@@ -6,10 +6,14 @@ from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
 from haic_pipeline.defs.study.assets import ATTRITION, COHORT, ENDPOINTS, STAGING
 from haic_pipeline.warehouse.publish import publish_analytics_copy
 
-try:  # the analysis area adds its tables when present
-    from haic_pipeline.defs.analysis.assets import ANALYSIS_KEYS
-except ImportError:  # pragma: no cover - analysis area not wired yet
-    ANALYSIS_KEYS = []
+from haic_pipeline.defs.analysis import assets as analysis_assets
+
+# every analysis.* table and the report: the copy is published after all of them
+ANALYSIS_KEYS = sorted(
+    {key for value in vars(analysis_assets).values() if isinstance(value, dg.AssetsDefinition)
+     for key in value.keys if key.path[0] in ("analysis", "reports")},
+    key=lambda k: k.to_user_string(),
+)
 
 
 @dg.asset(
