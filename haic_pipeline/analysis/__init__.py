@@ -11,7 +11,7 @@ haic_pipeline.stats (R ``survival`` parity). Pure Python + DuckDB + matplotlib, 
     build.py      build_baseline / build_survival / build_response / build_cox /
                   build_refresh_history / build_figures / build_report / build_analysis
 
-Readings taken where the spec leaves room (also in README_snippet.md):
+Readings taken where the spec leaves room (also in ARCHITECTURE.md):
 
 Tables and codes
 - Every analysis table = the spec's columns in the spec's order, then explanatory columns where
@@ -19,7 +19,7 @@ Tables and codes
   provenance ``data_cutoff`` (DATE) and ``extract_id`` (the newest loaded drop; every loaded drop
   up to it contributes, ``ops.drops`` lists them). refresh_history has them as its key.
 - Analysis population: the included patients of staging.cohort (= the rows of staging.endpoints;
-  the build refuses to run if the two disagree, or on a negative survival time).
+  the build refuses to run if the two disagree; negative times: see below).
 - ``group`` values in km_summary / follow_up / response_summary: ``overall``, ``first_line``,
   ``post_ate_beva`` (rows always present; n = 0 and NULL estimates for an empty group).
 - Proportions (rate_12m and its CI, orr, dcr) are fractions in [0, 1], not percentages.
