@@ -553,8 +553,10 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
     names = korean_names(rng, P)
 
     # vital status per drop (emit on change)
-    act_o = np.r_[vo, s_owner]
-    act_d = np.r_[vd, s_day]
+    # a contact is a visit, a scan or a treatment session: a patient seen for a HAIC course is
+    # known alive that day (so last_contact_date is never before the index date)
+    act_o = np.r_[vo, s_owner, c_pid[~planned]]
+    act_d = np.r_[vd, s_day, c_start[~planned]]
     o = np.lexsort((act_d, act_o))
     act_o, act_d = act_o[o], act_d[o]
     vit_rows = []
