@@ -18,6 +18,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from haic_pipeline.warehouse.transaction import transaction
+
 from .data import Provenance
 
 PROVENANCE = [("data_cutoff", "DATE"), ("extract_id", "VARCHAR")]
@@ -100,18 +102,10 @@ def write_tables(con: duckdb.DuckDBPyConnection, results: Mapping[str, pd.DataFr
     Returns the row count per table."""
     prepared = {t: _prepared(t, f, prov) for t, f in results.items()}
     con.execute("CREATE SCHEMA IF NOT EXISTS analysis")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table, df in prepared.items():
             con.execute(f"CREATE OR REPLACE TABLE {_ddl(table)}")
             _insert(con, table, df)
-        con.execute("COMMIT")
-    except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
-        raise
     return {t: len(df) for t, df in prepared.items()}
 
 
@@ -126,21 +120,12 @@ def append_history(con: duckdb.DuckDBPyConnection, snapshot: pd.DataFrame, prov:
     df["extract_id"] = prov.extract_id
     df["data_cutoff"] = prov.data_cutoff
     df = _prepared("refresh_history", df, None)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         present = con.execute("SELECT count(*) FROM analysis.refresh_history WHERE extract_id = ?",
                               [prov.extract_id]).fetchall()[0][0]
         if present:
-            con.execute("ROLLBACK")
             return 0
         _insert(con, "refresh_history", df)
-        con.execute("COMMIT")
-    except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
-        raise
     return len(df)
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import duckdb
 
+from haic_pipeline.warehouse.transaction import transaction
+
 #: §1: a patient whose index date (first HAIC_FP start) is before this date is excluded.
 STUDY_START = date(2022, 3, 1)
 #: Units: a month is 30.4375 days (365.25 / 12); every time in staging.endpoints is in months.
@@ -52,16 +54,8 @@ def set_parameters(con: duckdb.DuckDBPyConnection) -> None:
 def _run_model(con: duckdb.DuckDBPyConnection, model: str) -> None:
     sql = sql_path(model).read_text()
     set_parameters(con)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(sql)
-        con.execute("COMMIT")
-    except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
-        raise
 
 
 def _provenance(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str | None, str | None]:

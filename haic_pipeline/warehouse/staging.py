@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from haic_pipeline.warehouse.compile import model_path
+from haic_pipeline.warehouse.transaction import transaction
 
 
 @dataclass
@@ -30,16 +31,8 @@ class StagingResult:
 
 def build_staging(con: duckdb.DuckDBPyConnection, domain: str) -> StagingResult:
     sql = model_path(domain).read_text()
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(sql)
-        con.execute("COMMIT")
-    except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
-        raise
     return staging_result(con, domain)
 
 

@@ -11,6 +11,7 @@ a clear message. Folders without manifest.json are still being written and are l
 import dagster as dg
 
 from haic_pipeline.defs.ingest.assets import DROPS, RAW_KEYS
+from haic_pipeline.defs.executor import EXECUTOR, RUN_CONFIG
 from haic_pipeline.defs.resources import HaicConfig
 from haic_pipeline.ingest import find_complete_drops
 from haic_pipeline.ingest.drops import EXTRACT_ID_PATTERN
@@ -31,6 +32,8 @@ ingest_drop_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*RAW_KEYS.values()),
     partitions_def=DROPS,
     description="Land one drop (partition = extract_id) in raw.*",
+    executor_def=EXECUTOR,
+    config=RUN_CONFIG,
 )
 
 

@@ -3,8 +3,12 @@ the analysis), run by `make run` after new drops, and by the nightly schedule.""
 
 import dagster as dg
 
+from haic_pipeline.defs.executor import EXECUTOR, RUN_CONFIG
+
 refresh_job = dg.define_asset_job(
     name="refresh",
     selection=dg.AssetSelection.all() - dg.AssetSelection.groups("ingest"),
     description="Rebuild staging (and everything downstream) from all loaded drops.",
+    executor_def=EXECUTOR,
+    config=RUN_CONFIG,
 )
