@@ -9,10 +9,12 @@ where the results are.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from haic_pipeline.settings import ConfigurationError, load_settings, project_root
@@ -36,6 +38,40 @@ def _ensure_dagster_home() -> Path:
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+CLI_TAGS = {"haic/launcher": "cli"}
+
+
+@contextmanager
+def _run_lock(dagster_home: Path):
+    """One `haic run` at a time per DAGSTER_HOME (an flock, released by the kernel on any exit,
+    SIGKILL included)."""
+    fh = open(dagster_home / "haic-run.lock", "w")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"another `haic run` is using {dagster_home}; wait for it to finish") from None
+        yield
+    finally:
+        fh.close()
+
+
+def _recover_interrupted_runs(instance) -> list[str]:
+    """Runs started by an earlier `haic run` that is gone (killed, machine restarted): mark them
+    failed and free the DuckDB pool slot they held, or every later run would wait for it forever.
+    Only called while holding the run lock, so no such run can still be alive."""
+    import dagster as dg
+
+    recovered = []
+    records = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+                                              tags=CLI_TAGS))
+    for run in records:
+        instance.report_run_failed(run, message="interrupted: the `haic run` process that ran it is gone")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        recovered.append(run.run_id)
+    return recovered
+
+
 def _say(msg: str) -> None:
     print(msg, flush=True)
 
@@ -51,6 +87,11 @@ def cmd_synth(args) -> int:
 
 
 def cmd_run(args) -> int:
+    with _run_lock(_ensure_dagster_home()):
+        return _cmd_run_locked(args)
+
+
+def _cmd_run_locked(args) -> int:
     import dagster as dg
     import duckdb
 
@@ -94,6 +135,8 @@ def cmd_run(args) -> int:
             still_rejected.append(drop.extract_id)
 
     instance = dg.DagsterInstance.get()
+    for run_id in _recover_interrupted_runs(instance):
+        _say(f"run {run_id[:8]} of an interrupted `haic run` marked failed; its DuckDB pool slot freed")
     defs = load()
     if pending:
         instance.add_dynamic_partitions(DROPS.name, [d.extract_id for d in pending
@@ -103,7 +146,7 @@ def cmd_run(args) -> int:
     for i, drop in enumerate(pending, 1):
         _say(f"[{i}/{len(pending)}] landing drop {drop.extract_id} ...")
         result = ingest.execute_in_process(partition_key=drop.extract_id, instance=instance,
-                                           raise_on_error=False, run_config=QUIET)
+                                           raise_on_error=False, run_config=QUIET, tags=CLI_TAGS)
         (loaded if result.success else failed).append(drop.extract_id)
         if not result.success:
             for event in result.all_events:
@@ -114,7 +157,7 @@ def cmd_run(args) -> int:
                         break
     _say("refreshing staging and everything downstream ...")
     refresh = defs.resolve_job_def("refresh").execute_in_process(instance=instance, raise_on_error=False,
-                                                             run_config=QUIET)
+                                                             run_config=QUIET, tags=CLI_TAGS)
 
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         tables = con.execute(

@@ -30,7 +30,7 @@ def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path) -> Publ
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+    for leftover in target.parent.glob(f".{target.name}.*.tmp*"):  # from a publish that was killed
         leftover.unlink(missing_ok=True)
     db = con.execute("SELECT current_database()").fetchall()[0][0]
     tables = con.execute(
