@@ -16,6 +16,8 @@ from pathlib import Path
 
 import duckdb
 
+from haic_pipeline.warehouse.refresh import last_fingerprint, record_build
+
 PUBLISHED_SCHEMAS = ("staging", "analysis")
 
 
@@ -24,6 +26,28 @@ class PublishResult:
     path: Path
     tables: dict[str, int]
     bytes: int
+    published: bool = True  # False: the copy already held exactly this content
+
+
+# the six domain tables are rebuilt only when their fingerprint in ops.refresh_state changes;
+# every other published table (cohort, endpoints, analysis.*) is small and hashed row by row
+_DOMAIN_TABLES = ("patients", "treatments", "assessments", "labs", "imaging", "vital_status")
+
+
+def content_fingerprint(con: duckdb.DuckDBPyConnection, tables: list[tuple[str, str]]) -> str:
+    """A fingerprint of everything the copy would hold, cheap enough to take on every refresh."""
+    import hashlib
+
+    h = hashlib.sha256()
+    state = dict(con.execute("SELECT name, fingerprint FROM ops.refresh_state").fetchall())
+    for schema, table in tables:
+        name = f"{schema}.{table}"
+        if schema == "staging" and table in _DOMAIN_TABLES and name in state:
+            h.update(f"{name}={state[name]}".encode())
+        else:
+            rows = con.execute(f'SELECT count(*), bit_xor(hash(t)) FROM {schema}."{table}" t').fetchall()
+            h.update(f"{name}={rows}".encode())
+    return h.hexdigest()
 
 
 def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path) -> PublishResult:
@@ -38,6 +62,10 @@ def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path) -> Publ
         f"({', '.join('?' for _ in PUBLISHED_SCHEMAS)}) AND NOT temporary ORDER BY 1, 2",
         [db, *PUBLISHED_SCHEMAS],
     ).fetchall()
+    fingerprint = content_fingerprint(con, tables)
+    if target.exists() and last_fingerprint(con, "analytics_copy") == fingerprint:
+        return PublishResult(path=target, tables={f"{s}.{t}": -1 for s, t in tables},
+                             bytes=target.stat().st_size, published=False)
     counts = {}
     escaped = str(tmp).replace("'", "''")
     con.execute(f"ATTACH '{escaped}' AS haic_publish")
@@ -57,6 +85,7 @@ def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path) -> Publ
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, target)
+    record_build(con, "analytics_copy", fingerprint)
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -33,10 +33,12 @@ def unchanged_since_last_build(con: duckdb.DuckDBPyConnection, name: str, finger
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
     ).fetchall()[0][0]
-    if not exists:
-        return False
+    return bool(exists) and last_fingerprint(con, name) == fingerprint
+
+
+def last_fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     row = con.execute("SELECT fingerprint FROM ops.refresh_state WHERE name = ?", [name]).fetchall()
-    return bool(row) and row[0][0] == fingerprint
+    return row[0][0] if row else None
 
 
 def record_build(con: duckdb.DuckDBPyConnection, name: str, fingerprint: str) -> None:

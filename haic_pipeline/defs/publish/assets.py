@@ -34,5 +34,6 @@ def analysts_copy(context: dg.AssetExecutionContext, haic: HaicConfig, duckdb: W
         "path": dg.MetadataValue.path(str(result.path)),
         "tables": len(result.tables),
         "size_mb": round(result.bytes / 1e6, 2),
+        "republished": result.published,
         "open_with": f"duckdb -readonly {result.path}",
     })
