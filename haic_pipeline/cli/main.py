@@ -72,6 +72,24 @@ def _recover_interrupted_runs(instance) -> list[str]:
     return recovered
 
 
+def _refresh_is_current(instance, last_landing, settings) -> str | None:
+    """The run id of the latest `refresh` run if it succeeded after the last drop landed and the
+    analysts' copy exists: then a refresh without a new drop would recompute the same results."""
+    import datetime as dt
+
+    import dagster as dg
+
+    runs = instance.get_runs(dg.RunsFilter(job_name="refresh"), limit=1)
+    if not runs or runs[0].status != dg.DagsterRunStatus.SUCCESS or not settings.analytics_copy.exists():
+        return None
+    record = instance.get_run_record_by_id(runs[0].run_id)
+    started = record.start_time if record else None
+    if started is None or last_landing is None:
+        return None
+    started_at = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None)
+    return runs[0].run_id if started_at > last_landing else None
+
+
 def _say(msg: str) -> None:
     print(msg, flush=True)
 
@@ -126,6 +144,8 @@ def _cmd_run_locked(args) -> int:
         }
         rejected_before = dict(con.execute(
             "SELECT extract_id, reason FROM ops.drops WHERE status = 'rejected'").fetchall())
+        last_landing = con.execute(
+            "SELECT max(attempted_at) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
     pending, still_rejected = [], []
     for drop in find_complete_drops(settings.inbox):
         key = (drop.extract_id, drop.manifest_sha256())
@@ -155,9 +175,15 @@ def _cmd_run_locked(args) -> int:
                     if err is not None:
                         _say(f"    REJECTED: {err.message.strip().splitlines()[0]}")
                         break
-    _say("refreshing staging and everything downstream ...")
-    refresh = defs.resolve_job_def("refresh").execute_in_process(instance=instance, raise_on_error=False,
-                                                             run_config=QUIET, tags=CLI_TAGS)
+    up_to_date = _refresh_is_current(instance, last_landing, settings) if not (loaded or args.force) else None
+    if up_to_date:
+        _say(f"nothing new since the last successful refresh (run {up_to_date[:8]}): results unchanged "
+             "(`haic run --force` refreshes anyway)")
+        refresh = None
+    else:
+        _say("refreshing staging and everything downstream ...")
+        refresh = defs.resolve_job_def("refresh").execute_in_process(instance=instance, raise_on_error=False,
+                                                                 run_config=QUIET, tags=CLI_TAGS)
 
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         tables = con.execute(
@@ -178,8 +204,9 @@ def _cmd_run_locked(args) -> int:
     _say(f"warehouse: {settings.warehouse}")
     _say(f"reports:   {settings.reports}")
     _say(f"web UI:    make ui  (runs are recorded in {os.environ['DAGSTER_HOME']})")
-    _say(f"refresh {'succeeded' if refresh.success else 'FAILED'} in {elapsed:.1f} s")
-    return 0 if refresh.success and not failed else 1
+    ok = refresh is None or refresh.success
+    _say(f"refresh {'succeeded' if ok else 'FAILED'} in {elapsed:.1f} s")
+    return 0 if ok and not failed else 1
 
 
 def cmd_status(args) -> int:
@@ -231,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="land new drops and refresh everything once")
     p.add_argument("--no-demo", action="store_true", help="never write demo drops into an empty inbox")
+    p.add_argument("--force", action="store_true", help="refresh even when nothing new arrived")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("synth", help="write synthetic demo drops")
     p.add_argument("outdir", nargs="?", help="default: HAIC_INBOX")
