@@ -4,15 +4,16 @@ Assembled as in Dagster's dagster-open-platform: each area folder holds its own 
 and `load_from_defs_folder` merges them. No statistics and little SQL live in this layer.
 """
 
-from functools import cache
 from pathlib import Path
 
 import dagster as dg
 
 
-@cache
 def load() -> dg.Definitions:
-    """The merged Definitions (used by the CLI and the tests; `dagster dev` uses `defs`)."""
+    """The merged Definitions (used by the CLI and the tests; `dagster dev` uses `defs`).
+
+    Built anew on each call (not cached): the resources read the HAIC_* variables when the
+    definitions are built, so a caller that changed them (a test's temp warehouse) gets them."""
     return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
 
 

@@ -58,14 +58,18 @@ class Settings:
         return self.warehouse.parent / "analytics.duckdb"
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Read the HAIC_* environment variables (see module docstring)."""
+def load_settings(environ: dict[str, str] | None = None, check_key: bool = True) -> Settings:
+    """Read the HAIC_* environment variables (see module docstring).
+
+    `check_key=False` only reads the paths (the code location loads, and shows, without the
+    key); anything that pseudonymises calls it with the check, which refuses production
+    without HAIC_PSEUDONYM_KEY."""
     env = os.environ if environ is None else environ
     haic_env = (env.get("HAIC_ENV") or "demo").strip().lower()
     key = env.get("HAIC_PSEUDONYM_KEY") or ""
     key_is_demo = not key
     if key_is_demo:
-        if haic_env == "production":
+        if haic_env == "production" and check_key:
             raise ConfigurationError(
                 "HAIC_ENV=production requires HAIC_PSEUDONYM_KEY: patient identifiers cannot be "
                 "pseudonymised with the public demo key. Set HAIC_PSEUDONYM_KEY to the secret key "

@@ -60,4 +60,4 @@ def resources_for(settings: Settings) -> dict:
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources=resources_for(load_settings()))
+    return dg.Definitions(resources=resources_for(load_settings(check_key=False)))
