@@ -8,16 +8,15 @@ Skipped, with the way to enable it, where Chromium or Playwright is missing:
     apt-get install -y chromium && .venv/bin/pip install playwright
 """
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from .webui import free_port, graphql
 
 import pytest
 
@@ -33,17 +32,8 @@ if not os.path.exists(CHROMIUM):
                 "browser download does not work here)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _graphql(port: int, query: str) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 def _wait_up(port: int, proc, timeout: float = 150) -> None:
@@ -51,7 +41,7 @@ def _wait_up(port: int, proc, timeout: float = 150) -> None:
     while time.time() < deadline:
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         try:
-            data = _graphql(port, "{ assetNodes { id } }")
+            data = graphql(port, "{ assetNodes { id } }")
             if data.get("data", {}).get("assetNodes"):
                 return
         except Exception:  # noqa: BLE001 - not up yet
@@ -61,7 +51,7 @@ def _wait_up(port: int, proc, timeout: float = 150) -> None:
 
 
 def _runs(port: int) -> list[dict]:
-    data = _graphql(port, '{ runsOrError(filter: {pipelineName: "refresh"}) { ... on Runs { results { runId status } } } }')
+    data = graphql(port, '{ runsOrError(filter: {pipelineName: "refresh"}) { ... on Runs { results { runId status } } } }')
     return data["data"]["runsOrError"]["results"]
 
 
@@ -79,7 +69,7 @@ def test_materialize_all_from_the_ui_and_see_the_km_figure(landed):
 
     shots = Path(os.environ["HAIC_WAREHOUSE"]).parent / "reports" / "ui"
     shots.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
                             cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

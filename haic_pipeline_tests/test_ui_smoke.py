@@ -1,34 +1,24 @@
 """`dagster dev` (what `make ui` runs) starts from the repository root with workspace.yaml and
 lists every asset of the code location (checked through its GraphQL API)."""
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from .webui import free_port, graphql
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _graphql(port: int, query: str) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 def test_dagster_dev_starts_and_lists_the_assets(env):
-    port = _free_port()
+    port = free_port()
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
                             cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -38,7 +28,7 @@ def test_dagster_dev_starts_and_lists_the_assets(env):
         keys = None
         while time.time() < deadline:
             try:
-                data = _graphql(port, "{ assetNodes { assetKey { path } } }")
+                data = graphql(port, "{ assetNodes { assetKey { path } } }")
                 keys = {"/".join(n["assetKey"]["path"]) for n in data["data"]["assetNodes"]}
                 if keys:
                     break
@@ -48,7 +38,7 @@ def test_dagster_dev_starts_and_lists_the_assets(env):
         for domain in ("patients", "treatments", "assessments", "labs", "imaging", "vital_status"):
             assert f"raw/{domain}" in keys and f"staging/{domain}" in keys
         assert {"staging/cohort", "staging/endpoints", "analysis/attrition"} <= keys
-        loc = _graphql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
+        loc = graphql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
         assert [e["name"] for e in loc["data"]["workspaceOrError"]["locationEntries"]] == ["haic_pipeline"]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
