@@ -227,6 +227,17 @@ def cmd_status(args) -> int:
             "SELECT domain, check_name, count(*) FROM ops.quarantine GROUP BY ALL ORDER BY ALL"
         ).fetchall():
             _say(f"  quarantine {row[0]}.{row[1]}: {row[2]}")
+        has_dq = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' "
+                             "AND table_name = 'dq_results'").fetchall()[0][0]
+        if has_dq:
+            failing = con.execute(
+                "WITH latest AS (SELECT *, row_number() OVER (PARTITION BY check_name, rule, coalesce(extract_id, '') "
+                "ORDER BY checked_at DESC) AS k FROM ops.dq_results) "
+                "SELECT check_name, rule, severity, coalesce(extract_id, '-'), unexpected, evaluated "
+                "FROM latest WHERE k = 1 AND NOT passed ORDER BY severity, check_name, rule").fetchall()
+            _say(f"failing data-quality rules: {len(failing)}")
+            for check, rule, severity, eid, bad, total in failing:
+                _say(f"  {severity:<5} {check}.{rule} drop {eid}: {bad} of {total} rows")
     return 0
 
 
