@@ -39,6 +39,7 @@ import duckdb
 from haic_pipeline.contracts import Contract, contract_by_file
 from haic_pipeline.ingest.pseudonym import Pseudonymiser, key_table
 from haic_pipeline.warehouse.schema import ensure_schema
+from haic_pipeline.warehouse.transaction import transaction
 
 log = logging.getLogger(__name__)
 
@@ -252,26 +253,25 @@ def _duckdb_error_row(message: str) -> int | None:
 def _record_rejection(con, manifest_files: dict, eid: str, manifest_sha: str | None, exc: DropRejected,
                       manifest: Manifest | None, now: dt.datetime) -> None:
     files = list(manifest_files) or [exc.file or MANIFEST]
-    con.execute("BEGIN TRANSACTION")
-    for name in files:
-        meta = manifest_files.get(name, {}) if isinstance(manifest_files, dict) else {}
-        reason = exc.reason if (exc.file in (None, name, MANIFEST)) else f"drop rejected because of {exc.file}"
-        if exc.file == name and exc.row is not None:
-            reason = f"data row {exc.row}: {exc.reason}"
-        con.execute(
-            "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'rejected', ?, ?)",
-            [eid, name, meta.get("rows"), meta.get("sha256"), reason, now],
-        )
-    if manifest_sha:
-        con.execute("DELETE FROM ops.drops WHERE extract_id = ? AND manifest_sha256 = ? AND status = 'rejected'",
-                    [eid, manifest_sha])
-        con.execute(
-            "INSERT INTO ops.drops VALUES (?, ?, 'rejected', ?, ?, ?, ?, ?, ?)",
-            [eid, manifest_sha, str(exc), manifest.extracted_at if manifest else None,
-             manifest.data_cutoff if manifest else None, manifest.source_system if manifest else None,
-             manifest.encoding if manifest else None, now],
-        )
-    con.execute("COMMIT")
+    with transaction(con):
+        for name in files:
+            meta = manifest_files.get(name, {}) if isinstance(manifest_files, dict) else {}
+            reason = exc.reason if (exc.file in (None, name, MANIFEST)) else f"drop rejected because of {exc.file}"
+            if exc.file == name and exc.row is not None:
+                reason = f"data row {exc.row}: {exc.reason}"
+            con.execute(
+                "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'rejected', ?, ?)",
+                [eid, name, meta.get("rows"), meta.get("sha256"), reason, now],
+            )
+        if manifest_sha:
+            con.execute("DELETE FROM ops.drops WHERE extract_id = ? AND manifest_sha256 = ? AND status = 'rejected'",
+                        [eid, manifest_sha])
+            con.execute(
+                "INSERT INTO ops.drops VALUES (?, ?, 'rejected', ?, ?, ?, ?, ?, ?)",
+                [eid, manifest_sha, str(exc), manifest.extracted_at if manifest else None,
+                 manifest.data_cutoff if manifest else None, manifest.source_system if manifest else None,
+                 manifest.encoding if manifest else None, now],
+            )
 
 
 def _write_rejected_note(drop: Drop, exc: DropRejected) -> None:
@@ -301,8 +301,7 @@ def load_drop(
         manifest = read_manifest(drop)
         manifest_files = manifest.files
         result = _verify_and_load(con, drop, manifest, contracts, pseudonym_key, now, tmp_dir)
-    except DropRejected as exc:
-        _safe_rollback(con)
+    except DropRejected as exc:  # the drop's own transaction, if any, is already rolled back
         sha = manifest.sha256 if manifest else drop.manifest_sha256()
         _record_rejection(con, manifest_files, eid, sha, exc, manifest, now)
         if not isinstance(exc, DropRefused):
@@ -316,13 +315,6 @@ def load_drop(
         except OSError:
             pass
     return result
-
-
-def _safe_rollback(con) -> None:
-    try:
-        con.execute("ROLLBACK")
-    except duckdb.Error:
-        pass  # no transaction was open
 
 
 def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_key, now, tmp_dir) -> LoadResult:
@@ -357,14 +349,13 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
         before = {f: s for f, s, _ in loaded}
         now_files = {f: str(m["sha256"]).lower() for f, m in manifest.files.items()}
         if before == now_files:
-            con.execute("BEGIN TRANSACTION")
-            for name, meta in manifest.files.items():
-                con.execute(
-                    "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'duplicate', ?, ?)",
-                    [eid, name, meta["rows"], now_files[name],
-                     f"already loaded on {loaded[0][2]:%Y-%m-%d %H:%M}; re-delivery changes nothing", now],
-                )
-            con.execute("COMMIT")
+            with transaction(con):
+                for name, meta in manifest.files.items():
+                    con.execute(
+                        "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'duplicate', ?, ?)",
+                        [eid, name, meta["rows"], now_files[name],
+                         f"already loaded on {loaded[0][2]:%Y-%m-%d %H:%M}; re-delivery changes nothing", now],
+                    )
             result.status = "duplicate"
             result.files = [FileResult(n, by_file[n].domain if n in by_file else None, m["rows"], now_files[n])
                             for n, m in manifest.files.items()]
@@ -398,34 +389,30 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
     pseudonymise = Pseudonymiser(pseudonym_key, id_col.pattern)
     workdir = Path(tempfile.mkdtemp(prefix=f".haic-{eid}-", dir=tmp_dir))
     try:
-        con.execute("BEGIN TRANSACTION")
-        for name, header in headers.items():
-            contract = by_file[name]
-            path = drop.path / name
-            if manifest.encoding != "utf-8":
-                utf8 = workdir / name
-                _transcode_to_utf8(path, utf8, manifest.encoding, eid, name)
-                path = utf8
-            rows = _land_file(con, contract, path, header, eid, name, pseudonymise, now)
-            expected = manifest.files[name]["rows"]
-            if rows != expected:
-                raise DropRejected(eid, f"{rows} data rows, the manifest says {expected}", file=name)
-            result.files.append(FileResult(name, contract.domain, rows, str(manifest.files[name]["sha256"]).lower()))
+        with transaction(con):
+            for name, header in headers.items():
+                contract = by_file[name]
+                path = drop.path / name
+                if manifest.encoding != "utf-8":
+                    utf8 = workdir / name
+                    _transcode_to_utf8(path, utf8, manifest.encoding, eid, name)
+                    path = utf8
+                rows = _land_file(con, contract, path, header, eid, name, pseudonymise, now)
+                expected = manifest.files[name]["rows"]
+                if rows != expected:
+                    raise DropRejected(eid, f"{rows} data rows, the manifest says {expected}", file=name)
+                result.files.append(FileResult(name, contract.domain, rows, str(manifest.files[name]["sha256"]).lower()))
+                con.execute(
+                    "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'loaded', ?, ?)",
+                    [eid, name, rows, str(manifest.files[name]["sha256"]).lower(),
+                     "; ".join(w for w in result.warnings if w.startswith(name)) or None, now],
+                )
+            con.execute("DELETE FROM ops.drops WHERE extract_id = ?", [eid])
             con.execute(
-                "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'loaded', ?, ?)",
-                [eid, name, rows, str(manifest.files[name]["sha256"]).lower(),
-                 "; ".join(w for w in result.warnings if w.startswith(name)) or None, now],
+                "INSERT INTO ops.drops VALUES (?, ?, 'loaded', NULL, ?, ?, ?, ?, ?)",
+                [eid, manifest.sha256, manifest.extracted_at, manifest.data_cutoff, manifest.source_system,
+                 manifest.encoding, now],
             )
-        con.execute("DELETE FROM ops.drops WHERE extract_id = ?", [eid])
-        con.execute(
-            "INSERT INTO ops.drops VALUES (?, ?, 'loaded', NULL, ?, ?, ?, ?, ?)",
-            [eid, manifest.sha256, manifest.extracted_at, manifest.data_cutoff, manifest.source_system,
-             manifest.encoding, now],
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        _safe_rollback(con)
-        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for w in result.warnings:

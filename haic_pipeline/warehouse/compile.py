@@ -70,10 +70,6 @@ def typed_expr(col: Column) -> list[str]:
     raise ValueError(col.type)
 
 
-def _raw_present(col: Column) -> str:
-    return f"nullif(trim(r.{col.name}), '') IS NOT NULL"
-
-
 def _show(col: Column) -> str:
     """The delivered text of a column for a message (never for identifier columns)."""
     if col.identifier:
