@@ -45,9 +45,29 @@ def drop_frame_sql(c: Contract, rules: list[RuleSpec]) -> str:
     return f"SELECT\n    {select}\nFROM raw.typed_{c.domain} AS t{join}\nWHERE t._extract_id = ?"
 
 
+def fit_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    """Give GX's pandas engine the dtypes it has fast paths for (same values, same results):
+
+    - integers as int64: GX's `column_values.between` is vectorised only for `dtype in [int,
+      float]`, and numpy's int32/int16 are neither, so it falls back to a Python call per value
+      (ECOG, tumour count: 8 s of 13 on a 100k history);
+    - text codes as pandas categoricals: `isin` and `isna` then work on integer codes instead of
+      Python strings (2x faster on 10 M lab rows). Values and nulls are unchanged.
+    """
+    for col in df.columns:
+        dtype = df[col].dtype
+        if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_extension_array_dtype(dtype) \
+                and dtype != "int64":
+            df[col] = df[col].astype("int64")
+        elif dtype == object and pd.api.types.infer_dtype(df[col], skipna=True) == "string":
+            df[col] = df[col].astype("category")
+    return df
+
+
 def iter_chunks(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> Iterator[pd.DataFrame]:
-    """The query's result as pandas frames of ~1 M rows, always fetched to the end (a partially
-    fetched DuckDB result would block the connection). At least one (maybe empty) frame."""
+    """The query's result as pandas frames of ~1 M rows (see fit_dtypes), always fetched to the
+    end (a partially fetched DuckDB result would block the connection). At least one (maybe
+    empty) frame."""
     result = con.execute(sql, params)
     first = True
     while True:
@@ -57,7 +77,7 @@ def iter_chunks(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> Itera
                 yield df
             return
         first = False
-        yield df
+        yield fit_dtypes(df)
 
 
 def schema_frame(con: duckdb.DuckDBPyConnection, c: Contract) -> pd.DataFrame:
@@ -75,6 +95,23 @@ def schema_frame(con: duckdb.DuckDBPyConnection, c: Contract) -> pd.DataFrame:
 def staging_frame_sql(c: Contract) -> str:
     key = ", ".join(_ident(k) for k in c.staging_key)
     return f"SELECT hash({key}) AS natural_key_hash FROM staging.{c.domain}"
+
+
+def staging_frame(con: duckdb.DuckDBPyConnection, c: Contract) -> pd.DataFrame:
+    """The whole staging frame in one piece (8 bytes a row): a duplicate key split across two
+    chunks would go unseen."""
+    return fit_dtypes(con.execute(staging_frame_sql(c)).df())
+
+
+def pending_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract], domain: str | None,
+                 extract_ids: list[str]) -> int:
+    """Rows the drops delivered (ops.load_log) for `domain`, or for every domain if None."""
+    if not extract_ids:
+        return 0
+    files = [f"{d}.csv" for d in ([domain] if domain else list(contracts))]
+    return int(con.execute(
+        "SELECT coalesce(sum(rows), 0) FROM ops.load_log WHERE status = 'loaded' "
+        "AND list_contains(?, extract_id) AND list_contains(?, file)", [extract_ids, files]).fetchall()[0][0])
 
 
 def table_exists(con, schema: str, table: str) -> bool:

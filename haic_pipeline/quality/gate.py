@@ -29,7 +29,7 @@ import duckdb
 
 from haic_pipeline.contracts import Contract, load_contracts
 from haic_pipeline.quality import drops as drop_level
-from haic_pipeline.quality import frames, store
+from haic_pipeline.quality import frames, parallel, store
 from haic_pipeline.quality.report import write_report
 from haic_pipeline.quality.suites import (
     SCOPE_DROP,
@@ -151,7 +151,13 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
     from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415 (GX only when needed)
     from haic_pipeline.quality.validate import SuiteRunner, validate_batches  # noqa: PLC0415
 
-    session = open_session()
+    opened = []
+
+    def session():
+        if not opened:
+            opened.append(open_session())
+        return opened[0]
+
     new_rows: list[dict] = []
     scopes = {r.scope for r in check.rules}
     domain = check.asset.split("/")[1]
@@ -165,34 +171,42 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
         store.write_rows(con, rows)
         new_rows.extend(rows)
 
-    if pending_drop and SCOPE_DROP in scopes:
-        c = contracts[domain]
-        runner = SuiteRunner(session, check, SCOPE_DROP)
-        sql = frames.drop_frame_sql(c, runner.rules)
+    def per_drop(scope: str, sql: str, n_params: int) -> None:
+        """Validate each pending drop's frames: in worker processes for a large backlog
+        (quality/parallel.py), else here; the verdicts are the same."""
+        rules = [r for r in check.rules if r.scope == scope]
+        backlog = frames.pending_rows(con, contracts, None, [eid for eid, _ in pending_drop])
+        if parallel.wanted(backlog):
+            parallel.validate_drops(check, scope, rules, pending_drop,
+                                    lambda eid: frames.iter_chunks(con, sql, [eid] * n_params),
+                                    lambda results, eid, sha: record(results, scope, sha, eid))
+            return
+        runner = SuiteRunner(session(), check, scope)
         for eid, sha in pending_drop:
             t0 = time.perf_counter()
-            results = validate_batches(runner, frames.iter_chunks(con, sql, [eid]), eid)
-            record(results, SCOPE_DROP, sha, eid)
+            record(validate_batches(runner, frames.iter_chunks(con, sql, [eid] * n_params), eid), scope, sha, eid)
             log.info("%s: drop %s validated in %.1f s", check.name, eid, time.perf_counter() - t0)
+
+    if pending_drop and SCOPE_DROP in scopes:
+        per_drop(SCOPE_DROP, frames.drop_frame_sql(contracts[domain], [r for r in check.rules
+                                                                        if r.scope == SCOPE_DROP]), 1)
     if pending_drop and SCOPE_PATIENT in scopes:
-        runner = SuiteRunner(session, check, SCOPE_PATIENT)
-        frames.build_patient_dates(con, contracts, runner.rules)
-        sql, n = frames.patient_frame_sql(contracts, runner.rules)
+        rules = [r for r in check.rules if r.scope == SCOPE_PATIENT]
+        frames.build_patient_dates(con, contracts, rules)
+        sql, n = frames.patient_frame_sql(contracts, rules)
         try:
-            for eid, sha in pending_drop:
-                results = validate_batches(runner, frames.iter_chunks(con, sql, [eid] * n), eid)
-                record(results, SCOPE_PATIENT, sha, eid)
+            per_drop(SCOPE_PATIENT, sql, n)
         finally:
             con.execute(f"DROP TABLE IF EXISTS {frames.PATIENT_DATES}")
     for _none, data_fp in pending_staging:
         c = contracts[domain]
         if SCOPE_SCHEMA in scopes:
-            runner = SuiteRunner(session, check, SCOPE_SCHEMA)
+            runner = SuiteRunner(session(), check, SCOPE_SCHEMA)
             record(validate_batches(runner, [frames.schema_frame(con, c)], None), SCOPE_SCHEMA, data_fp, None)
         if SCOPE_STAGING in scopes:
-            runner = SuiteRunner(session, check, SCOPE_STAGING)
-            record(validate_batches(runner, frames.iter_chunks(con, frames.staging_frame_sql(c), []), None),
-                   SCOPE_STAGING, data_fp, None)
+            # one frame: uniqueness cannot be judged chunk by chunk
+            runner = SuiteRunner(session(), check, SCOPE_STAGING)
+            record(validate_batches(runner, [frames.staging_frame(con, c)], None), SCOPE_STAGING, data_fp, None)
     return new_rows
 
 

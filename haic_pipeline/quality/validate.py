@@ -132,23 +132,35 @@ def mostly_success(evaluated: int, unexpected: int, mostly: float) -> bool:
     return (float(evaluated) - float(unexpected)) / float(evaluated) >= mostly
 
 
-def validate_batches(runner: SuiteRunner, batches, extract_id: str | None) -> list[RuleResult]:
-    """Validate every (chunk) frame of one drop and decide each rule on the whole drop."""
-    results = {r.name: RuleResult(rule=r, extract_id=extract_id) for r in runner.rules}
-    for df in batches:
-        if len(df) == 0:
-            continue
-        for name, got in runner.run(df).items():
-            rr = results[name]
-            rr.chunks += 1
-            rr.evaluated += got["evaluated"]
-            rr.unexpected += got["unexpected"]
-            rr.gx_success = got["success"] if rr.gx_success is None else (rr.gx_success and got["success"])
-            if got["exception"] and not rr.exception:
-                rr.exception = got["exception"]
+def new_results(rules: list[RuleSpec], extract_id: str | None) -> dict[str, RuleResult]:
+    return {r.name: RuleResult(rule=r, extract_id=extract_id) for r in rules}
+
+
+def add_chunk(results: dict[str, RuleResult], got: dict[str, dict]) -> None:
+    """Add one chunk's counts (`SuiteRunner.run`) to the drop's running totals."""
+    for name, g in got.items():
+        rr = results[name]
+        rr.chunks += 1
+        rr.evaluated += g["evaluated"]
+        rr.unexpected += g["unexpected"]
+        rr.gx_success = g["success"] if rr.gx_success is None else (rr.gx_success and g["success"])
+        if g["exception"] and not rr.exception:
+            rr.exception = g["exception"]
+
+
+def finish(results: dict[str, RuleResult]) -> list[RuleResult]:
     for rr in results.values():
         rr.passed = decide(rr)
     return list(results.values())
+
+
+def validate_batches(runner: SuiteRunner, batches, extract_id: str | None) -> list[RuleResult]:
+    """Validate every (chunk) frame of one drop and decide each rule on the whole drop."""
+    results = new_results(runner.rules, extract_id)
+    for df in batches:
+        if len(df):
+            add_chunk(results, runner.run(df))
+    return finish(results)
 
 
 def decide(rr: RuleResult) -> bool:

@@ -1,0 +1,184 @@
+"""Validate a large backlog on every core: GX in worker processes, DuckDB in the parent.
+
+Great Expectations' pandas engine is Python: about 0.2 s of graph building per validation run
+whatever the batch size, plus the pandas work, all under one GIL. A first refresh of a
+100,000-patient history is ~90 runs over ~13 M rows, which one core does in ~35 s. This module
+runs those validations in a pool of worker processes (`HAIC_DQ_WORKERS`, default: the machine's
+cores, at most 4) while the parent keeps reading the next frames from DuckDB:
+
+- the parent alone touches DuckDB (one writer process, DEVELOPERS.md), and writes a drop's
+  results only between drops (a statement on the connection would end the result being
+  fetched); workers get pandas frames (pickled) and return only counts (`SuiteRunner.run`: rule -> evaluated, unexpected,
+  success, exception), so identifier values never cross a process boundary either;
+- workers are *spawned* (not forked: the parent runs DuckDB and Dagster threads), import GX once,
+  and keep one `SuiteRunner` per check spec, built from the same `CheckSpec` as in-process;
+- results are aggregated per drop exactly as in-process (`validate.add_chunk` / `finish`), so
+  the verdicts are identical (a test compares both paths rule by rule);
+- at most `2 x workers` frames are in flight, so memory stays bounded.
+
+The pool is used only for a backlog worth it: at least `HAIC_DQ_PARALLEL_MIN_ROWS` rows
+(default 5,000,000, all domains of the pending drops, from `ops.load_log`), e.g. the first
+refresh of a large history. A nightly delta (~2 M rows at 100k patients) and the tests' small
+drops stay in-process, where starting workers (~5 s each to import GX) would cost what it saves.
+Once started, the pool serves every later check of the same process (a Dagster run), then
+exits with it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import multiprocessing
+import os
+import pickle
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import pandas as pd
+
+from haic_pipeline.quality.suites import CheckSpec
+
+log = logging.getLogger(__name__)
+
+WORKERS_ENV = "HAIC_DQ_WORKERS"
+MIN_ROWS_ENV = "HAIC_DQ_PARALLEL_MIN_ROWS"
+DEFAULT_MIN_ROWS = 5_000_000
+
+_pool: ProcessPoolExecutor | None = None
+_pool_workers = 0
+
+
+def workers() -> int:
+    """Worker processes to use (`HAIC_DQ_WORKERS`; 0 or 1 = validate in-process)."""
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    if raw:
+        return max(0, int(raw))
+    return min(4, os.cpu_count() or 1)
+
+
+def min_rows() -> int:
+    raw = os.environ.get(MIN_ROWS_ENV, "").strip()
+    return int(raw) if raw else DEFAULT_MIN_ROWS
+
+
+def started() -> bool:
+    return _pool is not None
+
+
+def wanted(pending_rows: int) -> bool:
+    """Use the pool for this backlog? (never with fewer than two workers)"""
+    if workers() < 2:
+        return False
+    return started() or pending_rows >= min_rows()
+
+
+def pool() -> ProcessPoolExecutor:
+    global _pool, _pool_workers
+    n = workers()
+    if _pool is None or _pool_workers != n:
+        shutdown()
+        _pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_worker_init)
+        _pool_workers = n
+        log.info("data-quality: validating in %d worker processes", n)
+    return _pool
+
+
+def shutdown() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=True, cancel_futures=True)
+        _pool = None
+
+
+atexit.register(shutdown)
+
+
+# ---------------------------------------------------------------------------------------------
+# worker side
+
+_session = None
+_runners: dict = {}        # spec key -> SuiteRunner
+_names: dict = {}          # (check name, scope) -> spec key of the runner holding that name
+
+
+def _worker_init() -> None:
+    global _session
+    from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415 (worker only)
+
+    _session = open_session()
+
+
+def _spec_key(check: CheckSpec, scope: str) -> str:
+    return hashlib.sha256(pickle.dumps((check, scope))).hexdigest()
+
+
+def _run_chunk(check: CheckSpec, scope: str, frame: bytes) -> dict[str, dict]:
+    """In a worker: validate one (pickled) frame with the check's generated suite; counts only."""
+    global _session
+    from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415
+    from haic_pipeline.quality.validate import SuiteRunner  # noqa: PLC0415
+
+    key = _spec_key(check, scope)
+    runner = _runners.get(key)
+    if runner is None:
+        if (check.name, scope) in _names:
+            # a context holds one suite per name: another spec of that name (another contracts
+            # folder) gets a context of its own
+            _session = open_session()
+        runner = _runners[key] = SuiteRunner(_session, check, scope)
+        _names[(check.name, scope)] = key
+    return runner.run(pickle.loads(frame))
+
+
+# ---------------------------------------------------------------------------------------------
+# parent side
+
+
+def validate_drops(check: CheckSpec, scope: str, rules, drops: Iterable[tuple[str, str]],
+                   frames_of: Callable[[str], Iterator[pd.DataFrame]], record: Callable) -> None:
+    """Validate each (extract_id, fingerprint) of `drops` in the pool and call
+    `record(results, extract_id, fingerprint)` per drop, in order. `frames_of(extract_id)`
+    yields the drop's frames (read from DuckDB here, in the parent)."""
+    from haic_pipeline.quality.validate import add_chunk, finish, new_results  # noqa: PLC0415
+
+    executor = pool()
+    limit = 2 * max(1, _pool_workers)
+    queue: deque[tuple[str, str, dict, list[Future]]] = deque()
+    settled: list[tuple[list, str, str]] = []
+
+    def in_flight() -> int:
+        return sum(len(futures) for *_rest, futures in queue)
+
+    def settle_oldest() -> None:
+        eid, fp, results, futures = queue.popleft()
+        for f in futures:
+            add_chunk(results, f.result())
+        settled.append((finish(results), eid, fp))
+
+    def flush() -> None:
+        # `record` writes to DuckDB: only between drops, never while a drop's result is being
+        # fetched (a statement on the connection ends the result being read)
+        while settled:
+            record(*settled.pop(0))
+
+    for eid, fp in drops:
+        flush()
+        entry = (eid, fp, new_results(rules, eid), [])
+        queue.append(entry)
+        for df in frames_of(eid):
+            if len(df) == 0:
+                continue
+            while in_flight() >= limit:
+                if queue[0] is entry:
+                    # only this drop is in flight: wait for its oldest frame
+                    add_chunk(entry[2], entry[3].pop(0).result())
+                else:
+                    settle_oldest()
+            # pickled here, now, not later in the executor's feeder thread
+            entry[3].append(executor.submit(_run_chunk, check, scope, pickle.dumps(df, protocol=5)))
+    while queue:
+        settle_oldest()
+    flush()

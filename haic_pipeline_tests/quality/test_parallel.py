@@ -1,0 +1,74 @@
+"""A large backlog is validated in worker processes (quality/parallel.py): the verdicts and
+counts must be exactly those of the in-process path, chunk boundaries included."""
+
+import shutil
+
+import duckdb
+
+from haic_pipeline.quality import frames, parallel
+from haic_pipeline.quality.gate import run_all
+
+from ..dropkit import patient, write_drop
+from .test_quality import E1, E2, cohort, land, pid
+
+COMPARE = ("SELECT check_name, rule, scope, coalesce(extract_id, '-'), passed, evaluated, unexpected, "
+           "exception IS NULL FROM ops.dq_results ORDER BY ALL")
+
+
+def _odd_drop(start: int) -> dict:
+    files = cohort(1200, start=start, bad_ecog=30, bad_sex=2)  # 2,400 lab rows: two 2,048-row chunks
+    p = pid(start)
+    files["treatments.csv"].append({"patient_id": p, "regimen": "MAGIC", "start_date": "2023-09-01"})
+    files["labs.csv"].append({"patient_id": p, "collected_at": "2023-05-04 08:00", "test_code": "XYZ",
+                              "value": "-3", "unit": "U/L"})
+    files["patients.csv"].append(patient(pid(start + 5000), birth_date="2099-01-01"))
+    return files
+
+
+def test_worker_processes_give_the_in_process_results(env, monkeypatch):
+    write_drop(env / "inbox", E1, _odd_drop(1))
+    write_drop(env / "inbox", E2, _odd_drop(3001))
+    monkeypatch.setattr(frames, "CHUNK_VECTORS", 1)   # 2,048-row chunks: several per drop
+    db = env / "haic.duckdb"
+    with duckdb.connect(str(db)) as con:
+        land(con, env)
+    twin = env / "twin.duckdb"
+    shutil.copy(db, twin)
+
+    monkeypatch.setenv(parallel.WORKERS_ENV, "1")
+    with duckdb.connect(str(db)) as con:
+        run_all(con)
+        assert not parallel.started()
+        expected = con.execute(COMPARE).fetchall()
+
+    monkeypatch.setenv(parallel.WORKERS_ENV, "2")
+    monkeypatch.setenv(parallel.MIN_ROWS_ENV, "0")
+    try:
+        with duckdb.connect(str(twin)) as con:
+            run_all(con)
+            assert parallel.started()
+            got = con.execute(COMPARE).fetchall()
+    finally:
+        parallel.shutdown()
+
+    assert got == expected
+    failed = {(r[0], r[1]) for r in got if not r[4]}
+    assert ("assessments_error_rules", "ecog_range") in failed       # 30 of 1,200: above 2 %
+    assert ("patients_error_rules", "sex_code") not in failed        # 2 of 1,201: below 2 %
+    chunked = [r for r in got if r[0] == "labs_error_rules" and r[1] == "test_code_code"]
+    assert [r[5] for r in chunked] == [2401, 2401]                   # counted over both chunks
+
+
+def test_a_duplicate_key_far_apart_in_staging_is_seen(env, con, monkeypatch):
+    """Uniqueness is judged on the whole staging table, not chunk by chunk."""
+    from haic_pipeline.quality.gate import run_check
+
+    write_drop(env / "inbox", E1, cohort(1100))   # 2,200 lab rows in staging.labs
+    land(con, env)
+    monkeypatch.setattr(frames, "CHUNK_VECTORS", 1)
+    assert run_check(con, "labs_error_rules").passed
+    # the first row again, at the end of the table: 2,200 rows apart
+    con.execute("INSERT INTO staging.labs SELECT * FROM staging.labs LIMIT 1")
+    out = run_check(con, "labs_error_rules")
+    unique = [r for r in out.rows if r["rule"] == "natural_key_unique"]
+    assert not out.passed and unique[0]["unexpected"] == 2 and unique[0]["evaluated"] == 2201
