@@ -79,6 +79,10 @@ class Contract:
     rules: tuple[Rule, ...]
     units: dict = field(default_factory=dict)
     source_sha256: str = ""
+    #: share of rows repeating a natural key with different values within one drop above which
+    #: the drop fails `duplicate_key_conflict` (contract `duplicate_key_max_share`, else the
+    #: `value_max_share` of _defaults.yaml)
+    duplicate_key_max_share: float = 0.02
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -193,6 +197,8 @@ def _parse(path: Path, defaults: dict) -> Contract:
         rules=tuple(rules),
         units=doc.get("units", {}) or {},
         source_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        duplicate_key_max_share=float(doc.get("duplicate_key_max_share",
+                                              defaults.get("value_max_share", 0.02))),
     )
 
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from haic_pipeline.settings import ConfigurationError, load_settings, project_root
+from haic_pipeline.warehouse.faults import StorageFault, check_writable, describe, disk_full_message, nearly_full
 
 
 def _ensure_dagster_home() -> Path:
@@ -26,7 +27,7 @@ def _ensure_dagster_home() -> Path:
         home = str(project_root() / "warehouse" / "dagster_home")
         os.environ["DAGSTER_HOME"] = home
     path = Path(home)
-    path.mkdir(parents=True, exist_ok=True)
+    check_writable(path, "DAGSTER_HOME folder")
     template = project_root() / "deploy" / "dagster.yaml"
     if not (path / "dagster.yaml").exists() and template.exists():
         (path / "dagster.yaml").write_text(template.read_text())
@@ -94,6 +95,23 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _storage_fault_in(result) -> str | None:
+    """A clear message if a step of this Dagster run failed on a full disk or a read-only folder
+    (DuckDB's "Could not write file ...: No space left on device" and the like, in any cause)."""
+    texts = []
+    for event in result.all_events:
+        if event.is_step_failure and event.event_specific_data is not None:
+            err = event.event_specific_data.error
+            while err is not None:
+                texts.append(err.message)
+                err = err.cause or err.context
+    for text in texts:
+        message = describe(text)
+        if message:
+            return message
+    return None
+
+
 def cmd_synth(args) -> int:
     from haic_pipeline.synthetic import write_drops
 
@@ -105,6 +123,9 @@ def cmd_synth(args) -> int:
 
 
 def cmd_run(args) -> int:
+    settings = load_settings()
+    check_writable(settings.warehouse.parent, "warehouse folder")  # before anything is written
+    check_writable(settings.reports, "reports folder")
     with _run_lock(_ensure_dagster_home()):
         return _cmd_run_locked(args)
 
@@ -163,10 +184,15 @@ def _cmd_run_locked(args) -> int:
                                                       if not instance.has_dynamic_partition(DROPS.name, d.extract_id)])
     ingest = defs.resolve_job_def("ingest_drop")
     loaded, failed = [], []
+    storage_fault = None  # a full disk / read-only folder: stop, the drop stays in the inbox
     for i, drop in enumerate(pending, 1):
         _say(f"[{i}/{len(pending)}] landing drop {drop.extract_id} ...")
         result = ingest.execute_in_process(partition_key=drop.extract_id, instance=instance,
                                            raise_on_error=False, run_config=QUIET, tags=CLI_TAGS)
+        storage_fault = None if result.success else _storage_fault_in(result)
+        if storage_fault:
+            _say(f"    NOT LANDED (it stays in the inbox): {storage_fault}")
+            break
         (loaded if result.success else failed).append(drop.extract_id)
         if not result.success:
             for event in result.all_events:
@@ -176,7 +202,9 @@ def _cmd_run_locked(args) -> int:
                         _say(f"    REJECTED: {err.message.strip().splitlines()[0]}")
                         break
     up_to_date = _refresh_is_current(instance, last_landing, settings) if not (loaded or args.force) else None
-    if up_to_date:
+    if storage_fault:
+        refresh = None
+    elif up_to_date:
         _say(f"nothing new since the last successful refresh (run {up_to_date[:8]}): results unchanged "
              "(`haic run --force` refreshes anyway)")
         refresh = None
@@ -184,6 +212,8 @@ def _cmd_run_locked(args) -> int:
         _say("refreshing staging and everything downstream ...")
         refresh = defs.resolve_job_def("refresh").execute_in_process(instance=instance, raise_on_error=False,
                                                                  run_config=QUIET, tags=CLI_TAGS)
+        if not refresh.success:
+            storage_fault = _storage_fault_in(refresh)
 
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         tables = con.execute(
@@ -204,8 +234,10 @@ def _cmd_run_locked(args) -> int:
     _say(f"warehouse: {settings.warehouse}")
     _say(f"reports:   {settings.reports}")
     _say(f"web UI:    make ui  (runs are recorded in {os.environ['DAGSTER_HOME']})")
-    ok = refresh is None or refresh.success
-    _say(f"refresh {'succeeded' if ok else 'FAILED'} in {elapsed:.1f} s")
+    ok = (refresh is None or refresh.success) and not storage_fault
+    _say(f"refresh {'succeeded' if ok else 'FAILED' if refresh is not None else 'NOT RUN'} in {elapsed:.1f} s")
+    if storage_fault:
+        print(f"error: {storage_fault}", file=sys.stderr, flush=True)
     return 0 if ok and not failed else 1
 
 
@@ -285,3 +317,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except StorageFault as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a full disk or read-only folder outside a Dagster run
+        message = describe(str(exc))
+        if message is None:
+            settings = load_settings(check_key=False)
+            full = nearly_full(settings.warehouse.parent, Path(os.environ.get("DAGSTER_HOME", settings.warehouse.parent)))
+            if full is None:
+                raise
+            message = f"{disk_full_message(full)} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        print(f"error: {message}", file=sys.stderr)
+        return 1

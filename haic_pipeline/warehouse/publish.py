@@ -50,6 +50,13 @@ def content_fingerprint(con: duckdb.DuckDBPyConnection, tables: list[tuple[str, 
     return h.hexdigest()
 
 
+def _detach_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("DETACH haic_publish")
+    except duckdb.Error:
+        pass  # the failure (e.g. a full disk) may have invalidated the copy: the original error counts
+
+
 def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path) -> PublishResult:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -68,23 +75,27 @@ def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path) -> Publ
                              bytes=target.stat().st_size, published=False)
     counts = {}
     escaped = str(tmp).replace("'", "''")
-    con.execute(f"ATTACH '{escaped}' AS haic_publish")
     try:
-        for schema in PUBLISHED_SCHEMAS:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS haic_publish.{schema}")
-        for schema, table in tables:
-            con.execute(f'CREATE TABLE haic_publish.{schema}."{table}" AS SELECT * FROM {db}.{schema}."{table}"')
-            counts[f"{schema}.{table}"] = con.execute(
-                f'SELECT count(*) FROM haic_publish.{schema}."{table}"').fetchall()[0][0]
-        con.execute("CHECKPOINT haic_publish")
-    except BaseException:
+        con.execute(f"ATTACH '{escaped}' AS haic_publish")
+        try:
+            for schema in PUBLISHED_SCHEMAS:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS haic_publish.{schema}")
+            for schema, table in tables:
+                con.execute(f'CREATE TABLE haic_publish.{schema}."{table}" AS SELECT * FROM {db}.{schema}."{table}"')
+                counts[f"{schema}.{table}"] = con.execute(
+                    f'SELECT count(*) FROM haic_publish.{schema}."{table}"').fetchall()[0][0]
+            con.execute("CHECKPOINT haic_publish")
+        except BaseException:
+            _detach_quietly(con)
+            raise
         con.execute("DETACH haic_publish")
-        tmp.unlink(missing_ok=True)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:  # e.g. a full disk: the old copy stays, nothing half-written is left
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            leftover.unlink(missing_ok=True)
         raise
-    con.execute("DETACH haic_publish")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
     record_build(con, "analytics_copy", fingerprint)
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:

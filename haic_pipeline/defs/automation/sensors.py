@@ -1,10 +1,13 @@
 """A failed run is written to ops.run_log (job, step, error class and first line), and nothing
-else changes: every asset writes its table in one transaction, so the last good results stay."""
+else changes: every asset writes its table in one transaction, so the last good results stay.
+If the warehouse cannot be written (disk full, read-only), the tick fails with a message saying
+so; the sensor's cursor moves on and the run's failure stays in Dagster's run history."""
 
 import dagster as dg
 
 from haic_pipeline.defs.resources import WarehouseResource
 from haic_pipeline.ops_log import record_run_failure
+from haic_pipeline.warehouse.faults import StorageFault, describe
 
 
 @dg.run_failure_sensor(
@@ -21,8 +24,17 @@ def run_failure_to_ops_log(context: dg.RunFailureSensorContext, duckdb: Warehous
     if errors:
         step = errors[0].step_key
         err = errors[0].event_specific_data.error
+        while err.cause is not None:  # the error the asset raised, not Dagster's wrapper around it
+            err = err.cause
         message = f"{err.cls_name}: {err.message.strip().splitlines()[0] if err.message else ''}"
-    with duckdb.get_connection() as con:
-        record_run_failure(con, run_id=context.dagster_run.run_id, job=context.dagster_run.job_name,
-                           step=step, message=message,
-                           partition=context.dagster_run.tags.get("dagster/partition"))
+    try:
+        with duckdb.get_connection() as con:
+            record_run_failure(con, run_id=context.dagster_run.run_id, job=context.dagster_run.job_name,
+                               step=step, message=message,
+                               partition=context.dagster_run.tags.get("dagster/partition"))
+    except Exception as exc:  # a full disk or read-only warehouse: fail this tick with a clear message
+        problem = describe(str(exc), duckdb.database)
+        if problem is None:
+            raise
+        raise StorageFault(f"run {context.dagster_run.run_id[:8]} not written to ops.run_log ({problem}); "
+                           "its failure stays in Dagster's run history") from exc
