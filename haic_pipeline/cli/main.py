@@ -317,16 +317,24 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    except StorageFault as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # noqa: BLE001 - a full disk or read-only folder outside a Dagster run
-        message = describe(str(exc))
+    except Exception as exc:  # noqa: BLE001 - only a full disk or a read-only folder is turned into a message
+        message = _storage_error(exc)
         if message is None:
-            settings = load_settings(check_key=False)
-            full = nearly_full(settings.warehouse.parent, Path(os.environ.get("DAGSTER_HOME", settings.warehouse.parent)))
-            if full is None:
-                raise
-            message = f"{disk_full_message(full)} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            raise
         print(f"error: {message}", file=sys.stderr)
         return 1
+
+
+def _storage_error(exc: Exception) -> str | None:
+    """The one-line message for a full disk or a read-only folder met outside a Dagster run (the
+    preflight, DuckDB, or Dagster's own SQLite storage, which says only "disk I/O error")."""
+    if isinstance(exc, StorageFault):
+        return str(exc)
+    message = describe(str(exc))
+    if message is None:
+        settings = load_settings(check_key=False)
+        full = nearly_full(settings.warehouse.parent, Path(os.environ.get("DAGSTER_HOME", settings.warehouse.parent)))
+        if full is not None:
+            first = (str(exc).splitlines() or [""])[0][:200]
+            message = f"{disk_full_message(full)} ({type(exc).__name__}: {first})"
+    return message

@@ -39,6 +39,7 @@ import duckdb
 from haic_pipeline.contracts import Contract, contract_by_file
 from haic_pipeline.ingest.pseudonym import Pseudonymiser, key_table
 from haic_pipeline.warehouse.schema import ensure_schema
+from haic_pipeline.warehouse.faults import describe as describe_storage_fault
 from haic_pipeline.warehouse.transaction import transaction
 
 log = logging.getLogger(__name__)
@@ -446,6 +447,8 @@ def _land_file(con, contract: Contract, path: Path, header: list[str], eid: str,
             {"eid": eid, "now": now},
         ).fetchall()[0][0]
     except duckdb.Error as exc:
+        if isinstance(exc, duckdb.IOException) or describe_storage_fault(str(exc)):
+            raise  # a full disk / read-only folder is not the drop's fault: never reject it for that
         msg = str(exc).splitlines()[0]
         raise DropRejected(eid, f"not a valid CSV per the spec: {msg}", file=name,
                            row=_duckdb_error_row(str(exc))) from exc
