@@ -332,3 +332,31 @@ def test_read_only_folder_holding_a_good_refresh_is_left_unchanged(good, tmp_pat
     assert _results(wh / "haic.duckdb") == good.results  # opens read-only, previous results
     assert _drop_status(wh / "haic.duckdb", good.new_drop.name) is None  # not landed, not rejected
     assert not (tmp_path / "inbox" / good.new_drop.name / "_REJECTED.txt").exists()
+
+
+def test_disk_filling_during_a_large_insert_does_not_reject_the_drop(tmp_path, mounts):
+    """The INSERT of a big file hits the full disk: the drop is not called an invalid CSV, nothing
+    of it lands, and once there is room it loads."""
+    from haic_pipeline.contracts import load_contracts
+    from haic_pipeline.ingest import find_complete_drops, load_drop
+    from haic_pipeline.warehouse.faults import describe
+
+    inbox = tmp_path / "inbox"
+    write_drops(inbox, patients=3000, drops=1, seed=5)   # ~0.5 M lab rows
+    wh = mounts.tmpfs(tmp_path / "wh", "3m")
+    db = wh / "haic.duckdb"
+    contracts = load_contracts()
+    drop = find_complete_drops(inbox)[0]
+    with pytest.raises(duckdb.Error) as caught:
+        with duckdb.connect(str(db)) as con:
+            load_drop(con, drop, contracts, KEY)
+    assert "not a valid CSV" not in str(caught.value)
+    assert describe(str(caught.value)) and "disk full" in describe(str(caught.value))
+    mounts.resize(wh, "200m")
+    with duckdb.connect(str(db)) as con:
+        statuses = con.execute("SELECT status FROM ops.drops").fetchall() \
+            if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' "
+                           "AND table_name = 'drops'").fetchall()[0][0] else []
+        assert ("rejected",) not in statuses
+        assert load_drop(con, drop, contracts, KEY).status == "loaded"
+        assert con.execute("SELECT count(*) FROM raw.labs").fetchall()[0][0] > 100_000
