@@ -360,3 +360,15 @@ def test_disk_filling_during_a_large_insert_does_not_reject_the_drop(tmp_path, m
         assert ("rejected",) not in statuses
         assert load_drop(con, drop, contracts, KEY).status == "loaded"
         assert con.execute("SELECT count(*) FROM raw.labs").fetchall()[0][0] > 100_000
+
+
+def test_report_file_on_a_full_disk_keeps_the_old_version_and_no_litter(tmp_path, mounts):
+    from haic_pipeline.files import write_atomic
+
+    folder = mounts.tmpfs(tmp_path / "reports", "1m")
+    page = folder / "study_report.html"
+    write_atomic(page, "<p>old</p>")
+    with pytest.raises(OSError):
+        write_atomic(page, "x" * (2 << 20))   # 2 MB on a 1 MB disk
+    assert page.read_text() == "<p>old</p>"
+    assert sorted(p.name for p in folder.iterdir()) == ["study_report.html"]

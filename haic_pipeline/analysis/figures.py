@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
+from haic_pipeline.files import write_atomic
 from haic_pipeline.stats import format_estimate_ci, format_median_ci, format_p
 
 from .data import GROUPS, Provenance
@@ -340,9 +341,7 @@ def preview_base64(png: bytes, width: int = PREVIEW_WIDTH) -> str:
 
 def _write_if_changed(path: Path, data: bytes) -> None:
     if not path.exists() or path.read_bytes() != data:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        write_atomic(path, data)
 
 
 def save_figure(fig: Figure, folder: Path, name: str, inputs_key: str | None = None) -> SavedFigure:

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from haic_pipeline.files import write_atomic
 from haic_pipeline.stats import (
     format_count_percent,
     format_estimate_ci,
@@ -302,6 +303,6 @@ def write_report(con: duckdb.DuckDBPyConnection, reports: Path, prov: Provenance
     secs = sections(con)
     pngs = {name: _figure_png(reports, name, con) for s in secs for name, _ in s.figures}
     paths = {"html": reports / "study_report.html", "md": reports / "study_report.md"}
-    paths["html"].write_text(render_html(secs, prov, pngs), encoding="utf-8")
-    paths["md"].write_text(render_markdown(secs, prov), encoding="utf-8")
+    write_atomic(paths["html"], render_html(secs, prov, pngs))
+    write_atomic(paths["md"], render_markdown(secs, prov))
     return paths

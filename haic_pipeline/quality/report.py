@@ -5,11 +5,10 @@ check, rule and loaded drop). Counts, shares and names only: no value of any row
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from haic_pipeline.files import write_atomic
 from haic_pipeline.quality.suites import CheckSpec
 
 REPORT_NAME = "index.html"
@@ -110,8 +109,5 @@ def write_report(reports_dir: Path, rows: list[dict], checks: list[CheckSpec], g
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     path = report_path(reports_dir)
-    fd, tmp = tempfile.mkstemp(dir=reports_dir, prefix=".index-", suffix=".html")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(render(rows, checks, generated_at))
-    os.replace(tmp, path)
+    write_atomic(path, render(rows, checks, generated_at))
     return path
