@@ -250,6 +250,8 @@ def run_check(con: duckdb.DuckDBPyConnection, name: str, *, reports_dir: Path | 
     store.ensure_dq_results(con)
     suite_fp = store_fp = suite_fingerprint(contracts, folder)
     drops = store.loaded_drops(con)
+    if not parallel.started() and parallel.wanted(store.unvalidated_rows(con, suite_fp)):
+        parallel.warm_up()  # a large backlog: GX workers start while the first checks run
 
     if check.name in ("drop_sequence", "drop_changes"):
         keys = [(d[0], drop_level.pair_fingerprint(drops, i)) for i, d in enumerate(drops)]

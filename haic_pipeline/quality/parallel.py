@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 WORKERS_ENV = "HAIC_DQ_WORKERS"
 MIN_ROWS_ENV = "HAIC_DQ_PARALLEL_MIN_ROWS"
+START_ENV = "HAIC_DQ_START_METHOD"
 DEFAULT_MIN_ROWS = 5_000_000
 
 _pool: ProcessPoolExecutor | None = None
@@ -79,11 +80,28 @@ def pool() -> ProcessPoolExecutor:
     n = workers()
     if _pool is None or _pool_workers != n:
         shutdown()
-        _pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+        method = os.environ.get(START_ENV, "fork")
+        if method == "fork":
+            from haic_pipeline.quality.gx_runtime import load_gx  # noqa: PLC0415
+
+            load_gx()  # imported once here, inherited by every worker
+        _pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method),
                                     initializer=_worker_init)
         _pool_workers = n
         log.info("data-quality: validating in %d worker processes", n)
     return _pool
+
+
+def _ready() -> bool:
+    return _session is not None
+
+
+def warm_up() -> None:
+    """Start the workers now (each imports GX, ~5 s) without waiting for them, so that they are
+    ready when the first frame comes (the parent meanwhile runs the drop-level checks)."""
+    executor = pool()
+    for _ in range(_pool_workers):
+        executor.submit(_ready)
 
 
 def shutdown() -> None:

@@ -108,3 +108,11 @@ def all_latest(con: duckdb.DuckDBPyConnection) -> list[dict]:
         rec["details"] = json.loads(rec["details"]) if rec["details"] else {}
         out.append(rec)
     return out
+
+
+def unvalidated_rows(con: duckdb.DuckDBPyConnection, suite_fp: str) -> int:
+    """Rows (all domains, ops.load_log) of the loaded drops with no result under this suite."""
+    return int(con.execute(
+        "SELECT coalesce(sum(l.rows), 0) FROM ops.load_log AS l WHERE l.status = 'loaded' "
+        "AND l.extract_id NOT IN (SELECT extract_id FROM ops.dq_results "
+        "WHERE suite_fingerprint = ? AND extract_id IS NOT NULL)", [suite_fp]).fetchall()[0][0])

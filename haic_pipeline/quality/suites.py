@@ -31,11 +31,10 @@ from pathlib import Path
 import yaml
 
 from haic_pipeline.contracts import Column, Contract, Rule, contracts_dir, contracts_fingerprint
-from haic_pipeline.warehouse.compile import content_columns
 
 #: Bump when the meaning of a generated suite changes without a contract change: every drop is
 #: validated again under the new suite version.
-SUITE_LOGIC_VERSION = "2"  # 2: duplicate_key_conflict rule in every <domain>_error_rules
+SUITE_LOGIC_VERSION = "3"  # 2: duplicate_key_conflict rule; 3: read from the staging decision
 
 #: DuckDB type of a staging column per contract type (lab values are converted to DOUBLE).
 STAGING_TYPES = {"string": "VARCHAR", "code": "VARCHAR", "date": "DATE", "datetime": "TIMESTAMP",
@@ -298,39 +297,31 @@ def contract_rule(c: Contract, rule: Rule, check_of) -> RuleSpec:
 
 def duplicate_key_rule(c: Contract, check_of) -> RuleSpec:
     """`duplicate_key_conflict` (error): the share of a drop's rows that repeat a natural key of
-    the same drop with different values and are not its last data row: the rows the staging SQL
-    quarantines under the same check_name (latest-wins within a drop; an exact duplicate is not
-    a conflict and is dropped silently). Judged within the drop alone, as delivered: a later
-    drop re-delivering the key does not change this drop's result (staging then no longer
-    quarantines the superseded rows; the stored result of the drop stays).
+    the same drop with different values and are not its last data row (latest-wins within a
+    drop; an exact duplicate is not a conflict and is dropped silently).
 
-    Frame column `duplicate_key__last_or_same`: NULL where the key is incomplete (staging does
-    not rank such rows) or, outside patients, the patient withdrew consent (staging does not
-    judge such rows); else false for the conflicting rows. These are found as the staging model
-    finds them (same key, same content columns: warehouse.compile), within the drop: the keys
-    the drop repeats (GROUP BY), then their rows ranked by `_row_number` (window). A subquery
-    correlated on `_extract_id` only, which DuckDB runs once for the drop: a window over every
-    row of the drop costs 2-3 times more (3 M lab rows: about +1.5 s instead of +4 s)."""
+    Which rows those are is decided in one place, the staging model (its step 3 ranks the keys
+    delivered more than once and quarantines the conflicting rows under this check_name); the
+    frame column `duplicate_key__last_or_same` reads that decision back from ops.quarantine:
+    false for a quarantined conflict, NULL where staging does not rank the row (incomplete key;
+    outside patients, a patient who withdrew consent). Judged when the drop is validated: a later
+    drop re-delivering the key supersedes the row (staging then lists it as an older version),
+    and the drop's stored result stays as it was. (Recomputing the conflicts here with a window
+    per drop cost +2 s per 2.4 M lab rows; this is a join on a small table.)"""
     key = ", ".join(c.staging_key)
-    content = f"hash({', '.join(f'x.{x}' for x in content_columns(c))})"
-    complete = " AND ".join(f"{{a}}.{k} IS NOT NULL" for k in c.staging_key)
-    conflicts = (
-        f"SELECT r._row_number FROM (SELECT x._row_number, {content} <> last_value({content}) OVER ("
-        f"PARTITION BY {', '.join(f'x.{k}' for k in c.staging_key)} ORDER BY x._row_number ROWS BETWEEN "
-        f"UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS conflict FROM raw.typed_{c.domain} AS x "
-        f"SEMI JOIN (SELECT {key} FROM raw.typed_{c.domain} AS y WHERE y._extract_id = t._extract_id "
-        f"AND {complete.format(a='y')} GROUP BY ALL HAVING count(*) > 1) AS repeated USING ({key}) "
-        f"WHERE x._extract_id = t._extract_id) AS r WHERE r.conflict")
-    applies = complete.format(a="t")
+    applies = " AND ".join(f"t.{k} IS NOT NULL" for k in c.staging_key)
     if c.domain != "patients":
         applies += (" AND t.patient_key NOT IN "
                     "(SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn')")
+    quarantined = (f"SELECT 1 FROM ops.quarantine AS q WHERE q.domain = '{c.domain}' "
+                   "AND q.check_name = 'duplicate_key_conflict' AND q.extract_id = t._extract_id "
+                   "AND q.row_number = t._row_number")
     column = "duplicate_key__last_or_same"
     return RuleSpec(check=check_of("error"), domain=c.domain, name="duplicate_key_conflict",
                     family="duplicate_key", severity="error", max_share=float(c.duplicate_key_max_share),
                     scope=SCOPE_DROP, expectation="ExpectColumnValuesToBeInSet",
                     kwargs={"column": column, "value_set": [True]},
-                    sql={column: f"CASE WHEN {applies} THEN t._row_number NOT IN ({conflicts}) END"},
+                    sql={column: f"CASE WHEN {applies} THEN NOT EXISTS ({quarantined}) END"},
                     identifier=True,
                     description=(f"({key}) not repeated within the drop with different values (the "
                                  "last row of a key wins, the others are quarantined)"))

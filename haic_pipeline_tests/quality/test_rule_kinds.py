@@ -294,7 +294,8 @@ def test_duplicate_key_conflict_is_generated_from_each_natural_key(tmp_path):
         (rule,) = [r for r in checks[f"{domain}_error_rules"].rules if r.name == "duplicate_key_conflict"]
         assert (rule.severity, rule.scope, rule.max_share) == ("error", "drop", 0.02)  # values class
         (expr,) = rule.sql.values()
-        assert f"PARTITION BY {', '.join('x.' + k for k in c.staging_key)} " in expr
+        assert all(f"t.{k} IS NOT NULL" in expr for k in c.staging_key)   # complete keys only
+        assert f"q.domain = '{domain}' AND q.check_name = 'duplicate_key_conflict'" in expr
         assert not rule.condition  # no GX row condition: the SQL column is NULL where staging
         #                            neither ranks nor judges a row (incomplete key, withdrawn)
     # a contract may set its own threshold; the suite and its fingerprint follow
