@@ -11,6 +11,7 @@ of the run's process tree, data-quality workers included, sampled every 0.1 s); 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -33,6 +34,23 @@ def _run(env: dict) -> tuple[float, float, str]:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
         raise SystemExit(f"haic run failed ({proc.returncode})")
     return wall, peak, proc.stdout
+
+
+def _step_seconds(dagster_home: str) -> dict[str, float]:
+    """Seconds per step key, summed over every run recorded in `dagster_home`."""
+    code = (
+        "import json, dagster as dg\n"
+        "inst = dg.DagsterInstance.get()\n"
+        "out = {}\n"
+        "for rec in inst.get_run_records():\n"
+        "    for st in inst.get_run_step_stats(rec.dagster_run.run_id):\n"
+        "        if st.start_time and st.end_time:\n"
+        "            key = 'ingest_drop' if rec.dagster_run.job_name == 'ingest_drop' else st.step_key\n"
+        "            out[key] = out.get(key, 0) + st.end_time - st.start_time\n"
+        "print(json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, DAGSTER_HOME=dagster_home),
+                          capture_output=True, text=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {}
 
 
 def main() -> None:
@@ -59,6 +77,7 @@ def main() -> None:
         stg_labs = con.execute("SELECT count(*) FROM staging.labs").fetchall()[0][0]
         patients = con.execute("SELECT count(*) FROM staging.patients").fetchall()[0][0]
         quarantined = con.execute("SELECT count(*) FROM ops.quarantine").fetchall()[0][0]
+    steps = _step_seconds(env["DAGSTER_HOME"])
     wall2, _, out2 = _run(env)
 
     print(f"synthetic drops: {args.patients:,} patients, {args.drops} drops, {size:,.0f} MB of CSV, written in {gen:.1f} s")
@@ -66,6 +85,10 @@ def main() -> None:
           f"staging.patients {patients:,}, ops.quarantine {quarantined:,}")
     print(f"first  `haic run` (all drops + full refresh): {wall1:6.1f} s wall, peak RSS {peak1:,.2f} GiB")
     print(f"second `haic run` (no new drop):              {wall2:6.1f} s wall")
+    print("first run, seconds per step (Dagster's step stats, all runs): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in sorted(steps.items(), key=lambda kv: -kv[1])[:12]))
+    print(f"  landing (ingest_drop runs) {sum(v for k, v in steps.items() if k.startswith('ingest')):.1f} s, "
+          f"quality checks {sum(v for k, v in steps.items() if k.endswith(('_rules', 'drop_sequence', 'drop_changes'))):.1f} s")
     print(f"targets: first run < 120 s and < 4 GiB; second run in seconds")
     if args.keep:
         print(f"kept {tmp}")

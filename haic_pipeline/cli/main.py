@@ -122,6 +122,23 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def _preload_in_background() -> None:
+    """Import Great Expectations (~4 s) in a thread while the drops land: landing is DuckDB
+    work that leaves the interpreter free, and the quality checks of the refresh that follows
+    (same process) then find it imported."""
+    import threading
+
+    def work():
+        try:
+            from haic_pipeline.quality.gx_runtime import load_gx
+
+            load_gx()
+        except Exception:  # noqa: BLE001 - the checks import it again and report any error
+            pass
+
+    threading.Thread(target=work, name="haic-preload", daemon=True).start()
+
+
 def cmd_run(args) -> int:
     settings = load_settings()
     check_writable(settings.warehouse.parent, "warehouse folder")  # before anything is written
@@ -175,6 +192,8 @@ def _cmd_run_locked(args) -> int:
         elif drop.extract_id in rejected_before:
             still_rejected.append(drop.extract_id)
 
+    if pending:
+        _preload_in_background()
     instance = dg.DagsterInstance.get()
     for run_id in _recover_interrupted_runs(instance):
         _say(f"run {run_id[:8]} of an interrupted `haic run` marked failed; its DuckDB pool slot freed")

@@ -6,7 +6,7 @@ Pure Python + DuckDB + GX; no Dagster (the asset checks are in `haic_pipeline/de
 GX is imported lazily (`gx_runtime.load_gx`), only when something new has to be validated.
 
 - `suites.py`   rules and checks generated from the contracts (plain data) -> GX suites
-- `frames.py`   the DuckDB queries the suites validate (selected columns, ~1 M-row chunks)
+- `frames.py`   the DuckDB queries the suites validate (selected columns, ~2 M-row chunks)
 - `validate.py` running a suite, exception_info, the threshold decision, counts only
 - `drops.py`    drop-level checks (data_cutoff order, sharp changes between drops)
 - `store.py`    ops.dq_results (history and cache)

@@ -4,7 +4,7 @@
 tests). For a suite check:
 
 1. the loaded drops (ops.drops) not yet validated by this check under the current suite
-   fingerprint (ops.dq_results) are validated one by one, each in ~1 M-row pandas chunks;
+   fingerprint (ops.dq_results) are validated one by one, each in ~2 M-row pandas chunks;
    staging-wide rules (schema, natural-key uniqueness) are validated when the staging state
    changed;
 2. every result is written to ops.dq_results (one row per rule and drop);
