@@ -169,3 +169,22 @@ def patient_frame_sql(contracts: dict[str, Contract], rules: list[RuleSpec]) -> 
         f"SELECT patient_key FROM raw.{d} WHERE _extract_id = ?" for d, c in contracts.items() if c.has_patient)
     n = sum(1 for c in contracts.values() if c.has_patient)
     return (f"SELECT {cols} FROM ({delivered}) AS pts JOIN {PATIENT_DATES} AS d USING (patient_key)", n)
+
+
+def flag_cross_table(con: duckdb.DuckDBPyConnection, rules: list[RuleSpec]) -> int:
+    """List in ops.row_flags (domain 'cross_table', warn) every patient of staging who breaks a
+    cross-table rule now, pointing at the patient's staging.vital_status row (its drop and data
+    row): the per-row counterpart of the check's per-drop shares. Rewritten whole each time the
+    rules are judged (needs the TEMP table of build_patient_dates)."""
+    con.execute("DELETE FROM ops.row_flags WHERE domain = 'cross_table'")
+    for r in rules:
+        e, lt = _ident(r.name + "__earlier"), _ident(r.name + "__later")
+        con.execute(
+            f"""INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity,
+                                           reason, row_json)
+                SELECT 'cross_table', v._extract_id, v._row_number, d.patient_key, {_q(r.name)}, 'warn',
+                       {_q(r.name.replace('_', ' ') + ': ')} || d.{e}::VARCHAR || ' is after ' || d.{lt}::VARCHAR,
+                       to_json({{'patient_key': d.patient_key, 'earlier': d.{e}, 'later': d.{lt}}})
+                FROM {PATIENT_DATES} AS d JOIN staging.vital_status AS v USING (patient_key)
+                WHERE d.{e} > d.{lt}""")
+    return con.execute("SELECT count(*) FROM ops.row_flags WHERE domain = 'cross_table'").fetchall()[0][0]

@@ -196,6 +196,7 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
         sql, n = frames.patient_frame_sql(contracts, rules)
         try:
             per_drop(SCOPE_PATIENT, sql, n)
+            frames.flag_cross_table(con, rules)
         finally:
             con.execute(f"DROP TABLE IF EXISTS {frames.PATIENT_DATES}")
     for _none, data_fp in pending_staging:

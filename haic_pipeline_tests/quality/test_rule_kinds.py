@@ -5,7 +5,8 @@ a real Dagster refresh (`ingest_drop` per drop, then `refresh`) on a small hand-
 - `odd`: once as a single odd row (for the drop-level rules: a benign second drop): the check
   passes, the run succeeds and every asset of the refresh job is materialized; the row is in
   ops.quarantine (error rules) or ops.row_flags (warn rules) under the rule's check_name and the
-  Great Expectations count equals it (cross-table rules are measured only, see RuleKind.routed);
+  Great Expectations count equals it (cross-table rules: the check lists each patient, domain
+  'cross_table');
 - `systematic`: once above the rule's threshold: the right check fails with the right severity
   (ERROR and blocking for error rules: nothing downstream of the checked asset is materialized
   in that run; WARN for warn rules: everything is).
@@ -146,10 +147,10 @@ KINDS = [
     RuleKind("end_before_start", "treatments_warn_rules", "end_date_before_start_date", "warn",
              "staging/treatments", "treatments", "ops.row_flags",
              _one_drop(_end_before_start), _one_drop(_end_before_start)),
-    # cross-table rules are judged by the gate on joined staging tables; the staging SQL routes no
-    # row on them (data_contracts/vital_status.yaml): "flagged" = counted in ops.dq_results only
+    # cross-table rules are judged by the gate on joined staging tables: the check lists each
+    # offending patient in ops.row_flags (domain 'cross_table', pointing at the vital_status row)
     RuleKind("death_before_index", "cross_table_rules", "death_before_index_date", "warn",
-             "staging/vital_status", "vital_status", None,
+             "staging/vital_status", "vital_status", "ops.row_flags",
              _one_drop(_death_before_index), _one_drop(_death_before_index)),
     # E1's data_cutoff is 2024-01-01: the benign second drop has the same one, the bad one is older
     RuleKind("backwards_data_cutoff", "drop_sequence", "data_cutoff_not_backwards", "error",
@@ -177,8 +178,9 @@ def _dq(con, k: RuleKind, extract_id: str) -> tuple:
 
 
 def _routed(con, k: RuleKind, extract_id: str) -> int:
+    domain = "cross_table" if k.check == "cross_table_rules" else k.domain
     return con.execute(f"SELECT count(*) FROM {k.routed} WHERE domain = ? AND check_name = ? AND extract_id = ?",
-                       [k.domain, k.rule, extract_id]).fetchall()[0][0]
+                       [domain, k.rule, extract_id]).fetchall()[0][0]
 
 
 @pytest.mark.parametrize("k, scale", CASES)
@@ -230,13 +232,13 @@ def test_rule_kind(env, k: RuleKind, scale: str):
                 # the offending rows are where the staging SQL put them, as many as GX counted
                 assert _routed(con, k, last) == unexpected
             kept = con.execute(f"SELECT count(*) FROM staging.{k.domain}").fetchall()[0][0]
-            if k.routed == "ops.row_flags":
+            if k.routed == "ops.row_flags" and k.check != "cross_table_rules":
                 # warn: the rows stay in staging, marked
                 assert con.execute(f"SELECT count(*) FROM staging.{k.domain} WHERE list_contains(dq_warnings, ?)",
                                    [k.rule]).fetchall()[0][0] == bad
                 assert kept == N
-            elif k.routed is None:
-                assert kept == N  # measured only: every row is used
+            elif k.routed is None or k.check == "cross_table_rules":
+                assert kept == N  # measured (and listed) only: every row is used
             elif k.kind != "duplicate_key":
                 assert kept == N - bad  # error: quarantined rows are not in staging
             if k.kind == "duplicate_key":
