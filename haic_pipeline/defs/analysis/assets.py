@@ -12,12 +12,18 @@ from pathlib import Path
 
 import dagster as dg
 
-from haic_pipeline.analysis import AnalysisInputError, BuildResult
-from haic_pipeline.analysis import build as analysis_build
-from haic_pipeline.analysis.checks import km_summary_matches_endpoints
 from haic_pipeline.defs.ingest.assets import DUCKDB_POOL
 from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
 from haic_pipeline.defs.study.assets import ATTRITION, COHORT, ENDPOINTS, STUDY_AUTOMATION
+
+
+def _analysis():
+    """`haic_pipeline.analysis.build`, imported when an asset runs: it brings lifelines, SciPy and
+    matplotlib (seconds to import), which loading the definitions (`dagster dev`, every `haic`
+    command, the sensors) must not pay for."""
+    from haic_pipeline.analysis import build  # noqa: PLC0415 (lazy on purpose)
+
+    return build
 
 
 def A(table: str) -> dg.AssetKey:
@@ -60,7 +66,7 @@ FIGURE_KEYS = {
 }
 
 
-def _metadata(result: BuildResult, table: str | None = None) -> dict:
+def _metadata(result, table: str | None = None) -> dict:
     meta: dict = {
         "extract_id": result.provenance.extract_id or "",
         "data_cutoff": result.provenance.data_cutoff or "",
@@ -74,7 +80,11 @@ def _metadata(result: BuildResult, table: str | None = None) -> dict:
     return meta
 
 
-def _run(context, duckdb: WarehouseResource, build) -> BuildResult:
+def _run(context, duckdb: WarehouseResource, build_name: str):
+    """Run `haic_pipeline.analysis.build.<build_name>` on the warehouse; its BuildResult."""
+    from haic_pipeline.analysis.data import AnalysisInputError  # noqa: PLC0415
+
+    build = getattr(_analysis(), build_name)
     with duckdb.get_connection() as con:
         try:
             result = build(con)
@@ -85,7 +95,7 @@ def _run(context, duckdb: WarehouseResource, build) -> BuildResult:
     return result
 
 
-def _table_multi_asset(name: str, tables: dict[str, str], build, extra_deps=()):
+def _table_multi_asset(name: str, tables: dict[str, str], build: str, extra_deps=()):
     specs = [dg.AssetSpec(A(t), deps=[*STUDY_INPUTS, *extra_deps], group_name="analysis",
                           kinds={"duckdb", "python"}, description=f"analysis.{t}: {d}",
                           automation_condition=STUDY_AUTOMATION)
@@ -111,13 +121,13 @@ def _table_multi_asset(name: str, tables: dict[str, str], build, extra_deps=()):
     "mean ± SD with Student's t, n (%) with chi-square / Fisher; unrounded p-values.",
 )
 def baseline_characteristics(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    result = _run(context, duckdb, analysis_build.build_baseline)
+    result = _run(context, duckdb, "build_baseline")
     return dg.MaterializeResult(metadata=_metadata(result, "baseline_characteristics"))
 
 
-survival = _table_multi_asset("analysis_survival", SURVIVAL_TABLES, analysis_build.build_survival)
-response = _table_multi_asset("analysis_response", RESPONSE_TABLES, analysis_build.build_response)
-cox = _table_multi_asset("analysis_cox", COX_TABLES, analysis_build.build_cox)
+survival = _table_multi_asset("analysis_survival", SURVIVAL_TABLES, "build_survival")
+response = _table_multi_asset("analysis_response", RESPONSE_TABLES, "build_response")
+cox = _table_multi_asset("analysis_cox", COX_TABLES, "build_cox")
 
 
 @dg.asset(
@@ -131,7 +141,7 @@ cox = _table_multi_asset("analysis_cox", COX_TABLES, analysis_build.build_cox)
     "12-month rate per endpoint x group) for each newly loaded drop; a refresh without a new drop adds nothing.",
 )
 def refresh_history(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    result = _run(context, duckdb, analysis_build.build_refresh_history)
+    result = _run(context, duckdb, "build_refresh_history")
     return dg.MaterializeResult(metadata=_metadata(result, "refresh_history"))
 
 
@@ -139,6 +149,8 @@ def refresh_history(context: dg.AssetExecutionContext, duckdb: WarehouseResource
                 description="n and events per endpoint x group equal the counts in staging.endpoints "
                 "(same drop); blocks the figures and the report otherwise.")
 def km_summary_matches_staging_endpoints(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    from haic_pipeline.analysis.checks import km_summary_matches_endpoints  # noqa: PLC0415
+
     with duckdb.get_connection() as con:
         passed, details = km_summary_matches_endpoints(con)
     return dg.AssetCheckResult(
@@ -159,8 +171,8 @@ def km_summary_matches_staging_endpoints(duckdb: WarehouseResource) -> dg.AssetC
 def report_figures(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig):
     reports = Path(haic.settings().reports)
     with duckdb.get_connection() as con:
-        saved = analysis_build.build_figures(con, reports)
-        prov = analysis_build.table_provenance(con, "km_curves")
+        saved = _analysis().build_figures(con, reports)
+        prov = _analysis().table_provenance(con, "km_curves")
     for name, fig in saved.items():
         key, desc, _ = FIGURE_KEYS[name]
         yield dg.MaterializeResult(asset_key=key, metadata={
@@ -189,7 +201,7 @@ def report_figures(context: dg.AssetExecutionContext, duckdb: WarehouseResource,
 def study_report(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig) -> dg.MaterializeResult:
     reports = Path(haic.settings().reports)
     with duckdb.get_connection() as con:
-        result = analysis_build.build_report(con, reports)
+        result = _analysis().build_report(con, reports)
     return dg.MaterializeResult(metadata={
         "html": dg.MetadataValue.path(result.files["html"]),
         "markdown": dg.MetadataValue.path(result.files["md"]),
