@@ -122,25 +122,6 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def _preload_in_background() -> None:
-    """Import Great Expectations and the analysis libraries (lifelines, SciPy, matplotlib: ~6 s
-    together) in a thread while the drops land: landing is DuckDB work that leaves the
-    interpreter free, and the checks and analyses of the refresh that follows (same process)
-    then find them imported."""
-    import threading
-
-    def work():
-        try:
-            from haic_pipeline.quality.gx_runtime import load_gx
-
-            load_gx()
-            import haic_pipeline.analysis.build  # noqa: F401
-        except Exception:  # noqa: BLE001 - the steps import them again and report any error
-            pass
-
-    threading.Thread(target=work, name="haic-preload", daemon=True).start()
-
-
 def cmd_run(args) -> int:
     settings = load_settings()
     check_writable(settings.warehouse.parent, "warehouse folder")  # before anything is written
@@ -195,7 +176,9 @@ def _cmd_run_locked(args) -> int:
             still_rejected.append(drop.extract_id)
 
     if pending:
-        _preload_in_background()
+        from haic_pipeline import preload
+
+        preload.start()  # GX and the analysis libraries, imported while the drops land
     instance = dg.DagsterInstance.get()
     for run_id in _recover_interrupted_runs(instance):
         _say(f"run {run_id[:8]} of an interrupted `haic run` marked failed; its DuckDB pool slot freed")

@@ -8,10 +8,14 @@ cores, at most 4) while the parent keeps reading the next frames from DuckDB:
 
 - the parent alone touches DuckDB (one writer process, DEVELOPERS.md), and writes a drop's
   results only between drops (a statement on the connection would end the result being
-  fetched); workers get pandas frames (pickled) and return only counts (`SuiteRunner.run`: rule -> evaluated, unexpected,
-  success, exception), so identifier values never cross a process boundary either;
-- workers are *spawned* (not forked: the parent runs DuckDB and Dagster threads), import GX once,
-  and keep one `SuiteRunner` per check spec, built from the same `CheckSpec` as in-process;
+  fetched); workers get pandas frames (pickled) and return only counts (`SuiteRunner.run`:
+  rule -> evaluated, unexpected, success, exception), so identifier values never cross a
+  process boundary either;
+- workers are forked once GX is imported in the parent (so none pays the ~4 s import again;
+  `HAIC_DQ_START_METHOD=spawn` imports it in each worker instead). They only run GX on the
+  frames they receive, never DuckDB or Dagster, so the parent's other threads do not matter,
+  except an import under way in another thread: `preload.wait()` comes first. Each keeps one
+  `SuiteRunner` per check spec, built from the same `CheckSpec` as in-process;
 - results are aggregated per drop exactly as in-process (`validate.add_chunk` / `finish`), so
   the verdicts are identical (a test compares both paths rule by rule);
 - at most `2 x workers` frames are in flight, so memory stays bounded.
@@ -19,7 +23,7 @@ cores, at most 4) while the parent keeps reading the next frames from DuckDB:
 The pool is used only for a backlog worth it: at least `HAIC_DQ_PARALLEL_MIN_ROWS` rows
 (default 5,000,000, all domains of the pending drops, from `ops.load_log`), e.g. the first
 refresh of a large history. A nightly delta (~2 M rows at 100k patients) and the tests' small
-drops stay in-process, where starting workers (~5 s each to import GX) would cost what it saves.
+drops stay in-process, where starting the pool would cost about what it saves.
 Once started, the pool serves every later check of the same process (a Dagster run), then
 exits with it.
 """
@@ -82,8 +86,10 @@ def pool() -> ProcessPoolExecutor:
         shutdown()
         method = os.environ.get(START_ENV, "fork")
         if method == "fork":
+            from haic_pipeline import preload  # noqa: PLC0415
             from haic_pipeline.quality.gx_runtime import load_gx  # noqa: PLC0415
 
+            preload.wait()  # never fork while another thread is half-way through an import
             load_gx()  # imported once here, inherited by every worker
         _pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method),
                                     initializer=_worker_init)

@@ -4,6 +4,7 @@ counts must be exactly those of the in-process path, chunk boundaries included."
 import shutil
 
 import duckdb
+import pytest
 
 from haic_pipeline.quality import frames, parallel
 from haic_pipeline.quality.gate import run_all
@@ -25,7 +26,8 @@ def _odd_drop(start: int) -> dict:
     return files
 
 
-def test_worker_processes_give_the_in_process_results(env, monkeypatch):
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_worker_processes_give_the_in_process_results(env, monkeypatch, start_method):
     write_drop(env / "inbox", E1, _odd_drop(1))
     write_drop(env / "inbox", E2, _odd_drop(3001))
     monkeypatch.setattr(frames, "CHUNK_VECTORS", 1)   # 2,048-row chunks: several per drop
@@ -43,6 +45,7 @@ def test_worker_processes_give_the_in_process_results(env, monkeypatch):
 
     monkeypatch.setenv(parallel.WORKERS_ENV, "2")
     monkeypatch.setenv(parallel.MIN_ROWS_ENV, "0")
+    monkeypatch.setenv(parallel.START_ENV, start_method)
     try:
         with duckdb.connect(str(twin)) as con:
             run_all(con)

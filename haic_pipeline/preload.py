@@ -1,0 +1,35 @@
+"""Import the slow libraries in a background thread while the process waits on DuckDB.
+
+`haic run` lands the drops first (DuckDB work that leaves the interpreter mostly free), then runs
+the refresh in the same process: Great Expectations (~4 s to import) and lifelines, SciPy and
+matplotlib (~2 s) can be imported meanwhile. `wait()` joins the thread: the data-quality pool
+calls it before forking its workers, so that no module is half-imported in the forked copies.
+"""
+
+from __future__ import annotations
+
+import threading
+
+_thread: threading.Thread | None = None
+
+
+def _work() -> None:
+    try:
+        from haic_pipeline.quality.gx_runtime import load_gx  # noqa: PLC0415
+
+        load_gx()
+        import haic_pipeline.analysis.build  # noqa: F401, PLC0415
+    except Exception:  # noqa: BLE001 - the steps import them again and report any error
+        pass
+
+
+def start() -> None:
+    global _thread
+    if _thread is None:
+        _thread = threading.Thread(target=_work, name="haic-preload", daemon=True)
+        _thread.start()
+
+
+def wait() -> None:
+    if _thread is not None:
+        _thread.join()
