@@ -178,7 +178,7 @@ def _cmd_run_locked(args) -> int:
     if pending:
         from haic_pipeline import preload
 
-        preload.start()  # GX and the analysis libraries, imported while the drops land
+        preload.start()  # GX, imported while the drops land
     instance = dg.DagsterInstance.get()
     for run_id in _recover_interrupted_runs(instance):
         _say(f"run {run_id[:8]} of an interrupted `haic run` marked failed; its DuckDB pool slot freed")
