@@ -185,9 +185,11 @@ def typed_view(c: Contract) -> str:
             + "\n".join(joins) + ";\n")
 
 
-def staged_columns(c: Contract) -> list[tuple[str, str]]:
-    """The staging columns: (expression over raw.typed_<domain>, output name)."""
+def compile_contract(c: Contract) -> str:
+    d = c.domain
     lab = any(col.type == "lab_value" for col in c.columns)
+    key = c.staging_key
+    # the staging columns: (expression over raw.typed_<domain>, output name)
     staged: list[tuple[str, str]] = []
     for col in c.columns:
         if not col.in_staging:
@@ -199,25 +201,9 @@ def staged_columns(c: Contract) -> list[tuple[str, str]]:
             continue
         else:
             staged.append((col.warehouse_name, col.warehouse_name))
-    return staged
-
-
-def content_columns(c: Contract) -> list[str]:
-    """The columns of raw.typed_<domain> whose values are a row's content: two rows of one natural
-    key with equal content are exact duplicates, with different content a `duplicate_key_conflict`
-    (also read by the data-quality rule of the same name, haic_pipeline/quality/suites.py)."""
-    content = [expr for expr, _ in staged_columns(c)]
-    if any(col.type == "lab_value" for col in c.columns):
+    content = [expr for expr, _ in staged]
+    if lab:
         content.append("raw_unit")
-    return content
-
-
-def compile_contract(c: Contract) -> str:
-    d = c.domain
-    lab = any(col.type == "lab_value" for col in c.columns)
-    key = c.staging_key
-    staged = staged_columns(c)
-    content = content_columns(c)
     rules = checks(c)
     errors = [r for r in rules if r[1] == "error"]
     warns = [r for r in rules if r[1] == "warn"]
