@@ -105,12 +105,11 @@ def staging_frame(con: duckdb.DuckDBPyConnection, c: Contract) -> pd.DataFrame:
     return fit_dtypes(con.execute(staging_frame_sql(c)).df())
 
 
-def pending_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract], domain: str | None,
-                 extract_ids: list[str]) -> int:
-    """Rows the drops delivered (ops.load_log) for `domain`, or for every domain if None."""
+def pending_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract], extract_ids: list[str]) -> int:
+    """Rows the drops delivered (ops.load_log), every domain of the contracts."""
     if not extract_ids:
         return 0
-    files = [f"{d}.csv" for d in ([domain] if domain else list(contracts))]
+    files = [f"{d}.csv" for d in contracts]
     return int(con.execute(
         "SELECT coalesce(sum(rows), 0) FROM ops.load_log WHERE status = 'loaded' "
         "AND list_contains(?, extract_id) AND list_contains(?, file)", [extract_ids, files]).fetchall()[0][0])

@@ -171,11 +171,10 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
         store.write_rows(con, rows)
         new_rows.extend(rows)
 
-    def per_drop(scope: str, sql: str, n_params: int) -> None:
+    def per_drop(scope: str, rules: list, sql: str, n_params: int) -> None:
         """Validate each pending drop's frames: in worker processes for a large backlog
         (quality/parallel.py), else here; the verdicts are the same."""
-        rules = [r for r in check.rules if r.scope == scope]
-        backlog = frames.pending_rows(con, contracts, None, [eid for eid, _ in pending_drop])
+        backlog = frames.pending_rows(con, contracts, [eid for eid, _ in pending_drop])
         if parallel.wanted(backlog):
             parallel.validate_drops(check, scope, rules, pending_drop,
                                     lambda eid: frames.iter_chunks(con, sql, [eid] * n_params),
@@ -188,14 +187,14 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
             log.info("%s: drop %s validated in %.1f s", check.name, eid, time.perf_counter() - t0)
 
     if pending_drop and SCOPE_DROP in scopes:
-        per_drop(SCOPE_DROP, frames.drop_frame_sql(contracts[domain], [r for r in check.rules
-                                                                        if r.scope == SCOPE_DROP]), 1)
+        rules = [r for r in check.rules if r.scope == SCOPE_DROP]
+        per_drop(SCOPE_DROP, rules, frames.drop_frame_sql(contracts[domain], rules), 1)
     if pending_drop and SCOPE_PATIENT in scopes:
         rules = [r for r in check.rules if r.scope == SCOPE_PATIENT]
         frames.build_patient_dates(con, contracts, rules)
         sql, n = frames.patient_frame_sql(contracts, rules)
         try:
-            per_drop(SCOPE_PATIENT, sql, n)
+            per_drop(SCOPE_PATIENT, rules, sql, n)
             frames.flag_cross_table(con, rules)
         finally:
             con.execute(f"DROP TABLE IF EXISTS {frames.PATIENT_DATES}")

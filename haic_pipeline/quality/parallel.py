@@ -103,8 +103,9 @@ def _ready() -> bool:
 
 
 def warm_up() -> None:
-    """Start the workers now (each imports GX, ~5 s) without waiting for them, so that they are
-    ready when the first frame comes (the parent meanwhile runs the drop-level checks)."""
+    """Start the pool now (GX imported here, workers forked or spawned, each opening its GX
+    context) without waiting for the workers, so that they are ready when the first frame
+    comes."""
     executor = pool()
     for _ in range(_pool_workers):
         executor.submit(_ready)
@@ -125,7 +126,7 @@ atexit.register(shutdown)
 
 _session = None
 _runners: dict = {}        # spec key -> SuiteRunner
-_names: dict = {}          # (check name, scope) -> spec key of the runner holding that name
+_names: set = set()        # (check name, scope) already registered in a GX context
 
 
 def _worker_init() -> None:
@@ -139,13 +140,13 @@ def _spec_key(check: CheckSpec, scope: str) -> str:
     return hashlib.sha256(pickle.dumps((check, scope))).hexdigest()
 
 
-def _run_chunk(check: CheckSpec, scope: str, frame: bytes) -> dict[str, dict]:
-    """In a worker: validate one (pickled) frame with the check's generated suite; counts only."""
+def _run_chunk(key: str, check: CheckSpec, scope: str, frame: bytes) -> dict[str, dict]:
+    """In a worker: validate one (pickled) frame with the check's generated suite (`key`: its
+    `_spec_key`); counts only."""
     global _session
     from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415
     from haic_pipeline.quality.validate import SuiteRunner  # noqa: PLC0415
 
-    key = _spec_key(check, scope)
     runner = _runners.get(key)
     if runner is None:
         if (check.name, scope) in _names:
@@ -153,7 +154,7 @@ def _run_chunk(check: CheckSpec, scope: str, frame: bytes) -> dict[str, dict]:
             # folder) gets a context of its own
             _session = open_session()
         runner = _runners[key] = SuiteRunner(_session, check, scope)
-        _names[(check.name, scope)] = key
+        _names.add((check.name, scope))
     return runner.run(pickle.loads(frame))
 
 
@@ -169,6 +170,7 @@ def validate_drops(check: CheckSpec, scope: str, rules, drops: Iterable[tuple[st
     from haic_pipeline.quality.validate import add_chunk, finish, new_results  # noqa: PLC0415
 
     executor = pool()
+    key = _spec_key(check, scope)
     limit = 2 * max(1, _pool_workers)
     queue: deque[tuple[str, str, dict, list[Future]]] = deque()
     settled: list[tuple[list, str, str]] = []
@@ -201,8 +203,8 @@ def validate_drops(check: CheckSpec, scope: str, rules, drops: Iterable[tuple[st
                     add_chunk(entry[2], entry[3].pop(0).result())
                 else:
                     settle_oldest()
-            # pickled here, now, not later in the executor's feeder thread
-            entry[3].append(executor.submit(_run_chunk, check, scope, pickle.dumps(df, protocol=5)))
+            # pickled here, before the next fetch: what is in flight is bytes, not live frames
+            entry[3].append(executor.submit(_run_chunk, key, check, scope, pickle.dumps(df, protocol=5)))
     while queue:
         settle_oldest()
     flush()
