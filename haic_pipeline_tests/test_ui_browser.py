@@ -10,17 +10,15 @@ Skipped, with the way to enable it, where Chromium or Playwright is missing:
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .webui import free_port, graphql
+from .webui import ROOT, dagster_dev, graphql
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -34,20 +32,6 @@ if not os.path.exists(CHROMIUM):
 
 
 
-
-
-def _wait_up(port: int, proc, timeout: float = 150) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
-        try:
-            data = graphql(port, "{ assetNodes { id } }")
-            if data.get("data", {}).get("assetNodes"):
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(2)
-    raise AssertionError("dagster dev did not come up")
 
 
 def _runs(port: int) -> list[dict]:
@@ -65,70 +49,64 @@ def landed(env):
 
 
 def test_materialize_all_from_the_ui_and_see_the_km_figure(landed):
-    from playwright.sync_api import sync_playwright
-
     shots = Path(os.environ["HAIC_WAREHOUSE"]).parent / "reports" / "ui"
     shots.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    dagster = Path(sys.executable).with_name("dagster")
-    proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
     try:
-        _wait_up(port, proc)
-        before = {r["runId"] for r in _runs(port)}
-        base = f"http://127.0.0.1:{port}"
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1500, "height": 950})
-
-            page.goto(f"{base}/asset-groups", wait_until="networkidle")
-            try:  # first visit: Dagster's community dialog
-                page.get_by_role("button", name="Skip").click(timeout=8000)
-            except Exception:  # noqa: BLE001 - not shown
-                pass
-            page.goto(f"{base}/asset-groups", wait_until="networkidle")
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(shots / "1_asset_graph.png"))
-
-            page.goto(f"{base}/locations/__repository__@haic_pipeline/jobs/refresh", wait_until="networkidle")
-            page.get_by_role("button", name="Materialize all").click(timeout=60000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(shots / "2_launched.png"))
-
-            deadline = time.time() + 600
-            status = None
-            while time.time() < deadline:
-                new = [r for r in _runs(port) if r["runId"] not in before]
-                if new and new[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
-                    status = new[0]["status"]
-                    run_id = new[0]["runId"]
-                    break
-                time.sleep(3)
-            assert status == "SUCCESS", f"refresh launched from the UI ended {status}"
-            page.goto(f"{base}/runs/{run_id}", wait_until="networkidle")
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(shots / "3_run_succeeded.png"))
-
-            page.goto(f"{base}/assets/reports/km_os_figure", wait_until="networkidle")
-            # the figure is the asset's markdown metadata: the UI shows it behind "[Show Markdown]"
-            page.get_by_text("[Show Markdown]").first.click(timeout=60000)
-            image = page.locator("img[src^='data:image/png;base64']").first
-            image.wait_for(timeout=60000)
-            box = image.bounding_box()
-            assert box and box["width"] > 200 and box["height"] > 150
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(shots / "4_km_figure_asset.png"))
-            browser.close()
-        assert all((shots / n).stat().st_size > 10_000 for n in
-                   ("1_asset_graph.png", "2_launched.png", "3_run_succeeded.png", "4_km_figure_asset.png"))
+        with dagster_dev() as port:
+            _drive(port, shots)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
         keep = ROOT / "warehouse" / "reports" / "ui_test"
         shutil.rmtree(keep, ignore_errors=True)
         if shots.exists():
             shutil.copytree(shots, keep)
+
+
+def _drive(port: int, shots: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    before = {r["runId"] for r in _runs(port)}
+    base = f"http://127.0.0.1:{port}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 950})
+
+        page.goto(f"{base}/asset-groups", wait_until="networkidle")
+        try:  # first visit: Dagster's community dialog
+            page.get_by_role("button", name="Skip").click(timeout=8000)
+        except Exception:  # noqa: BLE001 - not shown
+            pass
+        page.goto(f"{base}/asset-groups", wait_until="networkidle")
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(shots / "1_asset_graph.png"))
+
+        page.goto(f"{base}/locations/__repository__@haic_pipeline/jobs/refresh", wait_until="networkidle")
+        page.get_by_role("button", name="Materialize all").click(timeout=60000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(shots / "2_launched.png"))
+
+        deadline = time.time() + 600
+        status = None
+        while time.time() < deadline:
+            new = [r for r in _runs(port) if r["runId"] not in before]
+            if new and new[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+                status = new[0]["status"]
+                run_id = new[0]["runId"]
+                break
+            time.sleep(3)
+        assert status == "SUCCESS", f"refresh launched from the UI ended {status}"
+        page.goto(f"{base}/runs/{run_id}", wait_until="networkidle")
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(shots / "3_run_succeeded.png"))
+
+        page.goto(f"{base}/assets/reports/km_os_figure", wait_until="networkidle")
+        # the figure is the asset's markdown metadata: the UI shows it behind "[Show Markdown]"
+        page.get_by_text("[Show Markdown]").first.click(timeout=60000)
+        image = page.locator("img[src^='data:image/png;base64']").first
+        image.wait_for(timeout=60000)
+        box = image.bounding_box()
+        assert box and box["width"] > 200 and box["height"] > 150
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(shots / "4_km_figure_asset.png"))
+        browser.close()
+    assert all((shots / n).stat().st_size > 10_000 for n in
+               ("1_asset_graph.png", "2_launched.png", "3_run_succeeded.png", "4_km_figure_asset.png"))

@@ -2,40 +2,13 @@
 lists every asset of the code location and the data-quality checks on the staging assets
 (checked through its GraphQL API)."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-from .webui import free_port, graphql
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-
-
+from .webui import dagster_dev, graphql
 
 
 def test_dagster_dev_starts_and_lists_the_assets(env):
-    port = free_port()
-    dagster = Path(sys.executable).with_name("dagster")
-    proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 150
-        keys = None
-        while time.time() < deadline:
-            try:
-                data = graphql(port, "{ assetNodes { assetKey { path } } }")
-                keys = {"/".join(n["assetKey"]["path"]) for n in data["data"]["assetNodes"]}
-                if keys:
-                    break
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(2)
-        assert keys, "dagster dev did not answer within 150 s"
+    with dagster_dev() as port:
+        data = graphql(port, "{ assetNodes { assetKey { path } } }")
+        keys = {"/".join(n["assetKey"]["path"]) for n in data["data"]["assetNodes"]}
         for domain in ("patients", "treatments", "assessments", "labs", "imaging", "vital_status"):
             assert f"raw/{domain}" in keys and f"staging/{domain}" in keys
         assert {"staging/cohort", "staging/endpoints", "analysis/attrition"} <= keys
@@ -52,9 +25,3 @@ def test_dagster_dev_starts_and_lists_the_assets(env):
         assert checks["staging/vital_status"]["cross_table_rules"] is False
         loc = graphql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
         assert [e["name"] for e in loc["data"]["workspaceOrError"]["locationEntries"]] == ["haic_pipeline"]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)

@@ -1,8 +1,17 @@
 """Helpers for the tests that start `dagster dev` and talk to its GraphQL API."""
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -16,3 +25,32 @@ def graphql(port: int, query: str) -> dict:
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+@contextmanager
+def dagster_dev(timeout: float = 150):
+    """`dagster dev` (what `make ui` runs) from the repository root on a free port, in its own
+    process group; yields the port once the code location lists its assets, and stops it."""
+    port = free_port()
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            try:
+                if graphql(port, "{ assetNodes { id } }").get("data", {}).get("assetNodes"):
+                    break
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            assert time.time() < deadline, f"dagster dev did not answer within {timeout:.0f} s"
+            time.sleep(2)
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

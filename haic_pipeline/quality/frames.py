@@ -130,7 +130,6 @@ def build_patient_dates(con: duckdb.DuckDBPyConnection, contracts: dict[str, Con
     index_regimen = None
 
     def ref(name: str, agg: str) -> str:
-        nonlocal index_regimen
         if name == "index_date":
             return "idx.index_date"
         domain, _, column = name.partition(".")
