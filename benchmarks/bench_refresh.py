@@ -89,7 +89,7 @@ def main() -> None:
           + ", ".join(f"{k} {v:.1f}" for k, v in sorted(steps.items(), key=lambda kv: -kv[1])[:12]))
     print(f"  landing (ingest_drop runs) {sum(v for k, v in steps.items() if k.startswith('ingest')):.1f} s, "
           f"quality checks {sum(v for k, v in steps.items() if k.endswith(('_rules', 'drop_sequence', 'drop_changes'))):.1f} s")
-    print(f"targets: first run < 120 s and < 4 GiB; second run in seconds")
+    print("targets: first run < 120 s and < 4 GiB; second run in seconds")
     if args.keep:
         print(f"kept {tmp}")
     else:
