@@ -1,13 +1,16 @@
 """The frames the suites validate: DuckDB queries read as pandas batches, selected columns only.
 
-- drop frame: the rows one drop delivered, from `raw.typed_<domain>` (the staging model's own
-  typed view), filtered on `_extract_id`, with `patient_in_staging` from a left join to
-  staging.patients. Delivered text never leaves DuckDB: a `<col>__delivered` column is `true`
+- drop frame: the rows the pending drops delivered, from `raw.typed_<domain>` (the staging
+  model's own typed view), with `patient_in_staging` from a left join to staging.patients and
+  `_extract_id` (each row's drop: `iter_labelled` turns it into integer codes and takes it out of
+  the frame GX sees). Delivered text never leaves DuckDB: a `<col>__delivered` column is `true`
   where the text is not empty and NULL otherwise. Read in chunks (bounded memory).
 - schema frame: the contract's staging columns and types left-joined to the table's real ones.
 - staging frame: one hash of the natural key per row of staging.<domain> (uniqueness).
-- patient frame: one row per patient the drop delivered (any domain), with per patient the
+- patient frame: one row per drop and patient it delivered (any domain), with per patient the
   latest `earlier` and the earliest `later` date of each cross-table rule, from staging.
+
+Drop and patient frames take the pending extract_ids as a list parameter (one per `?`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from haic_pipeline.contracts import Contract
@@ -43,7 +47,8 @@ def drop_frame_sql(c: Contract, rules: list[RuleSpec]) -> str:
     if any("p." in expr for expr in cols.values()):
         join = ("\nLEFT JOIN (SELECT DISTINCT patient_key FROM staging.patients) AS p "
                 "ON p.patient_key = t.patient_key")
-    return f"SELECT\n    {select}\nFROM raw.typed_{c.domain} AS t{join}\nWHERE t._extract_id = ?"
+    return (f"SELECT\n    t._extract_id AS _extract_id,\n    {select}\nFROM raw.typed_{c.domain} AS t{join}\n"
+            "WHERE t._extract_id IN (SELECT unnest(?::VARCHAR[]))")
 
 
 def fit_dtypes(df: pd.DataFrame) -> pd.DataFrame:
@@ -66,11 +71,31 @@ def fit_dtypes(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def dictionary_encoded(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> str:
+    """The query with each text column cast to an ENUM of the values it holds, so that DuckDB
+    hands pandas categoricals (integer codes) instead of one Python string per row: the same
+    values and NULLs, as fit_dtypes would make them, but 10 M lab rows are fetched in 3 s instead
+    of 8 s. The values are read first with one DISTINCT query (DuckDB computes only the text
+    columns for it)."""
+    described = con.execute(f"DESCRIBE {sql}", params).fetchall()
+    text = [name for name, kind, *_ in described if kind == "VARCHAR"]
+    if not text:
+        return sql
+    lists = con.execute(
+        f"SELECT {', '.join(f'list(DISTINCT {_ident(c)})' for c in text)} FROM ({sql}) AS f", params).fetchall()[0]
+    values = [sorted(v for v in vs if v is not None) for vs in lists]
+    casts = [f"{_ident(c)}::ENUM({', '.join(_q(v) for v in vs)}) AS {_ident(c)}" for c, vs in zip(text, values) if vs]
+    if not casts:
+        return sql
+    return f"SELECT * REPLACE ({', '.join(casts)}) FROM ({sql}) AS f"
+
+
 def iter_chunks(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> Iterator[pd.DataFrame]:
-    """The query's result as pandas frames of ~2 M rows (see fit_dtypes), always fetched to the
-    end (a partially fetched DuckDB result would block the connection). At least one (maybe
-    empty) frame."""
-    result = con.execute(sql, params)
+    """The query's result as pandas frames of ~2 M rows (text dictionary-encoded, see
+    dictionary_encoded and fit_dtypes), always fetched to the end (a partially fetched DuckDB
+    result would block the connection). At least one (maybe empty) frame."""
+    encoded = dictionary_encoded(con, sql, params)
+    result = con.execute(encoded, params)
     first = True
     while True:
         df = result.fetch_df_chunk(CHUNK_VECTORS)
@@ -80,6 +105,17 @@ def iter_chunks(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> Itera
             return
         first = False
         yield fit_dtypes(df)
+
+
+def iter_labelled(con: duckdb.DuckDBPyConnection, sql: str, params: list
+                  ) -> Iterator[tuple[pd.DataFrame, list[str], np.ndarray]]:
+    """iter_chunks of a query with an `_extract_id` column: (frame without it, the chunk's
+    extract_ids, each row's index into them as int8/16 codes). Empty chunks are skipped."""
+    for df in iter_chunks(con, sql, params):
+        if len(df) == 0:
+            continue
+        drop = df.pop("_extract_id").astype("category")
+        yield df, [str(x) for x in drop.cat.categories], drop.cat.codes.to_numpy()
 
 
 def schema_frame(con: duckdb.DuckDBPyConnection, c: Contract) -> pd.DataFrame:
@@ -162,12 +198,14 @@ def build_patient_dates(con: duckdb.DuckDBPyConnection, contracts: dict[str, Con
 
 
 def patient_frame_sql(contracts: dict[str, Contract], rules: list[RuleSpec]) -> tuple[str, int]:
-    """SQL of the patient frame of one drop (parameters: the extract_id once per domain)."""
+    """SQL of the patient frame of the pending drops (parameters: their extract_ids, once per
+    domain): one row per drop and patient it delivered."""
     cols = ", ".join(f"d.{_ident(c)}" for r in rules for c in (r.kwargs["column_A"], r.kwargs["column_B"]))
     delivered = " UNION ".join(
-        f"SELECT patient_key FROM raw.{d} WHERE _extract_id = ?" for d, c in contracts.items() if c.has_patient)
+        f"SELECT _extract_id, patient_key FROM raw.{d} WHERE _extract_id IN (SELECT unnest(?::VARCHAR[]))"
+        for d, c in contracts.items() if c.has_patient)
     n = sum(1 for c in contracts.values() if c.has_patient)
-    return (f"SELECT {cols} FROM ({delivered}) AS pts JOIN {PATIENT_DATES} AS d USING (patient_key)", n)
+    return (f"SELECT pts._extract_id, {cols} FROM ({delivered}) AS pts JOIN {PATIENT_DATES} AS d USING (patient_key)", n)
 
 
 def flag_cross_table(con: duckdb.DuckDBPyConnection, rules: list[RuleSpec]) -> int:

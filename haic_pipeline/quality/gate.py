@@ -4,7 +4,8 @@
 tests). For a suite check:
 
 1. the loaded drops (ops.drops) not yet validated by this check under the current suite
-   fingerprint (ops.dq_results) are validated one by one, each in ~2 M-row pandas chunks;
+   fingerprint (ops.dq_results) are validated together, in ~2 M-row pandas chunks, each drop's
+   counts attributed to it and each drop judged on its own (validate.run_frame);
    staging-wide rules (schema, natural-key uniqueness) are validated when the staging state
    changed;
 2. every result is written to ops.dq_results (one row per rule and drop);
@@ -149,7 +150,8 @@ def _suite_pending(con, check: CheckSpec, contracts, suite_fp, drops) -> tuple[d
 
 def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending_drop, pending_staging) -> list[dict]:
     from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415 (GX only when needed)
-    from haic_pipeline.quality.validate import SuiteRunner, validate_batches  # noqa: PLC0415
+    from haic_pipeline.quality.validate import (  # noqa: PLC0415
+        SuiteRunner, add_chunk, finish, new_results, run_frame, validate_batches)
 
     opened = []
 
@@ -172,19 +174,29 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
         new_rows.extend(rows)
 
     def per_drop(scope: str, rules: list, sql: str, n_params: int) -> None:
-        """Validate each pending drop's frames: in worker processes for a large backlog
-        (quality/parallel.py), else here; the verdicts are the same."""
-        backlog = frames.pending_rows(con, contracts, [eid for eid, _ in pending_drop])
-        if parallel.wanted(backlog):
-            parallel.validate_drops(check, scope, rules, pending_drop,
-                                    lambda eid: frames.iter_chunks(con, sql, [eid] * n_params),
-                                    lambda results, eid, sha: record(results, scope, sha, eid))
-            return
-        runner = SuiteRunner(session(), check, scope)
+        """Validate the pending drops' frames, several drops per frame (validate.run_frame
+        attributes the counts to each drop): in worker processes for a large backlog
+        (quality/parallel.py), else here; the verdicts are the same. Results are written once
+        every frame is read (a statement on the connection would end the result being read)."""
+        t0 = time.perf_counter()
+        ids = [eid for eid, _ in pending_drop]
+        results = {eid: new_results(rules, eid) for eid in ids}
+
+        def on_result(labels: list[str], per_code: dict) -> None:
+            for code, got in per_code.items():
+                add_chunk(results[labels[code]], got)
+
+        chunks = frames.iter_labelled(con, sql, [ids] * n_params)
+        if parallel.wanted(frames.pending_rows(con, contracts, ids)):
+            parallel.validate_chunks(check, scope, chunks, on_result)
+        else:
+            runner = SuiteRunner(session(), check, scope)
+            for df, labels, codes in chunks:
+                on_result(labels, run_frame(runner, df, codes))
         for eid, sha in pending_drop:
-            t0 = time.perf_counter()
-            record(validate_batches(runner, frames.iter_chunks(con, sql, [eid] * n_params), eid), scope, sha, eid)
-            log.info("%s: drop %s validated in %.1f s", check.name, eid, time.perf_counter() - t0)
+            record(finish(results[eid]), scope, sha, eid)
+        log.info("%s: %d drop(s) validated (%s rules) in %.1f s", check.name, len(ids), scope,
+                 time.perf_counter() - t0)
 
     if pending_drop and SCOPE_DROP in scopes:
         rules = [r for r in check.rules if r.scope == SCOPE_DROP]

@@ -6,11 +6,11 @@ whatever the batch size, plus the pandas work, all under one GIL. A first refres
 runs those validations in a pool of worker processes (`HAIC_DQ_WORKERS`, default: the machine's
 cores, at most 4) while the parent keeps reading the next frames from DuckDB:
 
-- the parent alone touches DuckDB (one writer process, DEVELOPERS.md), and writes a drop's
-  results only between drops (a statement on the connection would end the result being
-  fetched); workers get pandas frames (pickled) and return only counts (`SuiteRunner.run`:
-  rule -> evaluated, unexpected, success, exception), so identifier values never cross a
-  process boundary either;
+- the parent alone touches DuckDB (one writer process, DEVELOPERS.md), and writes results
+  only once a check's frames are all read (a statement on the connection would end the result
+  being fetched); workers get pandas frames and their rows' drop codes (pickled) and return
+  only counts per drop (`validate.run_frame`: drop -> rule -> evaluated, unexpected, success,
+  exception), so identifier values never cross a process boundary either;
 - workers are forked once GX is imported in the parent (so none pays the ~4 s import again;
   `HAIC_DQ_START_METHOD=spawn` imports it in each worker instead). They only run GX on the
   frames they receive, never DuckDB or Dagster, so the parent's other threads do not matter,
@@ -37,7 +37,7 @@ import multiprocessing
 import os
 import pickle
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 
 import pandas as pd
@@ -140,12 +140,12 @@ def _spec_key(check: CheckSpec, scope: str) -> str:
     return hashlib.sha256(pickle.dumps((check, scope))).hexdigest()
 
 
-def _run_chunk(key: str, check: CheckSpec, scope: str, frame: bytes) -> dict[str, dict]:
-    """In a worker: validate one (pickled) frame with the check's generated suite (`key`: its
-    `_spec_key`); counts only."""
+def _run_chunk(key: str, check: CheckSpec, scope: str, frame: bytes) -> dict[int, dict[str, dict]]:
+    """In a worker: validate one (pickled) frame and its rows' drop codes with the check's
+    generated suite (`key`: its `_spec_key`); counts per drop code only (`validate.run_frame`)."""
     global _session
     from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415
-    from haic_pipeline.quality.validate import SuiteRunner  # noqa: PLC0415
+    from haic_pipeline.quality.validate import SuiteRunner, run_frame  # noqa: PLC0415
 
     runner = _runners.get(key)
     if runner is None:
@@ -155,56 +155,29 @@ def _run_chunk(key: str, check: CheckSpec, scope: str, frame: bytes) -> dict[str
             _session = open_session()
         runner = _runners[key] = SuiteRunner(_session, check, scope)
         _names.add((check.name, scope))
-    return runner.run(pickle.loads(frame))
+    df, codes = pickle.loads(frame)
+    return run_frame(runner, df, codes)
 
 
 # ---------------------------------------------------------------------------------------------
 # parent side
 
 
-def validate_drops(check: CheckSpec, scope: str, rules, drops: Iterable[tuple[str, str]],
-                   frames_of: Callable[[str], Iterator[pd.DataFrame]], record: Callable) -> None:
-    """Validate each (extract_id, fingerprint) of `drops` in the pool and call
-    `record(results, extract_id, fingerprint)` per drop, in order. `frames_of(extract_id)`
-    yields the drop's frames (read from DuckDB here, in the parent)."""
-    from haic_pipeline.quality.validate import add_chunk, finish, new_results  # noqa: PLC0415
-
+def validate_chunks(check: CheckSpec, scope: str, chunks: Iterable[tuple[pd.DataFrame, list[str], object]],
+                    on_result: Callable[[list[str], dict], None]) -> None:
+    """Validate each (frame, extract_ids, codes) of `chunks` (read from DuckDB here, in the
+    parent) in the pool; `on_result(extract_ids, counts per drop code)` per chunk, in order."""
     executor = pool()
     key = _spec_key(check, scope)
     limit = 2 * max(1, _pool_workers)
-    queue: deque[tuple[str, str, dict, list[Future]]] = deque()
-    settled: list[tuple[list, str, str]] = []
-
-    def in_flight() -> int:
-        return sum(len(futures) for *_rest, futures in queue)
-
-    def settle_oldest() -> None:
-        eid, fp, results, futures = queue.popleft()
-        for f in futures:
-            add_chunk(results, f.result())
-        settled.append((finish(results), eid, fp))
-
-    def flush() -> None:
-        # `record` writes to DuckDB: only between drops, never while a drop's result is being
-        # fetched (a statement on the connection ends the result being read)
-        while settled:
-            record(*settled.pop(0))
-
-    for eid, fp in drops:
-        flush()
-        entry = (eid, fp, new_results(rules, eid), [])
-        queue.append(entry)
-        for df in frames_of(eid):
-            if len(df) == 0:
-                continue
-            while in_flight() >= limit:
-                if queue[0] is entry:
-                    # only this drop is in flight: wait for its oldest frame
-                    add_chunk(entry[2], entry[3].pop(0).result())
-                else:
-                    settle_oldest()
-            # pickled here, before the next fetch: what is in flight is bytes, not live frames
-            entry[3].append(executor.submit(_run_chunk, key, check, scope, pickle.dumps(df, protocol=5)))
+    queue: deque[tuple[list[str], Future]] = deque()
+    for df, labels, codes in chunks:
+        while len(queue) >= limit:
+            labels_done, future = queue.popleft()
+            on_result(labels_done, future.result())
+        # pickled here, before the next fetch: what is in flight is bytes, not live frames
+        queue.append((labels, executor.submit(_run_chunk, key, check, scope,
+                                              pickle.dumps((df, codes), protocol=5))))
     while queue:
-        settle_oldest()
-    flush()
+        labels_done, future = queue.popleft()
+        on_result(labels_done, future.result())

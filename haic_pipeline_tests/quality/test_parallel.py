@@ -75,3 +75,46 @@ def test_a_duplicate_key_far_apart_in_staging_is_seen(env, con, monkeypatch):
     out = run_check(con, "labs_error_rules")
     unique = [r for r in out.rows if r["rule"] == "natural_key_unique"]
     assert not out.passed and unique[0]["unexpected"] == 2 and unique[0]["evaluated"] == 2201
+
+
+def test_counts_attributed_to_each_drop_equal_drop_by_drop(env, monkeypatch):
+    """Two drops validated in one frame (validate.run_frame): each drop's counts and verdicts are
+    those of validating it alone, and the fallbacks (more unexpected rows than the index list
+    holds; rows the module cannot attribute) give the same results."""
+    from haic_pipeline.quality import validate
+
+    write_drop(env / "inbox", E1, _odd_drop(1))
+    write_drop(env / "inbox", E2, _odd_drop(3001))
+    db = env / "haic.duckdb"
+    with duckdb.connect(str(db)) as con:
+        land(con, env)
+    twins = {name: env / f"{name}.duckdb" for name in ("alone", "capped")}
+    for twin in twins.values():
+        shutil.copy(db, twin)
+    monkeypatch.setenv(parallel.WORKERS_ENV, "1")
+    fallbacks = []
+    original = validate._drop_by_drop
+    monkeypatch.setattr(validate, "_drop_by_drop", lambda *a: fallbacks.append(1) or original(*a))
+
+    with duckdb.connect(str(db)) as con:
+        run_all(con)
+        attributed = con.execute(COMPARE).fetchall()
+    assert not fallbacks  # every rule of every frame attributed from GX's own index list
+
+    with duckdb.connect(str(twins["capped"])) as con:
+        monkeypatch.setitem(validate.ATTRIBUTION_FORMAT, "partial_unexpected_count", 3)  # ecog: 30 a drop
+        run_all(con)
+        capped = con.execute(COMPARE).fetchall()
+    assert fallbacks
+    monkeypatch.setitem(validate.ATTRIBUTION_FORMAT, "partial_unexpected_count", validate.ATTRIBUTION_CAP)
+
+    with duckdb.connect(str(twins["alone"])) as con:
+        monkeypatch.setattr(validate, "_applies", lambda rule, df: None)  # every frame drop by drop
+        run_all(con)
+        alone = con.execute(COMPARE).fetchall()
+
+    assert attributed == alone == capped
+    by_drop = {(r[0], r[1], r[3]): r for r in attributed}
+    for eid in (E1, E2):  # each drop judged on its own counts
+        ecog = by_drop[("assessments_error_rules", "ecog_range", eid)]
+        assert ecog[6] == 30 and not ecog[4]
