@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
+from haic_pipeline import preload
 from haic_pipeline.contracts import Contract, load_contracts
 from haic_pipeline.quality import drops as drop_level
 from haic_pipeline.quality import frames, parallel, store
@@ -149,76 +151,75 @@ def _suite_pending(con, check: CheckSpec, contracts, suite_fp, drops) -> tuple[d
 
 
 def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending_drop, pending_staging) -> list[dict]:
+    """Validate every pending frame of the check (the pending drops' rows, their patients, the
+    staging table's schema and keys) as one stream of ~2 M-row frames: in worker processes for
+    a large backlog (quality/parallel.py), else here; the verdicts are the same. Several drops
+    share a frame (validate.run_frame attributes the counts to each drop). Results are written
+    once every frame is read (a statement on the connection would end the result being read)."""
     from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415 (GX only when needed)
     from haic_pipeline.quality.validate import (  # noqa: PLC0415
-        SuiteRunner, add_chunk, finish, new_results, run_frame, validate_batches)
+        SuiteRunner, add_chunk, finish, new_results, run_frame)
 
-    opened = []
-
-    def session():
-        if not opened:
-            opened.append(open_session())
-        return opened[0]
-
-    new_rows: list[dict] = []
+    t0 = time.perf_counter()
     scopes = {r.scope for r in check.rules}
     domain = check.asset.split("/")[1]
+    c = contracts.get(domain)
+    ids = [eid for eid, _ in pending_drop]
+    rules_of = {scope: [r for r in check.rules if r.scope == scope] for scope in scopes}
+    streams: list[tuple[str, object]] = []   # (scope, iterator of (frame, labels, codes))
 
-    def record(results, scope, data_fp, extract_id):
-        at = store.now()  # one timestamp per validated batch: the cache reads the latest batch
-        rows = [_row(refresh, check, rr.rule, scope=scope, extract_id=extract_id, passed=rr.passed,
-                     evaluated=rr.evaluated, unexpected=rr.unexpected, gx_success=rr.gx_success,
-                     exception=rr.exception, suite_fp=suite_fp, data_fp=data_fp,
-                     details={"chunks": rr.chunks}, checked_at=at) for rr in results]
-        store.write_rows(con, rows)
-        new_rows.extend(rows)
-
-    def per_drop(scope: str, rules: list, sql: str, n_params: int) -> None:
-        """Validate the pending drops' frames, several drops per frame (validate.run_frame
-        attributes the counts to each drop): in worker processes for a large backlog
-        (quality/parallel.py), else here; the verdicts are the same. Results are written once
-        every frame is read (a statement on the connection would end the result being read)."""
-        t0 = time.perf_counter()
-        ids = [eid for eid, _ in pending_drop]
-        results = {eid: new_results(rules, eid) for eid in ids}
-
-        def on_result(labels: list[str], per_code: dict) -> None:
-            for code, got in per_code.items():
-                add_chunk(results[labels[code]], got)
-
-        chunks = frames.iter_labelled(con, sql, [ids] * n_params)
-        if parallel.wanted(frames.pending_rows(con, contracts, ids)):
-            parallel.validate_chunks(check, scope, chunks, on_result)
-        else:
-            runner = SuiteRunner(session(), check, scope)
-            for df, labels, codes in chunks:
-                on_result(labels, run_frame(runner, df, codes))
-        for eid, sha in pending_drop:
-            record(finish(results[eid]), scope, sha, eid)
-        log.info("%s: %d drop(s) validated (%s rules) in %.1f s", check.name, len(ids), scope,
-                 time.perf_counter() - t0)
-
-    if pending_drop and SCOPE_DROP in scopes:
-        rules = [r for r in check.rules if r.scope == SCOPE_DROP]
-        per_drop(SCOPE_DROP, rules, frames.drop_frame_sql(contracts[domain], rules), 1)
-    if pending_drop and SCOPE_PATIENT in scopes:
-        rules = [r for r in check.rules if r.scope == SCOPE_PATIENT]
-        frames.build_patient_dates(con, contracts, rules)
-        sql, n = frames.patient_frame_sql(contracts, rules)
+    def patient_stream():
+        frames.build_patient_dates(con, contracts, rules_of[SCOPE_PATIENT])
         try:
-            per_drop(SCOPE_PATIENT, rules, sql, n)
-            frames.flag_cross_table(con, rules)
+            sql, n = frames.patient_frame_sql(contracts, rules_of[SCOPE_PATIENT])
+            yield from frames.iter_labelled(con, sql, [ids] * n, ids)
+            frames.flag_cross_table(con, rules_of[SCOPE_PATIENT])   # the frames are all read
         finally:
             con.execute(f"DROP TABLE IF EXISTS {frames.PATIENT_DATES}")
-    for _none, data_fp in pending_staging:
-        c = contracts[domain]
-        if SCOPE_SCHEMA in scopes:
-            runner = SuiteRunner(session(), check, SCOPE_SCHEMA)
-            record(validate_batches(runner, [frames.schema_frame(con, c)], None), SCOPE_SCHEMA, data_fp, None)
-        if SCOPE_STAGING in scopes:
-            # one frame: uniqueness cannot be judged chunk by chunk
-            runner = SuiteRunner(session(), check, SCOPE_STAGING)
-            record(validate_batches(runner, [frames.staging_frame(con, c)], None), SCOPE_STAGING, data_fp, None)
+
+    def unlabelled(make_frames):
+        for df in make_frames():
+            yield df, [None], np.zeros(len(df), dtype=np.int8)
+
+    if pending_drop and SCOPE_DROP in scopes:
+        streams.append((SCOPE_DROP, frames.iter_labelled(con, frames.drop_frame_sql(c, rules_of[SCOPE_DROP]), [ids], ids)))
+    if pending_drop and SCOPE_PATIENT in scopes:
+        streams.append((SCOPE_PATIENT, patient_stream()))
+    if pending_staging and SCOPE_SCHEMA in scopes:
+        streams.append((SCOPE_SCHEMA, unlabelled(lambda: [frames.schema_frame(con, c)])))
+    if pending_staging and SCOPE_STAGING in scopes:
+        streams.append((SCOPE_STAGING, unlabelled(lambda: frames.staging_frames(con, c))))
+
+    results: dict[tuple[str, str | None], dict] = {}
+    for scope, _stream in streams:
+        for label in (ids if scope in (SCOPE_DROP, SCOPE_PATIENT) else [None]):
+            results[(scope, label)] = new_results(rules_of[scope], label)
+
+    def on_result(scope: str, labels: list, per_code: dict) -> None:
+        for code, got in per_code.items():
+            add_chunk(results[(scope, labels[code])], got)
+
+    chunks = ((scope, df, labels, codes) for scope, stream in streams for df, labels, codes in stream)
+    if parallel.wanted(frames.pending_rows(con, contracts, ids)):
+        parallel.validate_chunks(check, chunks, on_result)
+    else:
+        session = open_session()
+        runners = {scope: SuiteRunner(session, check, scope) for scope, _stream in streams}
+        for scope, df, labels, codes in chunks:
+            on_result(scope, labels, run_frame(runners[scope], df, codes))
+
+    at = store.now()  # one timestamp per validation: the cache reads the latest rows
+    fingerprints = dict(pending_drop)
+    new_rows: list[dict] = []
+    for (scope, label), per_rule in results.items():
+        data_fp = fingerprints[label] if label is not None else pending_staging[0][1]
+        new_rows += [_row(refresh, check, rr.rule, scope=scope, extract_id=label, passed=rr.passed,
+                          evaluated=rr.evaluated, unexpected=rr.unexpected, gx_success=rr.gx_success,
+                          exception=rr.exception, suite_fp=suite_fp, data_fp=data_fp,
+                          details={"chunks": rr.chunks}, checked_at=at) for rr in finish(per_rule)]
+    store.write_rows(con, new_rows)
+    log.info("%s: %d drop(s)%s validated in %.1f s", check.name, len(ids),
+             " and the staging table" if pending_staging else "", time.perf_counter() - t0)
     return new_rows
 
 
@@ -263,7 +264,7 @@ def run_check(con: duckdb.DuckDBPyConnection, name: str, *, reports_dir: Path | 
     suite_fp = store_fp = suite_fingerprint(contracts, folder)
     drops = store.loaded_drops(con)
     if not parallel.started() and parallel.wanted(store.unvalidated_rows(con, suite_fp)):
-        parallel.warm_up()  # a large backlog: GX workers start while the first checks run
+        preload.start()  # a large backlog: GX is imported while the drop-level checks run
 
     if check.name in ("drop_sequence", "drop_changes"):
         keys = [(d[0], drop_level.pair_fingerprint(drops, i)) for i, d in enumerate(drops)]

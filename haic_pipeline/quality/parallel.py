@@ -98,19 +98,6 @@ def pool() -> ProcessPoolExecutor:
     return _pool
 
 
-def _ready() -> bool:
-    return _session is not None
-
-
-def warm_up() -> None:
-    """Start the pool now (GX imported here, workers forked or spawned, each opening its GX
-    context) without waiting for the workers, so that they are ready when the first frame
-    comes."""
-    executor = pool()
-    for _ in range(_pool_workers):
-        executor.submit(_ready)
-
-
 def shutdown() -> None:
     global _pool
     if _pool is not None:
@@ -142,7 +129,8 @@ def _spec_key(check: CheckSpec, scope: str) -> str:
 
 def _run_chunk(key: str, check: CheckSpec, scope: str, frame: bytes) -> dict[int, dict[str, dict]]:
     """In a worker: validate one (pickled) frame and its rows' drop codes with the check's
-    generated suite (`key`: its `_spec_key`); counts per drop code only (`validate.run_frame`)."""
+    generated suite for `scope` (`key`: its `_spec_key`); counts per drop code only
+    (`validate.run_frame`)."""
     global _session
     from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415
     from haic_pipeline.quality.validate import SuiteRunner, run_frame  # noqa: PLC0415
@@ -163,21 +151,26 @@ def _run_chunk(key: str, check: CheckSpec, scope: str, frame: bytes) -> dict[int
 # parent side
 
 
-def validate_chunks(check: CheckSpec, scope: str, chunks: Iterable[tuple[pd.DataFrame, list[str], object]],
-                    on_result: Callable[[list[str], dict], None]) -> None:
-    """Validate each (frame, extract_ids, codes) of `chunks` (read from DuckDB here, in the
-    parent) in the pool; `on_result(extract_ids, counts per drop code)` per chunk, in order."""
+def validate_chunks(check: CheckSpec, chunks: Iterable[tuple[str, pd.DataFrame, list, object]],
+                    on_result: Callable[[str, list, dict], None]) -> None:
+    """Validate each (scope, frame, labels, codes) of `chunks` (read from DuckDB here, in the
+    parent) in the pool; `on_result(scope, labels, counts per code)` per chunk, in order."""
     executor = pool()
-    key = _spec_key(check, scope)
+    keys: dict[str, str] = {}
     limit = 2 * max(1, _pool_workers)
-    queue: deque[tuple[list[str], Future]] = deque()
-    for df, labels, codes in chunks:
+    queue: deque[tuple[str, list, Future]] = deque()
+    for scope, df, labels, codes in chunks:
         while len(queue) >= limit:
-            labels_done, future = queue.popleft()
-            on_result(labels_done, future.result())
+            on_result(*_settled(queue.popleft()))
+        if scope not in keys:
+            keys[scope] = _spec_key(check, scope)
         # pickled here, before the next fetch: what is in flight is bytes, not live frames
-        queue.append((labels, executor.submit(_run_chunk, key, check, scope,
-                                              pickle.dumps((df, codes), protocol=5))))
+        queue.append((scope, labels, executor.submit(_run_chunk, keys[scope], check, scope,
+                                                     pickle.dumps((df, codes), protocol=5))))
     while queue:
-        labels_done, future = queue.popleft()
-        on_result(labels_done, future.result())
+        on_result(*_settled(queue.popleft()))
+
+
+def _settled(entry: tuple[str, list, Future]) -> tuple[str, list, dict]:
+    scope, labels, future = entry
+    return scope, labels, future.result()

@@ -249,15 +249,6 @@ def finish(results: dict[str, RuleResult]) -> list[RuleResult]:
     return list(results.values())
 
 
-def validate_batches(runner: SuiteRunner, batches, extract_id: str | None) -> list[RuleResult]:
-    """Validate every (chunk) frame of one drop and decide each rule on the whole drop."""
-    results = new_results(runner.rules, extract_id)
-    for df in batches:
-        if len(df):
-            add_chunk(results, runner.run(df))
-    return finish(results)
-
-
 def decide(rr: RuleResult) -> bool:
     if rr.exception:
         return False

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -232,12 +233,14 @@ def test_structural_rules_missing_column_and_duplicate_key(env, con):
 
 def test_expectation_that_raises_is_not_a_pass(env, con, monkeypatch):
     from haic_pipeline.quality.gx_runtime import open_session
-    from haic_pipeline.quality.validate import SuiteRunner, exception_message, validate_batches
+    from haic_pipeline.quality.validate import SuiteRunner, add_chunk, exception_message, finish, new_results, run_frame
 
     check = next(c for c in generate_checks(load_contracts()) if c.name == "assessments_error_rules")
     runner = SuiteRunner(open_session(), check, "drop")
     df = pd.DataFrame({"ecog": ["1", "2", "x"]})  # strings for a numeric range; every other column missing
-    results = {r.rule.name: r for r in validate_batches(runner, [df], "E")}
+    per_rule = new_results(runner.rules, "E")
+    add_chunk(per_rule, run_frame(runner, df, np.zeros(3, dtype=np.int8))[0])
+    results = {r.rule.name: r for r in finish(per_rule)}
     assert results["ecog_range"].exception and not results["ecog_range"].passed
     assert results["ascites_code"].exception and not results["ascites_code"].passed
     assert exception_message({"raised_exception": False, "exception_message": None}) is None
