@@ -98,6 +98,31 @@ def test_cp949_drop_is_decoded(env, con, contracts):
     assert con.execute("SELECT ascites FROM raw.assessments").fetchall() == [("없음",)]
 
 
+@pytest.mark.parametrize("block", [7, 1 << 20])
+def test_cp949_is_decoded_across_blocks_and_a_bad_byte_names_its_row(env, con, contracts, monkeypatch, block):
+    from haic_pipeline.ingest import drops as ingest_drops
+
+    monkeypatch.setattr(ingest_drops, "TRANSCODE_BLOCK", block)  # 7 bytes: blocks end mid-character
+    files = _files()
+    files["assessments.csv"] = [{"patient_id": "10000001", "assessment_date": f"2023-04-{d:02d}", "ecog": 1,
+                                 "ascites": "없음 약간"} for d in range(1, 4)]
+    write_drop(env / "inbox", E1, files, encoding="cp949")
+    _load_all(con, env / "inbox", contracts)
+    assert con.execute("SELECT DISTINCT ascites FROM raw.assessments").fetchall() == [("없음 약간",)]
+
+    folder = write_drop(env / "inbox", E2, {"assessments.csv": files["assessments.csv"]}, encoding="cp949")
+    data = (folder / "assessments.csv").read_bytes().splitlines(keepends=True)
+    data[2] = data[2].replace("없음".encode("cp949"), b"\xff\xfe")  # data row 2: not cp949
+    bad = b"".join(data)
+    (folder / "assessments.csv").write_bytes(bad)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["assessments.csv"]["sha256"] = hashlib.sha256(bad).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DropRejected, match="cp949") as caught:
+        load_drop(con, find_complete_drops(env / "inbox")[1], contracts, TEST_KEY)
+    assert caught.value.file == "assessments.csv" and caught.value.row == 2
+
+
 def test_cp949_bytes_declared_utf8_are_rejected_naming_the_file(env, con, contracts):
     folder = write_drop(env / "inbox", E1, _files())
     text = csv_text("patients.csv", [patient("10000001", patient_name="김철수")])
@@ -184,6 +209,19 @@ def test_patient_id_is_pseudonymised_and_name_never_lands(env, con, contracts):
         assert not any(leaked in v for v in values), leaked
     columns = {c for (c,) in con.execute("SELECT DISTINCT column_name FROM information_schema.columns").fetchall()}
     assert "patient_id" not in columns and "patient_name" not in columns
+
+
+@pytest.mark.parametrize("key", ["k", TEST_KEY, "é-키-" * 30, ""])  # "é-키-" * 30: longer than a SHA-256 block
+def test_landing_hmac_in_duckdb_equals_python_hmac(key):
+    import duckdb
+
+    from haic_pipeline.ingest.pseudonym import hmac_pads, patient_key_sql
+
+    ids = ["10000001", "00000000", " 1234", "환자-7", "x" * 100]
+    with duckdb.connect() as con:
+        got = con.execute(f"SELECT {patient_key_sql('pid')} FROM unnest($ids) AS t(pid)",
+                          {"ids": ids, **hmac_pads(key)}).fetchall()
+    assert [g for (g,) in got] == [patient_key(i, key) for i in ids]
 
 
 def test_pseudonym_key_required_in_production(monkeypatch):

@@ -37,7 +37,7 @@ from pathlib import Path
 import duckdb
 
 from haic_pipeline.contracts import Contract, contract_by_file
-from haic_pipeline.ingest.pseudonym import Pseudonymiser, key_table
+from haic_pipeline.ingest.pseudonym import PATIENT_ID_PATTERN, hmac_pads, patient_key_sql
 from haic_pipeline.warehouse.schema import ensure_schema
 from haic_pipeline.warehouse.faults import describe as describe_storage_fault
 from haic_pipeline.warehouse.transaction import transaction
@@ -222,18 +222,31 @@ def _read_header(path: Path, encoding: str, eid: str, name: str) -> list[str]:
     return cols
 
 
+TRANSCODE_BLOCK = 8 << 20  # bytes read at a time when transcoding to UTF-8
+
+
 def _transcode_to_utf8(src: Path, dst: Path, encoding: str, eid: str, name: str) -> None:
-    """Stream a cp949 file into UTF-8, naming the data row of the first undecodable byte."""
-    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    line = 0
+    """Stream a cp949 file into UTF-8, naming the data row of the first undecodable byte.
+
+    Decoded in TRANSCODE_BLOCK (8 MB) blocks of whole lines (a line-by-line decode took 2.5 s for a 100 MB file):
+    a block is cut after its last newline, which is safe because no byte of a cp949 multi-byte
+    character is 0x0A."""
+    lines_before = 0
+    carry = b""
     with open(src, "rb") as fin, open(dst, "w", encoding="utf-8", newline="") as fout:
-        for raw_line in fin:
+        while True:
+            block = fin.read(TRANSCODE_BLOCK)
+            data = carry + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            whole, carry = data[:cut], data[cut:]
             try:
-                fout.write(decoder.decode(raw_line))
+                fout.write(whole.decode(encoding, errors="strict"))
             except UnicodeDecodeError as exc:
-                raise DropRejected(eid, f"bytes not valid {encoding}: {exc.reason}", file=name, row=line) from exc
-            line += 1
-        fout.write(decoder.decode(b"", final=True))
+                row = lines_before + whole.count(b"\n", 0, exc.start)
+                raise DropRejected(eid, f"bytes not valid {encoding}: {exc.reason}", file=name, row=row) from exc
+            lines_before += whole.count(b"\n")
+            if not block:
+                return
 
 
 def _read_csv_sql(path: Path, header: list[str]) -> str:
@@ -387,7 +400,7 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
 
     # 4. one transaction for the whole drop
     id_col = next(c for contract in contracts.values() for c in contract.columns if c.identifier == "pseudonymise")
-    pseudonymise = Pseudonymiser(pseudonym_key, id_col.pattern)
+    pseudonymise = {**hmac_pads(pseudonym_key), "haic_id_pattern": id_col.pattern or PATIENT_ID_PATTERN}
     workdir = Path(tempfile.mkdtemp(prefix=f".haic-{eid}-", dir=tmp_dir))
     try:
         with transaction(con):
@@ -422,29 +435,32 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
 
 
 def _land_file(con, contract: Contract, path: Path, header: list[str], eid: str, name: str,
-               pseudonymise: Pseudonymiser, now: dt.datetime) -> int:
-    """Insert one verified file into raw.<domain>; returns the number of data rows."""
+               pseudonymise: dict, now: dt.datetime) -> int:
+    """Insert one verified file into raw.<domain>; returns the number of data rows. The patient
+    ids are keyed in DuckDB, once per distinct id (pseudonym.patient_key_sql; `valid`: the id
+    matches the contract's pattern, anchored at its start as Python's re.match)."""
     source = _read_csv_sql(path, header)
     id_col = next(c for c in contract.columns if c.identifier == "pseudonymise")
+    select = []
+    for col in contract.columns:
+        if not col.in_raw:
+            continue  # e.g. patient_name: never read into the warehouse
+        if col.identifier == "pseudonymise":
+            select += ["k.patient_key", "coalesce(k.valid, false)"]
+        else:
+            select.append(f"s.{col.name}")
+    target = ", ".join(contract.raw_columns + ["_extract_id", "_row_number", "_loaded_at"])
     try:
-        ids = [r[0] for r in con.execute(f"SELECT DISTINCT trim({id_col.name}) FROM {source}").fetchall()]
-        keys = key_table(ids, pseudonymise)
-        con.register("_haic_keys", keys)
-        select = []
-        for col in contract.columns:
-            if not col.in_raw:
-                continue  # e.g. patient_name: never read into the warehouse
-            if col.identifier == "pseudonymise":
-                select += ["k.patient_key", "coalesce(k.valid, false)"]
-            else:
-                select.append(f"s.{col.name}")
-        target = ", ".join(contract.raw_columns + ["_extract_id", "_row_number", "_loaded_at"])
         inserted = con.execute(
-            f"INSERT INTO raw.{contract.domain} ({target}) "
-            f"SELECT {', '.join(select)}, $eid, s.ordinality, $now "
-            f"FROM {source} WITH ORDINALITY AS s "
-            f"LEFT JOIN _haic_keys AS k ON k.pid = trim(s.{id_col.name})",
-            {"eid": eid, "now": now},
+            f"""INSERT INTO raw.{contract.domain} ({target})
+                WITH ids AS (SELECT DISTINCT nullif(trim({id_col.name}), '') AS pid FROM {source}),
+                     k AS (SELECT pid, {patient_key_sql('pid')} AS patient_key,
+                                  regexp_matches(pid, '^(?:' || $haic_id_pattern || ')') AS valid
+                           FROM ids WHERE pid IS NOT NULL)
+                SELECT {', '.join(select)}, $eid, s.ordinality, $now
+                FROM {source} WITH ORDINALITY AS s
+                LEFT JOIN k ON k.pid = trim(s.{id_col.name})""",
+            {"eid": eid, "now": now, **pseudonymise},
         ).fetchall()[0][0]
     except duckdb.Error as exc:
         if isinstance(exc, duckdb.IOException) or describe_storage_fault(str(exc)):
@@ -452,9 +468,4 @@ def _land_file(con, contract: Contract, path: Path, header: list[str], eid: str,
         msg = str(exc).splitlines()[0]
         raise DropRejected(eid, f"not a valid CSV per the spec: {msg}", file=name,
                            row=_duckdb_error_row(str(exc))) from exc
-    finally:
-        try:
-            con.unregister("_haic_keys")
-        except Exception:  # noqa: BLE001 - nothing registered
-            pass
     return int(inserted)

@@ -3,15 +3,19 @@
 patient_key = first 16 hex digits of HMAC-SHA256(key = HAIC_PSEUDONYM_KEY, message = patient_id),
 both encoded as UTF-8. The same patient_id always gives the same key under the same secret, so
 drops join across time, and nobody without the secret can go back from key to patient.
+
+Landing computes it in DuckDB (`patient_key_sql`, RFC 2104 spelled out with DuckDB's sha256), so
+that the ids never pass through Python; `patient_key` is the same function in Python (the tests
+check that both agree). The key's pads are passed as query parameters, never stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 
-PATIENT_ID_PATTERN = re.compile(r"^[0-9]{8}$")
+PATIENT_ID_PATTERN = r"^[0-9]{8}$"
+_BLOCK = 64  # SHA-256's block size in bytes
 
 
 def patient_key(patient_id: str, key: str) -> str:
@@ -19,37 +23,17 @@ def patient_key(patient_id: str, key: str) -> str:
     return hmac.new(key.encode("utf-8"), patient_id.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
-class Pseudonymiser:
-    """patient_key for many ids: the keyed HMAC state is built once and copied per id, and each
-    id is computed once per drop however many files mention it."""
-
-    def __init__(self, key: str, pattern: str | None = None):
-        self._base = hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)
-        self._regex = re.compile(pattern) if pattern else PATIENT_ID_PATTERN
-        self._cache: dict[str, tuple[str, bool]] = {}
-
-    def __call__(self, patient_id: str) -> tuple[str, bool]:
-        hit = self._cache.get(patient_id)
-        if hit is None:
-            h = self._base.copy()
-            h.update(patient_id.encode("utf-8"))
-            hit = (h.hexdigest()[:16], bool(self._regex.match(patient_id)))
-            self._cache[patient_id] = hit
-        return hit
+def hmac_pads(key: str) -> dict[str, bytes]:
+    """The inner and outer padded keys of HMAC-SHA256 (RFC 2104): the query parameters
+    `haic_ipad` / `haic_opad` of `patient_key_sql`."""
+    k = key.encode("utf-8")
+    if len(k) > _BLOCK:
+        k = hashlib.sha256(k).digest()
+    k = k.ljust(_BLOCK, b"\0")
+    return {"haic_ipad": bytes(b ^ 0x36 for b in k), "haic_opad": bytes(b ^ 0x5C for b in k)}
 
 
-def key_table(patient_ids: list[str | None], pseudonymise: Pseudonymiser):
-    """A DataFrame (pid, patient_key, valid) for the distinct ids of one file.
-
-    `pid` is the trimmed id as delivered; `valid` says whether it matches the contract's pattern.
-    Missing ids get no key. The frame lives in Python memory only, never in the warehouse.
-    """
-    import pandas as pd
-
-    pids = [p for p in patient_ids if p]
-    keys = [pseudonymise(p) for p in pids]
-    return pd.DataFrame({
-        "pid": pd.Series(pids, dtype="string"),
-        "patient_key": pd.Series([k for k, _ in keys], dtype="string"),
-        "valid": pd.Series([v for _, v in keys], dtype="bool"),
-    })
+def patient_key_sql(expr: str) -> str:
+    """DuckDB SQL of patient_key(expr): sha256(opad || sha256(ipad || expr)), first 16 hex digits
+    (parameters from hmac_pads)."""
+    return f"left(sha256($haic_opad || unhex(sha256($haic_ipad || encode({expr})))), 16)"
