@@ -53,6 +53,7 @@ SELECT _extract_id, _row_number,
     value_censoring,
     canonical_unit AS unit,
     hash(patient_key, collected_at, test_code, value_canonical, value_censoring, canonical_unit, raw_unit) AS _content,
+    CASE WHEN patient_key IS NOT NULL AND collected_at IS NOT NULL AND test_code IS NOT NULL THEN hash(patient_key, collected_at, test_code) END AS _key_hash,
     CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
     CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
     CASE WHEN (raw_collected_at IS NULL) THEN 'collected_at is missing' END AS _r_collected_at_required,
@@ -73,14 +74,16 @@ FROM raw.typed_labs
 --    Only keys delivered more than once need ranking; their losing rows are listed here: older
 --    versions and exact duplicates drop out, a different row of the winner's drop is a conflict.
 CREATE OR REPLACE TEMP TABLE _labs_later AS
-WITH repeated AS (SELECT patient_key, collected_at, test_code FROM _labs_judged WHERE patient_key IS NOT NULL AND collected_at IS NOT NULL AND test_code IS NOT NULL GROUP BY ALL HAVING count(*) > 1),
+--    Keys are first grouped on their 8-byte hash (a collision only ranks a few more rows),
+--    then ranked on the key itself.
+WITH repeated AS (SELECT _key_hash FROM _labs_judged WHERE _key_hash IS NOT NULL GROUP BY ALL HAVING count(*) > 1),
 ranked AS (
     SELECT _extract_id, _row_number, _content,
         row_number() OVER w AS _version,
         first_value(_extract_id) OVER w AS _winner_extract_id,
         first_value(_row_number) OVER w AS _winner_row_number,
         first_value(_content) OVER w AS _winner_content
-    FROM _labs_judged SEMI JOIN repeated USING (patient_key, collected_at, test_code)
+    FROM _labs_judged SEMI JOIN repeated USING (_key_hash)
     WINDOW w AS (PARTITION BY patient_key, collected_at, test_code ORDER BY _extract_id DESC, _row_number DESC)
 )
 SELECT _extract_id, _row_number, _winner_row_number,

@@ -27,6 +27,7 @@ SELECT _extract_id, _row_number,
     last_contact_date,
     death_date,
     hash(patient_key, last_contact_date, death_date) AS _content,
+    CASE WHEN patient_key IS NOT NULL THEN hash(patient_key) END AS _key_hash,
     CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
     CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
     CASE WHEN (raw_last_contact_date IS NULL) THEN 'last_contact_date is missing' END AS _r_last_contact_date_required,
@@ -43,14 +44,16 @@ FROM raw.typed_vital_status
 --    Only keys delivered more than once need ranking; their losing rows are listed here: older
 --    versions and exact duplicates drop out, a different row of the winner's drop is a conflict.
 CREATE OR REPLACE TEMP TABLE _vital_status_later AS
-WITH repeated AS (SELECT patient_key FROM _vital_status_judged WHERE patient_key IS NOT NULL GROUP BY ALL HAVING count(*) > 1),
+--    Keys are first grouped on their 8-byte hash (a collision only ranks a few more rows),
+--    then ranked on the key itself.
+WITH repeated AS (SELECT _key_hash FROM _vital_status_judged WHERE _key_hash IS NOT NULL GROUP BY ALL HAVING count(*) > 1),
 ranked AS (
     SELECT _extract_id, _row_number, _content,
         row_number() OVER w AS _version,
         first_value(_extract_id) OVER w AS _winner_extract_id,
         first_value(_row_number) OVER w AS _winner_row_number,
         first_value(_content) OVER w AS _winner_content
-    FROM _vital_status_judged SEMI JOIN repeated USING (patient_key)
+    FROM _vital_status_judged SEMI JOIN repeated USING (_key_hash)
     WINDOW w AS (PARTITION BY patient_key ORDER BY _extract_id DESC, _row_number DESC)
 )
 SELECT _extract_id, _row_number, _winner_row_number,
