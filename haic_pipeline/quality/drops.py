@@ -78,25 +78,36 @@ def _key_expr(c: Contract) -> str:
     return f"hash({', '.join(parts)})"
 
 
-def drop_figures(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract], eid: str) -> dict:
-    """Rows per domain, share of new patients and of changed rows for one drop."""
-    rows, changed = {}, {}
+def drop_figures(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract], extract_ids: list[str]) -> dict[str, dict]:
+    """extract_id -> rows per domain, share of new patients and of changed rows, for each of
+    `extract_ids`. Each domain's natural keys are hashed once into a TEMP table (the key's text
+    is trimmed and cased: a string pass over every row), then each drop's rows are semi-joined to
+    the earlier drops' hashes (hashing the earlier drops again for every drop was quadratic in
+    the history)."""
+    out = {eid: {"rows": {}, "changed_row_share": {}} for eid in extract_ids}
+    last = max(extract_ids)
     for d, c in contracts.items():
-        key = _key_expr(c)
-        n, seen = con.execute(  # a semi join: ~20 % faster than count(*) FILTER (WHERE k IN (...))
-            f"""WITH mine AS (SELECT {key} AS k FROM raw.{d} WHERE _extract_id = $eid)
-                SELECT (SELECT count(*) FROM mine),
-                       (SELECT count(*) FROM mine SEMI JOIN
-                           (SELECT {key} AS k FROM raw.{d} WHERE _extract_id < $eid) AS earlier USING (k))""",
-            {"eid": eid}).fetchall()[0]
-        rows[d] = int(n)
-        changed[d] = (seen / n) if n else None
-    n_pat, new_pat = con.execute(
-        """SELECT count(DISTINCT patient_key), count(DISTINCT patient_key) FILTER (WHERE patient_key NOT IN
-               (SELECT patient_key FROM raw.patients WHERE _extract_id < ? AND patient_key IS NOT NULL))
-           FROM raw.patients WHERE _extract_id = ? AND patient_key IS NOT NULL""", [eid, eid]).fetchall()[0]
-    return {"rows": rows, "changed_row_share": changed,
-            "patients_delivered": int(n_pat), "new_patient_share": (new_pat / n_pat) if n_pat else None}
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _dq_keys AS SELECT _extract_id, {_key_expr(c)} AS k "
+                    f"FROM raw.{d} WHERE _extract_id <= ?", [last])
+        try:
+            for eid in extract_ids:
+                n, seen = con.execute(
+                    """WITH mine AS (SELECT k FROM _dq_keys WHERE _extract_id = $eid)
+                       SELECT (SELECT count(*) FROM mine),
+                              (SELECT count(*) FROM mine SEMI JOIN
+                                  (SELECT k FROM _dq_keys WHERE _extract_id < $eid) AS earlier USING (k))""",
+                    {"eid": eid}).fetchall()[0]
+                out[eid]["rows"][d] = int(n)
+                out[eid]["changed_row_share"][d] = (seen / n) if n else None
+        finally:
+            con.execute("DROP TABLE IF EXISTS _dq_keys")
+    for eid in extract_ids:
+        n_pat, new_pat = con.execute(
+            """SELECT count(DISTINCT patient_key), count(DISTINCT patient_key) FILTER (WHERE patient_key NOT IN
+                   (SELECT patient_key FROM raw.patients WHERE _extract_id < ? AND patient_key IS NOT NULL))
+               FROM raw.patients WHERE _extract_id = ? AND patient_key IS NOT NULL""", [eid, eid]).fetchall()[0]
+        out[eid].update({"patients_delivered": int(n_pat), "new_patient_share": (new_pat / n_pat) if n_pat else None})
+    return out
 
 
 def compare(figures: dict, previous: dict | None, previous_is_first: bool = False) -> dict[str, dict]:

@@ -226,21 +226,18 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
 def _validate_drops(con, check: CheckSpec, contracts, suite_fp, refresh, drops, pending) -> list[dict]:
     new_rows = []
     rules = {r.name: r for r in check.rules}
-    figures_cache: dict[str, dict] = {}
-
-    def figures(eid):
-        if eid not in figures_cache:
-            figures_cache[eid] = drop_level.drop_figures(con, contracts, eid)
-        return figures_cache[eid]
-
     index = {d[0]: i for i, d in enumerate(drops)}
+    figures = {}
+    if check.name == "drop_changes":  # the pending drops and the drops they are compared with
+        wanted = {eid for eid, _ in pending} | {drops[index[eid] - 1][0] for eid, _ in pending if index[eid] > 0}
+        figures = drop_level.drop_figures(con, contracts, sorted(wanted))
     for eid, data_fp in pending:
         i = index[eid]
         prev = drops[i - 1] if i > 0 else None
         if check.name == "drop_sequence":
             outcome = drop_level.sequence(drops[i], prev)
         else:
-            outcome = drop_level.compare(figures(eid), figures(prev[0]) if prev else None, previous_is_first=i == 1)
+            outcome = drop_level.compare(figures[eid], figures[prev[0]] if prev else None, previous_is_first=i == 1)
         at = store.now()
         rows = [_row(refresh, check, rules[name], scope=check.name, extract_id=eid, passed=o["passed"],
                      evaluated=1, unexpected=0 if o["passed"] else 1, gx_success=None, exception=None,
