@@ -35,7 +35,7 @@ import json, sys, time, duckdb
 t0 = time.perf_counter()
 from haic_pipeline.quality import parallel
 from haic_pipeline.quality.gate import run_all
-con = duckdb.connect(sys.argv[1]); con.execute("SET memory_limit='2GB'")
+con = duckdb.connect(sys.argv[1]); con.execute("SET memory_limit='2GB'"); con.execute("SET enable_progress_bar = false")
 outcomes = run_all(con, reports_dir=sys.argv[2], refresh=sys.argv[3])
 print(json.dumps({"seconds": time.perf_counter() - t0, "gx": f"{parallel.workers()} worker processes" if parallel.started() else
                   ("in-process" if "great_expectations" in sys.modules else "not imported"),

@@ -175,10 +175,6 @@ def _cmd_run_locked(args) -> int:
         elif drop.extract_id in rejected_before:
             still_rejected.append(drop.extract_id)
 
-    if pending:
-        from haic_pipeline import preload
-
-        preload.start()  # GX, imported while the drops land
     instance = dg.DagsterInstance.get()
     for run_id in _recover_interrupted_runs(instance):
         _say(f"run {run_id[:8]} of an interrupted `haic run` marked failed; its DuckDB pool slot freed")
@@ -187,6 +183,12 @@ def _cmd_run_locked(args) -> int:
         instance.add_dynamic_partitions(DROPS.name, [d.extract_id for d in pending
                                                       if not instance.has_dynamic_partition(DROPS.name, d.extract_id)])
     ingest = defs.resolve_job_def("ingest_drop")
+    if pending:
+        from haic_pipeline import preload
+
+        # GX, imported while the drops land (DuckDB work, which leaves the interpreter free);
+        # not earlier: the import would hold the GIL while the definitions load
+        preload.start()
     loaded, failed = [], []
     storage_fault = None  # a full disk / read-only folder: stop, the drop stays in the inbox
     for i, drop in enumerate(pending, 1):

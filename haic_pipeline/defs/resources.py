@@ -36,12 +36,14 @@ class HaicConfig(dg.ConfigurableResource):
 
 class WarehouseResource(DuckDBResource):
     """dagster-duckdb's resource (it retries while another process holds the file), closing the
-    connection on failure too, so a failed asset never leaves the warehouse file open."""
+    connection on failure too, so a failed asset never leaves the warehouse file open. DuckDB's
+    progress bar is off: it drew bars into the run's captured stdout for queries over 2 s."""
 
     @contextmanager
     def get_connection(self):
         with super().get_connection() as conn:
             try:
+                conn.execute("SET enable_progress_bar = false")
                 yield conn
             finally:
                 conn.close()
