@@ -91,7 +91,7 @@ def dictionary_encoded(con: duckdb.DuckDBPyConnection, sql: str, params: list,
     values = dict(zip(unknown, lists)) | {c: known[c] for c in text if c in known}
     casts = []
     for c in text:
-        vs = sorted({v for v in values[c] if v is not None})
+        vs = sorted({v for v in values[c] or () if v is not None})  # list() of no rows is NULL
         if vs:
             casts.append(f"{_ident(c)}::ENUM({', '.join(_q(v) for v in vs)}) AS {_ident(c)}")
     if not casts:

@@ -1,8 +1,9 @@
 """Validate a large backlog on every core: GX in worker processes, DuckDB in the parent.
 
-Great Expectations' pandas engine is Python: about 0.2 s of graph building per validation run
-whatever the batch size, plus the pandas work, all under one GIL. A first refresh of a
-100,000-patient history is ~90 runs over ~13 M rows, which one core does in ~35 s. This module
+Great Expectations' pandas engine is Python: about 0.2-0.5 s of graph building per validation
+run whatever the batch size, plus the pandas work, all under one GIL. A first refresh of a
+100,000-patient history is ~35 runs (one per ~2 M-row frame of a check, several drops per
+frame) over ~28 M frame rows, which one core does in ~25 s. This module
 runs those validations in a pool of worker processes (`HAIC_DQ_WORKERS`, default: the machine's
 cores, at most 4) while the parent keeps reading the next frames from DuckDB:
 
@@ -12,6 +13,7 @@ cores, at most 4) while the parent keeps reading the next frames from DuckDB:
   only counts per drop (`validate.run_frame`: drop -> rule -> evaluated, unexpected, success,
   exception), so identifier values never cross a process boundary either;
 - workers are forked once GX is imported in the parent (so none pays the ~4 s import again;
+  the gate starts that import in a thread, `preload.start()`, while the drop-level checks run;
   `HAIC_DQ_START_METHOD=spawn` imports it in each worker instead). They only run GX on the
   frames they receive, never DuckDB or Dagster, so the parent's other threads do not matter,
   except an import under way in another thread: `preload.wait()` comes first. Each keeps one

@@ -118,3 +118,20 @@ def test_counts_attributed_to_each_drop_equal_drop_by_drop(env, monkeypatch):
     for eid in (E1, E2):  # each drop judged on its own counts
         ecog = by_drop[("assessments_error_rules", "ecog_range", eid)]
         assert ecog[6] == 30 and not ecog[4]
+
+
+def test_text_columns_come_as_the_same_values_in_categoricals():
+    """frames.iter_chunks casts text to ENUMs of its values: same values and NULLs as plain
+    strings, and a query with no rows (list() of no rows is NULL) still works."""
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t AS SELECT i, CASE WHEN i % 3 = 0 THEN NULL ELSE 'c' || (i % 5) END AS code, "
+                    "'it''s' AS quoted FROM range(5000) r(i)")
+        sql = "SELECT i, code, quoted FROM t WHERE i >= ? ORDER BY i"
+        (df,) = list(frames.iter_chunks(con, sql, [0]))
+        plain = con.execute(sql, [0]).df()
+        assert str(df["code"].dtype) == "category" and str(df["quoted"].dtype) == "category"
+        assert df["code"].astype(object).where(df["code"].notna(), None).tolist() == \
+            plain["code"].where(plain["code"].notna(), None).tolist()
+        assert set(df["quoted"]) == {"it's"}
+        (empty,) = list(frames.iter_chunks(con, sql, [10_000]))
+        assert len(empty) == 0
