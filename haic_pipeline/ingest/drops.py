@@ -401,13 +401,14 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
     # 4. one transaction for the whole drop
     id_col = next(c for contract in contracts.values() for c in contract.columns if c.identifier == "pseudonymise")
     pseudonymise = {**hmac_pads(pseudonym_key), "haic_id_pattern": id_col.pattern or PATIENT_ID_PATTERN}
-    workdir = Path(tempfile.mkdtemp(prefix=f".haic-{eid}-", dir=tmp_dir))
+    workdir = None  # a scratch folder, only for a drop to transcode to UTF-8
     try:
         with transaction(con):
             for name, header in headers.items():
                 contract = by_file[name]
                 path = drop.path / name
                 if manifest.encoding != "utf-8":
+                    workdir = workdir or Path(tempfile.mkdtemp(prefix=f".haic-{eid}-", dir=tmp_dir))
                     utf8 = workdir / name
                     _transcode_to_utf8(path, utf8, manifest.encoding, eid, name)
                     path = utf8
@@ -428,7 +429,8 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
                  manifest.encoding, now],
             )
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
     for w in result.warnings:
         log.warning("drop %s: %s", eid, w)
     return result

@@ -6,8 +6,11 @@ Pure Python + DuckDB + GX; no Dagster (the asset checks are in `haic_pipeline/de
 GX is imported lazily (`gx_runtime.load_gx`), only when something new has to be validated.
 
 - `suites.py`   rules and checks generated from the contracts (plain data) -> GX suites
-- `frames.py`   the DuckDB queries the suites validate (selected columns, ~2 M-row chunks)
-- `validate.py` running a suite, exception_info, the threshold decision, counts only
+- `frames.py`   the DuckDB queries the suites validate (selected columns, ~2 M-row chunks,
+                text as ENUM categoricals, several drops per chunk)
+- `validate.py` running a suite, per-drop attribution of a shared frame, exception_info, the
+                threshold decision, counts only
+- `parallel.py` GX in worker processes for a large backlog
 - `drops.py`    drop-level checks (data_cutoff order, sharp changes between drops)
 - `store.py`    ops.dq_results (history and cache)
 - `report.py`   <reports>/quality/index.html
