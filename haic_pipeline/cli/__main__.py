@@ -1,7 +1,5 @@
-import sys
-
-from haic_pipeline.cli.main import main
+from haic_pipeline.cli.main import program
 
 # guarded: worker processes (quality/parallel.py, spawned) import the main module again
 if __name__ == "__main__":
-    sys.exit(main())
+    program()
