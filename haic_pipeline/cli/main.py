@@ -357,9 +357,10 @@ def program() -> None:
     try:
         code = main()
     except SystemExit as exc:  # argparse errors, --help
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if not isinstance(exc.code, int) and exc.code is not None:
-            print(exc.code, file=sys.stderr)  # sys.exit("message"): printed, status 1
+        code = exc.code or 0
+        if not isinstance(code, int):  # sys.exit("message"): printed, status 1
+            print(code, file=sys.stderr)
+            code = 1
     atexit._run_exitfuncs()  # noqa: SLF001 - what the interpreter would run next, run now
     sys.stdout.flush()
     sys.stderr.flush()

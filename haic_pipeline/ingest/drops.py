@@ -228,9 +228,9 @@ TRANSCODE_BLOCK = 8 << 20  # bytes read at a time when transcoding to UTF-8
 def _transcode_to_utf8(src: Path, dst: Path, encoding: str, eid: str, name: str) -> None:
     """Stream a cp949 file into UTF-8, naming the data row of the first undecodable byte.
 
-    Decoded in TRANSCODE_BLOCK (8 MB) blocks of whole lines (a line-by-line decode took 2.5 s for a 100 MB file):
-    a block is cut after its last newline, which is safe because no byte of a cp949 multi-byte
-    character is 0x0A."""
+    Decoded in TRANSCODE_BLOCK (8 MB) blocks of whole lines (line by line took seconds for a
+    100 MB file): a block is cut after its last newline, which is safe because no byte of a cp949
+    multi-byte character is 0x0A."""
     lines_before = 0
     carry = b""
     with open(src, "rb") as fin, open(dst, "w", encoding="utf-8", newline="") as fout:
@@ -400,7 +400,7 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
 
     # 4. one transaction for the whole drop
     id_col = next(c for contract in contracts.values() for c in contract.columns if c.identifier == "pseudonymise")
-    pseudonymise = {**hmac_pads(pseudonym_key), "haic_id_pattern": id_col.pattern or PATIENT_ID_PATTERN}
+    key_params = {**hmac_pads(pseudonym_key), "haic_id_pattern": id_col.pattern or PATIENT_ID_PATTERN}
     workdir = None  # a scratch folder, only for a drop to transcode to UTF-8
     try:
         with transaction(con):
@@ -412,7 +412,7 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
                     utf8 = workdir / name
                     _transcode_to_utf8(path, utf8, manifest.encoding, eid, name)
                     path = utf8
-                rows = _land_file(con, contract, path, header, eid, name, pseudonymise, now)
+                rows = _land_file(con, contract, path, header, eid, name, key_params, now)
                 expected = manifest.files[name]["rows"]
                 if rows != expected:
                     raise DropRejected(eid, f"{rows} data rows, the manifest says {expected}", file=name)
@@ -437,10 +437,11 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
 
 
 def _land_file(con, contract: Contract, path: Path, header: list[str], eid: str, name: str,
-               pseudonymise: dict, now: dt.datetime) -> int:
+               key_params: dict, now: dt.datetime) -> int:
     """Insert one verified file into raw.<domain>; returns the number of data rows. The patient
-    ids are keyed in DuckDB, once per distinct id (pseudonym.patient_key_sql; `valid`: the id
-    matches the contract's pattern, anchored at its start as Python's re.match)."""
+    ids are keyed in DuckDB, once per distinct id (pseudonym.patient_key_sql with `key_params`:
+    the HMAC pads and the id pattern; `valid`: the id matches the contract's pattern, anchored at
+    its start as Python's re.match)."""
     source = _read_csv_sql(path, header)
     id_col = next(c for c in contract.columns if c.identifier == "pseudonymise")
     select = []
@@ -462,7 +463,7 @@ def _land_file(con, contract: Contract, path: Path, header: list[str], eid: str,
                 SELECT {', '.join(select)}, $eid, s.ordinality, $now
                 FROM {source} WITH ORDINALITY AS s
                 LEFT JOIN k ON k.pid = trim(s.{id_col.name})""",
-            {"eid": eid, "now": now, **pseudonymise},
+            {"eid": eid, "now": now, **key_params},
         ).fetchall()[0][0]
     except duckdb.Error as exc:
         if isinstance(exc, duckdb.IOException) or describe_storage_fault(str(exc)):

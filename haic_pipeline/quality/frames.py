@@ -116,12 +116,12 @@ def iter_chunks(con: duckdb.DuckDBPyConnection, sql: str, params: list,
         yield fit_dtypes(df)
 
 
-def iter_labelled(con: duckdb.DuckDBPyConnection, sql: str, params: list, extract_ids: list[str]
+def iter_labelled(con: duckdb.DuckDBPyConnection, sql: str, extract_ids: list[str], n_params: int = 1
                   ) -> Iterator[tuple[pd.DataFrame, list[str], np.ndarray]]:
-    """iter_chunks of a query over `extract_ids` with an `_extract_id` column: (frame without
-    it, the chunk's extract_ids, each row's index into them as int8/16 codes). Empty chunks are
-    skipped."""
-    for df in iter_chunks(con, sql, params, {"_extract_id": extract_ids}):
+    """iter_chunks of a query over `extract_ids` (its `n_params` parameters: that list) with an
+    `_extract_id` column: (frame without it, the chunk's extract_ids, each row's index into them
+    as int8/16 codes). Empty chunks are skipped."""
+    for df in iter_chunks(con, sql, [extract_ids] * n_params, {"_extract_id": extract_ids}):
         if len(df) == 0:
             continue
         drop = df.pop("_extract_id").astype("category")

@@ -172,7 +172,7 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
         frames.build_patient_dates(con, contracts, rules_of[SCOPE_PATIENT])
         try:
             sql, n = frames.patient_frame_sql(contracts, rules_of[SCOPE_PATIENT])
-            yield from frames.iter_labelled(con, sql, [ids] * n, ids)
+            yield from frames.iter_labelled(con, sql, ids, n)
             frames.flag_cross_table(con, rules_of[SCOPE_PATIENT])   # the frames are all read
         finally:
             con.execute(f"DROP TABLE IF EXISTS {frames.PATIENT_DATES}")
@@ -182,7 +182,8 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
             yield df, [None], np.zeros(len(df), dtype=np.int8)
 
     if pending_drop and SCOPE_DROP in scopes:
-        streams.append((SCOPE_DROP, frames.iter_labelled(con, frames.drop_frame_sql(c, rules_of[SCOPE_DROP]), [ids], ids)))
+        sql = frames.drop_frame_sql(c, rules_of[SCOPE_DROP])
+        streams.append((SCOPE_DROP, frames.iter_labelled(con, sql, ids)))
     if pending_drop and SCOPE_PATIENT in scopes:
         streams.append((SCOPE_PATIENT, patient_stream()))
     if pending_staging and SCOPE_SCHEMA in scopes:
