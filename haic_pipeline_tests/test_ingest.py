@@ -280,3 +280,19 @@ def test_sigkill_half_way_leaves_the_warehouse_as_before(env, contracts):
         # and the next attempt completes
         load_drop(con, find_complete_drops(env / "inbox")[1], contracts, TEST_KEY)
         assert con.execute("SELECT count(*) FROM raw.patients").fetchall()[0][0] == 3
+
+
+def test_row_numbers_follow_the_file_in_a_file_read_in_parallel(env, con, contracts):
+    """A labs.csv of ~20 MB is parsed by DuckDB's parallel reader: `_row_number` must still be
+    each row's data-row number in the file (here also written into the row, as its value)."""
+    n = 400_000
+    lines = ["patient_id,collected_at,test_code,value,unit"]
+    lines += [f"1000000{1 + i % 2},2023-04-{1 + i % 28:02d} 08:{i % 60:02d},ALT,{i + 1},U/L" for i in range(n)]
+    write_drop(env / "inbox", E1, {"patients.csv": [patient("10000001"), patient("10000002")],
+                                   "labs.csv": "\n".join(lines) + "\n"})
+    (result,) = _load_all(con, env / "inbox", contracts)
+    assert result.status == "loaded"
+    assert (env / "inbox" / E1 / "labs.csv").stat().st_size > 15e6
+    counts = con.execute("SELECT count(*), count(*) FILTER (WHERE _row_number = value::BIGINT), "
+                         "min(_row_number), max(_row_number) FROM raw.labs").fetchall()[0]
+    assert counts == (n, n, 1, n)
