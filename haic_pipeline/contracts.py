@@ -126,12 +126,12 @@ def contracts_dir() -> Path:
 
 def _load_defaults(folder: Path) -> dict:
     path = folder / "_defaults.yaml"
-    return (yaml.safe_load(path.read_text()) or {}).get("defaults", {}) if path.exists() else {}
+    return (load_yaml(path.read_text()) or {}).get("defaults", {}) if path.exists() else {}
 
 
 def _parse(path: Path, defaults: dict) -> Contract:
     text = path.read_text(encoding="utf-8")
-    doc = yaml.safe_load(text)
+    doc = load_yaml(text)
     where = f"{path.name}"
     for key in ("domain", "file", "natural_key", "columns"):
         if key not in doc:
@@ -200,6 +200,12 @@ def _parse(path: Path, defaults: dict) -> Contract:
         duplicate_key_max_share=float(doc.get("duplicate_key_max_share",
                                               defaults.get("value_max_share", 0.02))),
     )
+
+
+def load_yaml(text: str):
+    """yaml.safe_load with libyaml's C parser when PyYAML has it (the same documents, ~10x
+    faster: the checks read the contract files on every run)."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
 
 
 @lru_cache(maxsize=4)

@@ -28,9 +28,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
-from haic_pipeline.contracts import Column, Contract, Rule, contracts_dir, contracts_fingerprint
+from haic_pipeline.contracts import Column, Contract, Rule, contracts_dir, contracts_fingerprint, load_yaml
 
 #: Bump when the meaning of a generated suite changes without a contract change: every drop is
 #: validated again under the new suite version.
@@ -109,7 +108,7 @@ class CheckSpec:
 def load_defaults(folder: str | Path | None = None) -> dict:
     base = Path(folder) if folder else contracts_dir()
     path = base / "_defaults.yaml"
-    doc = yaml.safe_load(path.read_text()) if path.exists() else None
+    doc = load_yaml(path.read_text()) if path.exists() else None
     defaults = (doc or {}).get("defaults", {}) or {}
     return {
         "structural_max_share": float(defaults.get("structural_max_share", 0.0)),
@@ -126,7 +125,7 @@ def load_cross_table(contracts: dict[str, Contract], folder: str | Path | None =
     for path in sorted(base.glob("*.yaml")):
         if path.name.startswith("_"):
             continue
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = load_yaml(path.read_text(encoding="utf-8")) or {}
         section = doc.get("cross_table")
         if not section:
             continue
