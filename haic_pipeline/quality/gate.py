@@ -156,9 +156,8 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
     a large backlog (quality/parallel.py), else here; the verdicts are the same. Several drops
     share a frame (validate.run_frame attributes the counts to each drop). Results are written
     once every frame is read (a statement on the connection would end the result being read)."""
-    from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415 (GX only when needed)
-    from haic_pipeline.quality.validate import (  # noqa: PLC0415
-        SuiteRunner, add_chunk, finish, new_results, run_frame)
+    from haic_pipeline.quality.validate import (  # noqa: PLC0415 (GX only when needed)
+        add_chunk, cached_runner, finish, new_results, run_frame)
 
     t0 = time.perf_counter()
     scopes = {r.scope for r in check.rules}
@@ -204,8 +203,7 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
     if parallel.wanted(frames.pending_rows(con, contracts, ids)):
         parallel.validate_chunks(check, chunks, on_result)
     else:
-        session = open_session()
-        runners = {scope: SuiteRunner(session, check, scope) for scope, _stream in streams}
+        runners = {scope: cached_runner(check, scope) for scope, _stream in streams}
         for scope, df, labels, codes in chunks:
             on_result(scope, labels, run_frame(runners[scope], df, codes))
 

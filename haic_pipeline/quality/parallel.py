@@ -33,7 +33,6 @@ exits with it.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -45,6 +44,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import pandas as pd
 
 from haic_pipeline.quality.suites import CheckSpec
+from haic_pipeline.quality.validate import spec_key
 
 log = logging.getLogger(__name__)
 
@@ -113,40 +113,20 @@ atexit.register(shutdown)
 # ---------------------------------------------------------------------------------------------
 # worker side
 
-_session = None
-_runners: dict = {}        # spec key -> SuiteRunner
-_names: set = set()        # (check name, scope) already registered in a GX context
-
-
 def _worker_init() -> None:
-    global _session
-    from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415 (worker only)
+    from haic_pipeline.quality.validate import shared_session  # noqa: PLC0415 (worker only)
 
-    _session = open_session()
-
-
-def _spec_key(check: CheckSpec, scope: str) -> str:
-    return hashlib.sha256(pickle.dumps((check, scope))).hexdigest()
+    shared_session()  # built while the parent reads the first frames
 
 
 def _run_chunk(key: str, check: CheckSpec, scope: str, frame: bytes) -> dict[int, dict[str, dict]]:
     """In a worker: validate one (pickled) frame and its rows' drop codes with the check's
-    generated suite for `scope` (`key`: its `_spec_key`); counts per drop code only
-    (`validate.run_frame`)."""
-    global _session
-    from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415
-    from haic_pipeline.quality.validate import SuiteRunner, run_frame  # noqa: PLC0415
+    generated suite for `scope` (`key`: its spec_key; the worker keeps one runner per spec,
+    validate.cached_runner); counts per drop code only (`validate.run_frame`)."""
+    from haic_pipeline.quality.validate import cached_runner, run_frame  # noqa: PLC0415
 
-    runner = _runners.get(key)
-    if runner is None:
-        if (check.name, scope) in _names:
-            # a context holds one suite per name: another spec of that name (another contracts
-            # folder) gets a context of its own
-            _session = open_session()
-        runner = _runners[key] = SuiteRunner(_session, check, scope)
-        _names.add((check.name, scope))
     df, codes = pickle.loads(frame)
-    return run_frame(runner, df, codes)
+    return run_frame(cached_runner(check, scope, key), df, codes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,7 +145,7 @@ def validate_chunks(check: CheckSpec, chunks: Iterable[tuple[str, pd.DataFrame, 
         while len(queue) >= limit:
             on_result(*_settled(queue.popleft()))
         if scope not in keys:
-            keys[scope] = _spec_key(check, scope)
+            keys[scope] = spec_key(check, scope)
         # pickled here, before the next fetch: what is in flight is bytes, not live frames
         queue.append((scope, labels, executor.submit(_run_chunk, keys[scope], check, scope,
                                                      pickle.dumps((df, codes), protocol=5))))

@@ -32,6 +32,8 @@ GX's result are copied. Identifier values can therefore never reach metadata, lo
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -146,6 +148,44 @@ class SuiteRunner:
                 out[rule.name] = {"evaluated": 0, "unexpected": 0, "success": False,
                                   "exception": "GX returned no result for this expectation"}
         return out
+
+
+# one GX context per process, its SuiteRunners kept for every later validation of the same check
+# spec (in a Dagster run's process and in each data-quality worker): a context and a runner cost
+# ~0.1 s to build, paid once per check instead of once per check and drop batch
+_session: GxSession | None = None
+_runners: dict[str, SuiteRunner] = {}     # spec key -> runner
+_names: set[tuple[str, str]] = set()      # (check name, scope) registered in the current context
+
+
+def spec_key(check: CheckSpec, scope: str) -> str:
+    """A key for one check spec's suite of `scope` (the spec itself, hashed: another contracts
+    folder gives another key)."""
+    return hashlib.sha256(pickle.dumps((check, scope))).hexdigest()
+
+
+def shared_session(new: bool = False) -> GxSession:
+    """The process's GX session (a new one if `new`)."""
+    global _session
+    from haic_pipeline.quality.gx_runtime import open_session  # noqa: PLC0415 (GX only when needed)
+
+    if _session is None or new:
+        _session = open_session()
+        _names.clear()
+    return _session
+
+
+def cached_runner(check: CheckSpec, scope: str, key: str | None = None) -> SuiteRunner:
+    """The process's SuiteRunner for this check spec and scope (`key`: its spec_key, if known)."""
+    key = key or spec_key(check, scope)
+    runner = _runners.get(key)
+    if runner is None:
+        # a context holds one suite per name: another spec of that name (another contracts
+        # folder) gets a context of its own
+        session = shared_session(new=(check.name, scope) in _names)
+        runner = _runners[key] = SuiteRunner(session, check, scope)
+        _names.add((check.name, scope))
+    return runner
 
 
 #: expectations whose evaluated rows `_applies` knows: not-null counts every row in its row
