@@ -186,9 +186,9 @@ def _cmd_run_locked(args) -> int:
     if pending:
         from haic_pipeline import preload
 
-        # GX, imported while the drops land (DuckDB work, which leaves the interpreter free);
-        # not earlier: the import would hold the GIL while the definitions load
-        preload.start()
+        # GX and the analysis libraries, imported while the drops land (DuckDB work, which leaves
+        # the interpreter free); not earlier: the import would hold the GIL while the definitions load
+        preload.start(analysis=True)
     loaded, failed = [], []
     storage_fault = None  # a full disk / read-only folder: stop, the drop stays in the inbox
     for i, drop in enumerate(pending, 1):
