@@ -182,7 +182,8 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
 
     if pending_drop and SCOPE_DROP in scopes:
         sql = frames.drop_frame_sql(c, rules_of[SCOPE_DROP])
-        streams.append((SCOPE_DROP, frames.iter_labelled(con, sql, ids)))
+        known = frames.typed_text_values(con, c, rules_of[SCOPE_DROP], ids)
+        streams.append((SCOPE_DROP, frames.iter_labelled(con, sql, ids, known=known)))
     if pending_drop and SCOPE_PATIENT in scopes:
         streams.append((SCOPE_PATIENT, patient_stream()))
     if pending_staging and SCOPE_SCHEMA in scopes:
