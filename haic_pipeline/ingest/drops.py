@@ -437,9 +437,9 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
                  manifest.encoding, now],
             )
     finally:
-        for file in parsed.values():
+        for name in headers:  # parsed or not: a failed parse may have left its table
             try:
-                con.execute(f"DROP TABLE IF EXISTS {file.table}")
+                con.execute(f"DROP TABLE IF EXISTS {_landing_table(by_file[name])}")
             except duckdb.Error:
                 pass  # e.g. the connection failed on a full disk: the original error counts
         if workdir is not None:
@@ -459,6 +459,10 @@ class ParsedFile:
     row_number: str
 
 
+def _landing_table(contract: Contract) -> str:
+    return f"_haic_landing_{contract.domain}"
+
+
 def _parse_file(con, contract: Contract, path: Path, header: list[str], eid: str, name: str) -> ParsedFile:
     """Parse one CSV into a temporary table with DuckDB's parallel reader, outside any transaction.
 
@@ -468,7 +472,7 @@ def _parse_file(con, contract: Contract, path: Path, header: list[str], eid: str
     2.7x slower on a 2.4 M-row labs.csv) as the fallback. Inside a transaction the rowids of new
     rows are not 0-based, which is why this runs before the drop's transaction."""
     source = _read_csv_sql(path, header)
-    table = f"_haic_landing_{contract.domain}"
+    table = _landing_table(contract)
     read = [c.name for c in contract.columns if c.in_raw]  # e.g. patient_name: never read
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {', '.join(read)} FROM {source}")

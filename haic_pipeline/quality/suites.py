@@ -28,7 +28,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from haic_pipeline.contracts import Column, Contract, Rule, contracts_dir, contracts_fingerprint, load_yaml
 
 #: Bump when the meaning of a generated suite changes without a contract change: every drop is
