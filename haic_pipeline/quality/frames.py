@@ -39,15 +39,19 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _frame_columns(rules: list[RuleSpec]) -> dict[str, str]:
+def frame_columns(rules: list[RuleSpec]) -> dict[str, str]:
+    """The drop frame's columns for `rules` (column -> SQL), in rule order. A column two rules
+    define differently is an error (the rules of several checks share one frame)."""
     cols: dict[str, str] = {}
     for r in rules:
-        cols.update(r.sql)
+        for col, expr in r.sql.items():
+            if cols.setdefault(col, expr) != expr:
+                raise ValueError(f"frame column {col!r} defined twice: {cols[col]!r} and {expr!r} ({r.check}.{r.name})")
     return cols
 
 
 def drop_frame_sql(c: Contract, rules: list[RuleSpec]) -> str:
-    cols = _frame_columns(rules)
+    cols = frame_columns(rules)
     select = ",\n    ".join(f"{expr} AS {_ident(col)}" for col, expr in cols.items())
     join = ""
     if any("p." in expr for expr in cols.values()):
@@ -65,16 +69,29 @@ def fit_dtypes(df: pd.DataFrame) -> pd.DataFrame:
       (ECOG, tumour count: the assessments suite took 8.8 s of GX time on a 100k history, 2.2 s
       as int64);
     - text codes as pandas categoricals: `isin` and `isna` then work on integer codes instead of
-      Python strings (2x faster on 10 M lab rows). Values and nulls are unchanged.
+      Python strings (2x faster on 10 M lab rows). Values and nulls are unchanged;
+    - flags as 0/1 integers: int8 (no NULL) and pandas' nullable Int8 (with NULLs, which stay
+      missing): `isin` hashes a bool array (numpy) or a nullable boolean one (pandas) but looks
+      an int8 one up in a table, 3x faster (45-50 against 15 ms on 2 M rows; a lab frame has
+      seven "flag in {True}" rules). `1 == True` in Python, numpy and pandas, so every
+      expectation counts the same rows;
+    - one block per dtype (the columns of one dtype in one 2-D array): GX's pandas engine drops
+      a column's NULL rows from the whole frame (`df[df[col].notnull()]`) for each metric of a
+      rule on a column with NULLs, one copy per block; column by column that was half a lab
+      frame's validation time.
     """
     for col in df.columns:
         dtype = df[col].dtype
-        if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_extension_array_dtype(dtype) \
+        if dtype == bool:
+            df[col] = df[col].astype("int8")
+        elif isinstance(dtype, pd.BooleanDtype):
+            df[col] = df[col].astype("Int8")
+        elif pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_extension_array_dtype(dtype) \
                 and dtype != "int64":
             df[col] = df[col].astype("int64")
         elif dtype == object and pd.api.types.infer_dtype(df[col], skipna=True) == "string":
             df[col] = df[col].astype("category")
-    return df
+    return pd.DataFrame({col: df[col] for col in df.columns})   # the constructor consolidates
 
 
 def dictionary_encoded(con: duckdb.DuckDBPyConnection, sql: str, params: list,
@@ -115,7 +132,7 @@ def typed_text_values(con: duckdb.DuckDBPyConnection, c: Contract, rules: list[R
     from haic_pipeline.warehouse.compile import typed_expr  # noqa: PLC0415
 
     out = {}
-    for name, expr in _frame_columns(rules).items():
+    for name, expr in frame_columns(rules).items():
         col = next((x for x in c.columns if x.name == name), None)
         if expr != f"t.{name}" or col is None or col.identifier or col.type not in ("code", "string"):
             continue
