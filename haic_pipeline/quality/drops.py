@@ -43,6 +43,7 @@ def drop_checks() -> list[CheckSpec]:
                         "extracted_at on or after the previous drop's")],
             description="Blocking: each drop's data_cutoff and extraction time are not older than "
                         "the previous loaded drop's.",
+            group="drop_checks",
         ),
         CheckSpec(
             name="drop_changes", asset="staging/patients", severity="warn",
@@ -54,6 +55,7 @@ def drop_checks() -> list[CheckSpec]:
                         f"share of changed rows per domain within +/-{SHARE_JUMP:g} of the previous drop's")],
             description="Each drop compared with the previous one: rows per domain, share of new "
                         "patients, share of changed rows (warn, with the figures).",
+            group="drop_checks",
         ),
     ]
 

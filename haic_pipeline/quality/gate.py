@@ -150,29 +150,36 @@ def _suite_pending(con, check: CheckSpec, contracts, suite_fp, drops) -> tuple[d
     return stored, pending_drop, pending_staging
 
 
-def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending_drop, pending_staging) -> list[dict]:
-    """Validate every pending frame of the check (the pending drops' rows, their patients, the
-    staging table's schema and keys) as one stream of ~2 M-row frames: in worker processes for
-    a large backlog (quality/parallel.py), else here; the verdicts are the same. Several drops
-    share a frame (validate.run_frame attributes the counts to each drop). Results are written
-    once every frame is read (a statement on the connection would end the result being read)."""
+def _validate_suites(con, checks: list[CheckSpec], contracts, suite_fp, refresh,
+                     pending: dict[str, tuple[list, list]]) -> dict[str, list[dict]]:
+    """Validate every pending frame of `checks` (checks of one group: a domain's error and warn
+    rules; pending: check name -> its pending drops and staging state) as one stream of ~2 M-row
+    frames: in worker processes for a large backlog (quality/parallel.py), else here; the
+    verdicts are the same. The pending drops' rows are read once for every check of the group
+    that validates them (each check's suite sees only its own columns: the frame it would have
+    on its own); several drops share a frame (validate.run_frame attributes the counts to each
+    drop). Results are written once every frame is read (a statement on the connection would end
+    the result being read). Check name -> its new rows."""
     from haic_pipeline.quality.validate import (  # noqa: PLC0415 (GX only when needed)
         add_chunk, cached_runner, finish, new_results, run_frame)
 
     t0 = time.perf_counter()
-    scopes = {r.scope for r in check.rules}
-    domain = check.asset.split("/")[1]
+    ids = next((ids for ids in ([eid for eid, _ in pending[c.name][0]] for c in checks) if ids), [])
+    if any(pending[c.name][0] and [eid for eid, _ in pending[c.name][0]] != ids for c in checks):
+        raise ValueError("checks validated together must have the same pending drops")
+    domain = checks[0].asset.split("/")[1]
     c = contracts.get(domain)
-    ids = [eid for eid, _ in pending_drop]
-    rules_of = {scope: [r for r in check.rules if r.scope == scope] for scope in scopes}
-    streams: list[tuple[str, object]] = []   # (scope, iterator of (frame, labels, codes))
+    rules_of = {(ch.name, scope): [r for r in ch.rules if r.scope == scope]
+                for ch in checks for scope in {r.scope for r in ch.rules}}
+    # a stream: (scope, [(check, its frame columns or None = all)], iterator of (frame, labels, codes))
+    streams: list[tuple[str, list[tuple[CheckSpec, list[str] | None]], object]] = []
 
-    def patient_stream():
-        frames.build_patient_dates(con, contracts, rules_of[SCOPE_PATIENT])
+    def patient_stream(rules):
+        frames.build_patient_dates(con, contracts, rules)
         try:
-            sql, n = frames.patient_frame_sql(contracts, rules_of[SCOPE_PATIENT])
+            sql, n = frames.patient_frame_sql(contracts, rules)
             yield from frames.iter_labelled(con, sql, ids, n)
-            frames.flag_cross_table(con, rules_of[SCOPE_PATIENT])   # the frames are all read
+            frames.flag_cross_table(con, rules)   # the frames are all read
         finally:
             con.execute(f"DROP TABLE IF EXISTS {frames.PATIENT_DATES}")
 
@@ -180,47 +187,57 @@ def _validate_suite(con, check: CheckSpec, contracts, suite_fp, refresh, pending
         for df in make_frames():
             yield df, [None], np.zeros(len(df), dtype=np.int8)
 
-    if pending_drop and SCOPE_DROP in scopes:
-        sql = frames.drop_frame_sql(c, rules_of[SCOPE_DROP])
-        known = frames.typed_text_values(con, c, rules_of[SCOPE_DROP], ids)
-        streams.append((SCOPE_DROP, frames.iter_labelled(con, sql, ids, known=known)))
-    if pending_drop and SCOPE_PATIENT in scopes:
-        streams.append((SCOPE_PATIENT, patient_stream()))
-    if pending_staging and SCOPE_SCHEMA in scopes:
-        streams.append((SCOPE_SCHEMA, unlabelled(lambda: [frames.schema_frame(con, c)])))
-    if pending_staging and SCOPE_STAGING in scopes:
-        streams.append((SCOPE_STAGING, unlabelled(lambda: frames.staging_frames(con, c))))
+    drop_members = [ch for ch in checks if pending[ch.name][0] and (ch.name, SCOPE_DROP) in rules_of]
+    if drop_members:
+        union = [r for ch in drop_members for r in rules_of[(ch.name, SCOPE_DROP)]]
+        sql = frames.drop_frame_sql(c, union)
+        known = frames.typed_text_values(con, c, union, ids)
+        members = [(ch, list(frames.frame_columns(rules_of[(ch.name, SCOPE_DROP)])) if len(drop_members) > 1 else None)
+                   for ch in drop_members]
+        streams.append((SCOPE_DROP, members, frames.iter_labelled(con, sql, ids, known=known)))
+    for ch in checks:
+        pending_drop, pending_staging = pending[ch.name]
+        if pending_drop and (ch.name, SCOPE_PATIENT) in rules_of:
+            streams.append((SCOPE_PATIENT, [(ch, None)], patient_stream(rules_of[(ch.name, SCOPE_PATIENT)])))
+        if pending_staging and (ch.name, SCOPE_SCHEMA) in rules_of:
+            streams.append((SCOPE_SCHEMA, [(ch, None)], unlabelled(lambda: [frames.schema_frame(con, c)])))
+        if pending_staging and (ch.name, SCOPE_STAGING) in rules_of:
+            streams.append((SCOPE_STAGING, [(ch, None)], unlabelled(lambda: frames.staging_frames(con, c))))
 
-    results: dict[tuple[str, str | None], dict] = {}
-    for scope, _stream in streams:
-        for label in (ids if scope in (SCOPE_DROP, SCOPE_PATIENT) else [None]):
-            results[(scope, label)] = new_results(rules_of[scope], label)
+    results: dict[tuple[str, str, str | None], dict] = {}
+    for scope, members, _stream in streams:
+        for ch, _cols in members:
+            for label in (ids if scope in (SCOPE_DROP, SCOPE_PATIENT) else [None]):
+                results[(ch.name, scope, label)] = new_results(rules_of[(ch.name, scope)], label)
 
-    def on_result(scope: str, labels: list, per_code: dict) -> None:
-        for code, got in per_code.items():
-            add_chunk(results[(scope, labels[code])], got)
+    def on_result(scope: str, members, labels: list, per_member: list[dict]) -> None:
+        for (ch, _cols), per_code in zip(members, per_member, strict=True):
+            for code, got in per_code.items():
+                add_chunk(results[(ch.name, scope, labels[code])], got)
 
-    chunks = ((scope, df, labels, codes) for scope, stream in streams for df, labels, codes in stream)
+    chunks = ((scope, members, df, labels, codes)
+              for scope, members, stream in streams for df, labels, codes in stream)
     if parallel.wanted(frames.pending_rows(con, contracts, ids)):
-        parallel.validate_chunks(check, chunks, on_result)
+        parallel.validate_chunks(chunks, on_result)
     else:
-        runners = {scope: cached_runner(check, scope) for scope, _stream in streams}
-        for scope, df, labels, codes in chunks:
-            on_result(scope, labels, run_frame(runners[scope], df, codes))
+        for scope, members, df, labels, codes in chunks:
+            on_result(scope, members, labels, [run_frame(cached_runner(ch, scope), df if cols is None else df[cols], codes)
+                                               for ch, cols in members])
 
     at = store.now()  # one timestamp per validation: the cache reads the latest rows
-    fingerprints = dict(pending_drop)
-    new_rows: list[dict] = []
-    for (scope, label), per_rule in results.items():
-        data_fp = fingerprints[label] if label is not None else pending_staging[0][1]
-        new_rows += [_row(refresh, check, rr.rule, scope=scope, extract_id=label, passed=rr.passed,
-                          evaluated=rr.evaluated, unexpected=rr.unexpected, gx_success=rr.gx_success,
-                          exception=rr.exception, suite_fp=suite_fp, data_fp=data_fp,
-                          details={"chunks": rr.chunks}, checked_at=at) for rr in finish(per_rule)]
-    store.write_rows(con, new_rows)
-    log.info("%s: %d drop(s)%s validated in %.1f s", check.name, len(ids),
-             " and the staging table" if pending_staging else "", time.perf_counter() - t0)
-    return new_rows
+    out: dict[str, list[dict]] = {ch.name: [] for ch in checks}
+    by_name = {ch.name: ch for ch in checks}
+    for (name, scope, label), per_rule in results.items():
+        pending_drop, pending_staging = pending[name]
+        data_fp = dict(pending_drop)[label] if label is not None else pending_staging[0][1]
+        out[name] += [_row(refresh, by_name[name], rr.rule, scope=scope, extract_id=label, passed=rr.passed,
+                           evaluated=rr.evaluated, unexpected=rr.unexpected, gx_success=rr.gx_success,
+                           exception=rr.exception, suite_fp=suite_fp, data_fp=data_fp,
+                           details={"chunks": rr.chunks}, checked_at=at) for rr in finish(per_rule)]
+    store.write_rows(con, [r for rows in out.values() for r in rows])
+    log.info("%s: %d drop(s)%s validated in %.1f s", ", ".join(by_name), len(ids),
+             " and the staging table" if any(p[1] for p in pending.values()) else "", time.perf_counter() - t0)
+    return out
 
 
 def _validate_drops(con, check: CheckSpec, contracts, suite_fp, refresh, drops, pending) -> list[dict]:
@@ -251,44 +268,83 @@ def _validate_drops(con, check: CheckSpec, contracts, suite_fp, refresh, drops, 
 def run_check(con: duckdb.DuckDBPyConnection, name: str, *, reports_dir: Path | None = None,
               refresh: str | None = None, contracts: dict[str, Contract] | None = None,
               folder: str | None = None) -> CheckOutcome:
-    """Run the check `name` (see module docstring); `folder` = another contracts folder (tests)."""
+    """Run the check `name` alone (see run_checks); `folder` = another contracts folder (tests)."""
+    return run_checks(con, [name], reports_dir=reports_dir, refresh=refresh, contracts=contracts, folder=folder)[0]
+
+
+def run_checks(con: duckdb.DuckDBPyConnection, names: list[str], *, reports_dir: Path | None = None,
+               refresh: str | None = None, contracts: dict[str, Contract] | None = None,
+               folder: str | None = None) -> list[CheckOutcome]:
+    """Run the checks `names` (see module docstring), one outcome each, in that order. Suite
+    checks on the same staging asset whose pending drops are the same (a domain's error and warn
+    rules, normally) are validated from one read of those drops' rows; the report is written
+    once, after all of them."""
     t0 = time.perf_counter()
     refresh = refresh or f"manual-{uuid.uuid4().hex[:12]}"
     contracts = contracts or load_contracts(folder)
     checks = all_checks(contracts, folder)
-    check = next(c for c in checks if c.name == name)
+    by_name = {c.name: c for c in checks}
+    group = [by_name[n] for n in names]
     store.ensure_dq_results(con)
-    suite_fp = store_fp = suite_fingerprint(contracts, folder)
+    suite_fp = suite_fingerprint(contracts, folder)
     drops = store.loaded_drops(con)
     if not parallel.started() and parallel.wanted(store.unvalidated_rows(con, suite_fp)):
         preload.start()  # a large backlog: GX is imported while the drop-level checks run
 
-    if check.name in ("drop_sequence", "drop_changes"):
-        keys = [(d[0], drop_level.pair_fingerprint(drops, i)) for i, d in enumerate(drops)]
-        stored = store.latest_rows(con, check.name, store_fp, keys)
-        pending = [k for k in keys if not _usable(stored.get(k))]
-        new_rows = _validate_drops(con, check, contracts, store_fp, refresh, drops, pending) if pending else []
-        kept = [r for k in keys if k not in pending for r in stored.get(k, [])]
-        validated = [k[0] for k in pending]
-    else:
+    done: dict[str, tuple[list[dict], list[dict], list[str]]] = {}   # name -> kept, new, validated
+    suites: dict[tuple, list[CheckSpec]] = {}
+    pending: dict[str, tuple[list, list]] = {}
+    for check in group:
+        if check.name in ("drop_sequence", "drop_changes"):
+            keys = [(d[0], drop_level.pair_fingerprint(drops, i)) for i, d in enumerate(drops)]
+            stored = store.latest_rows(con, check.name, suite_fp, keys)
+            todo = [k for k in keys if not _usable(stored.get(k))]
+            new_rows = _validate_drops(con, check, contracts, suite_fp, refresh, drops, todo) if todo else []
+            done[check.name] = ([r for k in keys if k not in todo for r in stored.get(k, [])], new_rows,
+                                [k[0] for k in todo])
+            continue
         stored, pending_drop, pending_staging = _suite_pending(con, check, contracts, suite_fp, drops)
-        new_rows = []
+        done[check.name] = ([r for k, rows in stored.items() if k not in pending_drop + pending_staging for r in rows],
+                            [], [k[0] for k in pending_drop])
         if pending_drop or pending_staging:
-            new_rows = _validate_suite(con, check, contracts, suite_fp, refresh, pending_drop, pending_staging)
-        kept = [r for k, rows in stored.items() if k not in pending_drop + pending_staging for r in rows]
-        validated = [k[0] for k in pending_drop]
-    rows = kept + new_rows
+            pending[check.name] = (pending_drop, pending_staging)
+            together = (check.asset, tuple(eid for eid, _ in pending_drop) or None)
+            suites.setdefault(together, []).append(check)
+    # a check with only its staging state pending joins the group's drop validation as well
+    for (asset, ids), members in list(suites.items()):
+        if ids is None:
+            other = next((k for k in suites if k[0] == asset and k[1] is not None), None)
+            if other is not None:
+                suites[other] += suites.pop((asset, ids))
+    for members in suites.values():
+        for name, rows in _validate_suites(con, members, contracts, suite_fp, refresh, pending).items():
+            done[name] = (done[name][0], rows, done[name][2])
     report = None
     if reports_dir is not None:
         report = write_report(Path(reports_dir), store.all_latest(con), checks, str(store.now())[:19])
-    return CheckOutcome(check=check, passed=all(r["passed"] for r in rows), cached=not new_rows, rows=rows,
-                        validated_now=validated, seconds=time.perf_counter() - t0, report=report, refresh=refresh)
+    seconds = time.perf_counter() - t0
+    out = []
+    for check in group:
+        kept, new_rows, validated = done[check.name]
+        rows = kept + new_rows
+        out.append(CheckOutcome(check=check, passed=all(r["passed"] for r in rows), cached=not new_rows, rows=rows,
+                                validated_now=validated, seconds=seconds, report=report, refresh=refresh))
+    return out
+
+
+def check_groups(checks: list[CheckSpec]) -> dict[str, list[CheckSpec]]:
+    """group name -> its checks, in all_checks order (each group is one Dagster step)."""
+    groups: dict[str, list[CheckSpec]] = {}
+    for c in checks:
+        groups.setdefault(c.group or c.name, []).append(c)
+    return groups
 
 
 def run_all(con: duckdb.DuckDBPyConnection, *, reports_dir: Path | None = None, refresh: str | None = None,
             contracts: dict[str, Contract] | None = None, folder: str | None = None) -> list[CheckOutcome]:
-    """Every check in order (what a refresh runs; used by the benchmark)."""
+    """Every check in order, group by group (what a refresh runs; used by the benchmark)."""
     refresh = refresh or f"manual-{uuid.uuid4().hex[:12]}"
     contracts = contracts or load_contracts(folder)
-    return [run_check(con, c.name, reports_dir=reports_dir, refresh=refresh, contracts=contracts, folder=folder)
-            for c in all_checks(contracts, folder)]
+    return [o for group in check_groups(all_checks(contracts, folder)).values()
+            for o in run_checks(con, [c.name for c in group], reports_dir=reports_dir, refresh=refresh,
+                                contracts=contracts, folder=folder)]

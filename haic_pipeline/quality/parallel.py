@@ -119,40 +119,46 @@ def _worker_init() -> None:
     shared_session()  # built while the parent reads the first frames
 
 
-def _run_chunk(key: str, check: CheckSpec, scope: str, frame: bytes) -> dict[int, dict[str, dict]]:
-    """In a worker: validate one (pickled) frame and its rows' drop codes with the check's
-    generated suite for `scope` (`key`: its spec_key; the worker keeps one runner per spec,
-    validate.cached_runner); counts per drop code only (`validate.run_frame`)."""
+def _run_chunk(members: list[tuple[str, CheckSpec, list[str] | None]], scope: str,
+               frame: bytes) -> list[dict[int, dict[str, dict]]]:
+    """In a worker: validate one (pickled) frame and its rows' drop codes with the generated
+    suite for `scope` of each member check (key: its spec_key, the worker keeps one runner per
+    spec, validate.cached_runner; columns: the check's own frame columns, None = all); counts
+    per drop code only (`validate.run_frame`), one dict per member."""
     from haic_pipeline.quality.validate import cached_runner, run_frame  # noqa: PLC0415
 
     df, codes = pickle.loads(frame)
-    return run_frame(cached_runner(check, scope, key), df, codes)
+    return [run_frame(cached_runner(check, scope, key), df if cols is None else df[cols], codes)
+            for key, check, cols in members]
 
 
 # ---------------------------------------------------------------------------------------------
 # parent side
 
 
-def validate_chunks(check: CheckSpec, chunks: Iterable[tuple[str, pd.DataFrame, list, object]],
-                    on_result: Callable[[str, list, dict], None]) -> None:
-    """Validate each (scope, frame, labels, codes) of `chunks` (read from DuckDB here, in the
-    parent) in the pool; `on_result(scope, labels, counts per code)` per chunk, in order."""
+def validate_chunks(chunks: Iterable[tuple[str, list[tuple[CheckSpec, list[str] | None]], pd.DataFrame, list, object]],
+                    on_result: Callable[[str, list, list, list[dict]], None]) -> None:
+    """Validate each (scope, members, frame, labels, codes) of `chunks` (read from DuckDB here,
+    in the parent) in the pool, with the suite of each member (check, its frame columns or None);
+    `on_result(scope, members, labels, counts per code of each member)` per chunk, in order."""
     executor = pool()
-    keys: dict[str, str] = {}
+    keys: dict[tuple[str, str], str] = {}
     limit = 2 * max(1, _pool_workers)
-    queue: deque[tuple[str, list, Future]] = deque()
-    for scope, df, labels, codes in chunks:
+    queue: deque[tuple[str, list, list, Future]] = deque()
+    for scope, members, df, labels, codes in chunks:
         while len(queue) >= limit:
             on_result(*_settled(queue.popleft()))
-        if scope not in keys:
-            keys[scope] = spec_key(check, scope)
+        for check, _cols in members:
+            if (check.name, scope) not in keys:
+                keys[(check.name, scope)] = spec_key(check, scope)
+        task = [(keys[(check.name, scope)], check, cols) for check, cols in members]
         # pickled here, before the next fetch: what is in flight is bytes, not live frames
-        queue.append((scope, labels, executor.submit(_run_chunk, keys[scope], check, scope,
-                                                     pickle.dumps((df, codes), protocol=5))))
+        queue.append((scope, members, labels, executor.submit(_run_chunk, task, scope,
+                                                              pickle.dumps((df, codes), protocol=5))))
     while queue:
         on_result(*_settled(queue.popleft()))
 
 
-def _settled(entry: tuple[str, list, Future]) -> tuple[str, list, dict]:
-    scope, labels, future = entry
-    return scope, labels, future.result()
+def _settled(entry: tuple[str, list, list, Future]) -> tuple[str, list, list, list[dict]]:
+    scope, members, labels, future = entry
+    return scope, members, labels, future.result()

@@ -94,6 +94,9 @@ class CheckSpec:
     rules: list[RuleSpec]
     description: str
     additional_assets: tuple[str, ...] = ()
+    #: checks of one group run together, in one Dagster step (one read of a domain's drop rows
+    #: serves its error and its warn rules): `<domain>_rules`, `drop_checks`, `cross_table_rules`
+    group: str = ""
 
     @property
     def blocking(self) -> bool:
@@ -410,6 +413,7 @@ def generate_checks(contracts: dict[str, Contract], folder: str | Path | None = 
                 continue
             checks.append(CheckSpec(
                 name=f"{domain}_{severity}_rules", asset=f"staging/{domain}", severity=severity, rules=mine,
+                group=f"{domain}_rules",
                 description=(
                     f"{'Blocking: ' if severity == 'error' else ''}the share of offending rows per "
                     f"{severity} rule of data_contracts/{domain}.yaml, per delivered drop "
@@ -421,6 +425,7 @@ def generate_checks(contracts: dict[str, Contract], folder: str | Path | None = 
         domains = [d for d in contracts if d != "vital_status"]
         checks.append(CheckSpec(
             name="cross_table_rules", asset="staging/vital_status", severity=severity, rules=xt,
+            group="cross_table_rules",
             additional_assets=tuple(f"staging/{d}" for d in domains),
             description="Cross-table date order per patient (death on or after the index date, no "
                         "treatment after death, last contact on or after every dated event), "

@@ -135,3 +135,54 @@ def test_text_columns_come_as_the_same_values_in_categoricals():
         assert set(df["quoted"]) == {"it's"}
         (empty,) = list(frames.iter_chunks(con, sql, [10_000]))
         assert len(empty) == 0
+
+
+def test_fast_paths_count_what_each_check_alone_counts_with_plain_gx(env, monkeypatch):
+    """What makes validation fast changes no count or verdict: a domain's error and warn checks
+    validated from one read of its rows (gate.run_checks, as run_all and the Dagster steps run
+    them), flags handed to GX as int8 in consolidated frames, pandas copy-on-write and
+    Batch.validate. Against: every check run alone, on frames with the booleans DuckDB gives,
+    through ValidationDefinition.run."""
+    import pandas as pd
+
+    from haic_pipeline.quality import validate
+    from haic_pipeline.quality.gate import all_checks, run_check
+
+    write_drop(env / "inbox", E1, _odd_drop(1))
+    write_drop(env / "inbox", E2, _odd_drop(3001))
+    db = env / "haic.duckdb"
+    with duckdb.connect(str(db)) as con:
+        land(con, env)
+    twin = env / "twin.duckdb"
+    shutil.copy(db, twin)
+    monkeypatch.setenv(parallel.WORKERS_ENV, "1")
+    with duckdb.connect(str(db)) as con:
+        run_all(con)
+        fast = con.execute(COMPARE).fetchall()
+
+    fitted = frames.fit_dtypes
+    seen = set()
+
+    def booleans(df):   # the flags as DuckDB gives them: bool, or pandas' boolean with NULLs
+        df = fitted(df)
+        for col in df.columns:
+            if df[col].dtype == "int8" or str(df[col].dtype) == "Int8":
+                seen.add(str(df[col].dtype))
+                df[col] = df[col].astype(bool if df[col].dtype == "int8" else "boolean")
+        return df
+
+    def plain(self, df, result_format):
+        return self.definition.run(batch_parameters={"dataframe": df}, result_format=result_format)
+
+    monkeypatch.setattr(frames, "fit_dtypes", booleans)
+    monkeypatch.setattr(validate.SuiteRunner, "validate", plain)
+    with duckdb.connect(str(twin)) as con:
+        for check in all_checks():
+            run_check(con, check.name)
+        alone = con.execute(COMPARE).fetchall()
+
+    assert seen == {"int8", "Int8"}   # both kinds of flag were compared
+    assert fast == alone
+    assert not pd.get_option("mode.copy_on_write")   # only while GX runs
+    failed = {(r[0], r[1]) for r in fast if not r[4]}
+    assert ("assessments_error_rules", "ecog_range") in failed

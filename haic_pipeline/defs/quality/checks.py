@@ -2,6 +2,10 @@
 thresholds, caching and report live in `haic_pipeline.quality`, which imports Great Expectations
 lazily, inside a check's run, never when the definitions load).
 
+One step per check group (`quality.suites.CheckSpec.group`): `<domain>_rules` runs that domain's
+error and warn checks from one read of its new rows, `drop_checks` the two drop-level checks,
+`cross_table_rules` its own. Each check is still its own asset check, with its own result:
+
 - `<domain>_error_rules` (blocking): a failure stops every asset downstream of staging/<domain>
   in the run (staging/patients is upstream of every other staging table and of the study).
 - `<domain>_warn_rules`, `cross_table_rules`, `drop_changes`: shown in the UI, the run goes on.
@@ -13,7 +17,7 @@ import dagster as dg
 from haic_pipeline.contracts import load_contracts
 from haic_pipeline.defs.ingest.assets import DUCKDB_POOL
 from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
-from haic_pipeline.quality.gate import CheckOutcome, all_checks, run_check
+from haic_pipeline.quality.gate import CheckOutcome, all_checks, check_groups, run_checks
 from haic_pipeline.quality.suites import CheckSpec
 
 REPORT_FOLDER = "quality"  # under HAIC_REPORTS (default warehouse/reports/quality/index.html)
@@ -59,32 +63,44 @@ def check_metadata(outcome: CheckOutcome) -> dict:
     return meta
 
 
-def _asset_check(spec: CheckSpec) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=_key(spec.asset),
-        name=spec.name,
-        description=spec.description,
-        blocking=spec.blocking,
-        additional_deps=[_key(a) for a in spec.additional_assets],
+def _check_group(group: str, specs: list[CheckSpec]) -> dg.AssetChecksDefinition:
+    """The checks of one group as one step (one read of a domain's new rows serves its error and
+    its warn rules, quality.gate.run_checks); each check keeps its own spec, result, severity
+    and blocking flag, so a failed `<domain>_error_rules` fails the step and stops what is
+    downstream, a failed warn check does not. A run may select some of the group's checks."""
+    by_key = {dg.AssetCheckKey(_key(s.asset), s.name): s for s in specs}
+
+    @dg.multi_asset_check(
+        name=group,
+        specs=[dg.AssetCheckSpec(s.name, asset=_key(s.asset), description=s.description, blocking=s.blocking,
+                                 additional_deps=[_key(a) for a in s.additional_assets]) for s in specs],
+        description="; ".join(f"{s.name}: {s.description}" for s in specs),
+        can_subset=True,
         pool=DUCKDB_POOL,
     )
-    def _check(context: dg.AssetCheckExecutionContext, haic: HaicConfig, duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    def _checks(context: dg.AssetCheckExecutionContext, haic: HaicConfig, duckdb: WarehouseResource):
+        selected = [by_key[k].name for k in by_key if k in context.selected_asset_check_keys]
         reports = haic.settings().reports / REPORT_FOLDER
         with duckdb.get_connection() as con:
-            outcome = run_check(con, spec.name, reports_dir=reports, refresh=context.run.run_id)
-        if outcome.exceptions:
-            context.log.error("%s: %d expectation(s) raised, the check fails (not measured): %s",
-                              spec.name, len(outcome.exceptions), "; ".join(outcome.exceptions)[:2000])
-        context.log.info("%s: %s in %.1f s%s; report %s", spec.name, "passed" if outcome.passed else "FAILED",
-                         outcome.seconds, " (stored result, nothing new)" if outcome.cached else "", outcome.report)
-        return dg.AssetCheckResult(
-            passed=outcome.passed,
-            severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "error" else dg.AssetCheckSeverity.WARN,
-            metadata=check_metadata(outcome),
-            description=spec.description,
-        )
+            outcomes = run_checks(con, selected, reports_dir=reports, refresh=context.run.run_id)
+        for outcome in outcomes:
+            spec = outcome.check
+            if outcome.exceptions:
+                context.log.error("%s: %d expectation(s) raised, the check fails (not measured): %s",
+                                  spec.name, len(outcome.exceptions), "; ".join(outcome.exceptions)[:2000])
+            context.log.info("%s: %s%s; report %s", spec.name, "passed" if outcome.passed else "FAILED",
+                             " (stored result, nothing new)" if outcome.cached else "", outcome.report)
+            yield dg.AssetCheckResult(
+                asset_key=_key(spec.asset),
+                check_name=spec.name,
+                passed=outcome.passed,
+                severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "error" else dg.AssetCheckSeverity.WARN,
+                metadata=check_metadata(outcome),
+                description=spec.description,
+            )
+        context.log.info("%s: %d check(s) in %.1f s", group, len(outcomes), outcomes[0].seconds if outcomes else 0.0)
 
-    return _check
+    return _checks
 
 
-quality_checks = [_asset_check(spec) for spec in all_checks(load_contracts())]
+quality_checks = [_check_group(group, specs) for group, specs in check_groups(all_checks(load_contracts())).items()]
