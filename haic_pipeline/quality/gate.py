@@ -288,8 +288,8 @@ def run_checks(con: duckdb.DuckDBPyConnection, names: list[str], *, reports_dir:
     store.ensure_dq_results(con)
     suite_fp = suite_fingerprint(contracts, folder)
     drops = store.loaded_drops(con)
-    if not parallel.started() and parallel.wanted(store.unvalidated_rows(con, suite_fp)):
-        preload.start()  # a large backlog: GX is imported while the drop-level checks run
+    if not parallel.started() and store.unvalidated_rows(con, suite_fp) > 0:
+        preload.start()  # a drop to validate: GX is imported while the drop-level checks run
 
     done: dict[str, tuple[list[dict], list[dict], list[str]]] = {}   # name -> kept, new, validated
     suites: dict[tuple, list[CheckSpec]] = {}

@@ -66,12 +66,19 @@ def test_a_duplicate_key_far_apart_in_staging_is_seen(env, con, monkeypatch):
     """Uniqueness is judged on the whole staging table, not chunk by chunk."""
     from haic_pipeline.quality.gate import run_check
 
+    from haic_pipeline.contracts import load_contracts
+
     write_drop(env / "inbox", E1, cohort(1100))   # 2,200 lab rows in staging.labs
     land(con, env)
     monkeypatch.setattr(frames, "CHUNK_VECTORS", 1)
+    monkeypatch.setattr(frames, "STAGING_PART_ROWS", 500)
     assert run_check(con, "labs_error_rules").passed
     # the first row again, at the end of the table: 2,200 rows apart
     con.execute("INSERT INTO staging.labs SELECT * FROM staging.labs LIMIT 1")
+    parts = [df["natural_key_hash"] for df in frames.staging_frames(con, load_contracts()["labs"])]
+    assert len(parts) == 8 and sum(len(p) for p in parts) == 2201   # 2,201 / 500 rows: 8 parts (a power of two)
+    assert len({h for p in parts for h in p}) == 2200                # ... the duplicate pair in one of them
+    assert sum(p.duplicated().sum() for p in parts) == 1
     out = run_check(con, "labs_error_rules")
     unique = [r for r in out.rows if r["rule"] == "natural_key_unique"]
     assert not out.passed and unique[0]["unexpected"] == 2 and unique[0]["evaluated"] == 2201
