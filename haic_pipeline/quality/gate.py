@@ -1,7 +1,9 @@
 """The gate: run one check (validate what is new, reuse what is stored), record it, report it.
 
-`run_check(con, name, ...)` is what each Dagster asset check calls (and the benchmark, and the
-tests). For a suite check:
+`run_checks(con, names, ...)` is what each Dagster step calls for its group of checks
+(`CheckSpec.group`: a domain's error and warn checks are validated from one read of its rows),
+`run_all` what the benchmark calls, `run_check(con, name)` one check alone (tests). For a suite
+check:
 
 1. the loaded drops (ops.drops) not yet validated by this check under the current suite
    fingerprint (ops.dq_results) are validated together, in ~2 M-row pandas chunks, each drop's
@@ -236,7 +238,7 @@ def _validate_suites(con, checks: list[CheckSpec], contracts, suite_fp, refresh,
                            details={"chunks": rr.chunks}, checked_at=at) for rr in finish(per_rule)]
     store.write_rows(con, [r for rows in out.values() for r in rows])
     log.info("%s: %d drop(s)%s validated in %.1f s", ", ".join(by_name), len(ids),
-             " and the staging table" if any(p[1] for p in pending.values()) else "", time.perf_counter() - t0)
+             " and the staging table" if any(pending[n][1] for n in by_name) else "", time.perf_counter() - t0)
     return out
 
 
