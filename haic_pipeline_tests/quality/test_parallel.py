@@ -26,16 +26,24 @@ def _odd_drop(start: int) -> dict:
     return files
 
 
-@pytest.mark.parametrize("start_method", ["fork", "spawn"])
-def test_worker_processes_give_the_in_process_results(env, monkeypatch, start_method):
+def _landed_with_twins(env, *names: str):
+    """The two odd drops landed in env/haic.duckdb, and a copy of it per name (same state)."""
     write_drop(env / "inbox", E1, _odd_drop(1))
     write_drop(env / "inbox", E2, _odd_drop(3001))
-    monkeypatch.setattr(frames, "CHUNK_VECTORS", 1)   # 2,048-row chunks: several per drop
     db = env / "haic.duckdb"
     with duckdb.connect(str(db)) as con:
         land(con, env)
-    twin = env / "twin.duckdb"
-    shutil.copy(db, twin)
+    twins = {name: env / f"{name}.duckdb" for name in names}
+    for twin in twins.values():
+        shutil.copy(db, twin)
+    return db, twins
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_worker_processes_give_the_in_process_results(env, monkeypatch, start_method):
+    monkeypatch.setattr(frames, "CHUNK_VECTORS", 1)   # 2,048-row chunks: several per drop
+    db, twins = _landed_with_twins(env, "twin")
+    twin = twins["twin"]
 
     monkeypatch.setenv(parallel.WORKERS_ENV, "1")
     with duckdb.connect(str(db)) as con:
@@ -90,14 +98,7 @@ def test_counts_attributed_to_each_drop_equal_drop_by_drop(env, monkeypatch):
     holds; rows the module cannot attribute) give the same results."""
     from haic_pipeline.quality import validate
 
-    write_drop(env / "inbox", E1, _odd_drop(1))
-    write_drop(env / "inbox", E2, _odd_drop(3001))
-    db = env / "haic.duckdb"
-    with duckdb.connect(str(db)) as con:
-        land(con, env)
-    twins = {name: env / f"{name}.duckdb" for name in ("alone", "capped")}
-    for twin in twins.values():
-        shutil.copy(db, twin)
+    db, twins = _landed_with_twins(env, "alone", "capped")
     monkeypatch.setenv(parallel.WORKERS_ENV, "1")
     fallbacks = []
     original = validate._drop_by_drop
@@ -155,13 +156,7 @@ def test_fast_paths_count_what_each_check_alone_counts_with_plain_gx(env, monkey
     from haic_pipeline.quality import validate
     from haic_pipeline.quality.gate import all_checks, run_check
 
-    write_drop(env / "inbox", E1, _odd_drop(1))
-    write_drop(env / "inbox", E2, _odd_drop(3001))
-    db = env / "haic.duckdb"
-    with duckdb.connect(str(db)) as con:
-        land(con, env)
-    twin = env / "twin.duckdb"
-    shutil.copy(db, twin)
+    db, twins = _landed_with_twins(env, "twin")
     monkeypatch.setenv(parallel.WORKERS_ENV, "1")
     with duckdb.connect(str(db)) as con:
         run_all(con)
@@ -183,7 +178,7 @@ def test_fast_paths_count_what_each_check_alone_counts_with_plain_gx(env, monkey
 
     monkeypatch.setattr(frames, "fit_dtypes", booleans)
     monkeypatch.setattr(validate.SuiteRunner, "validate", plain)
-    with duckdb.connect(str(twin)) as con:
+    with duckdb.connect(str(twins["twin"])) as con:
         for check in all_checks():
             run_check(con, check.name)
         alone = con.execute(COMPARE).fetchall()
