@@ -5,7 +5,8 @@
 extract overwrite newer rows, and follow-up would shrink).
 
 `drop_changes` (warn): a sharp change from one drop to the next, with the figures:
-- rows per domain: the ratio to the previous drop's rows outside [ROW_RATIO_MIN, ROW_RATIO_MAX]
+- rows per domain: the ratio to the previous drop's rows at or beyond ROW_RATIO_MIN (half the
+  rows, as issue 4's example) or ROW_RATIO_MAX (twice)
   (both delivered, the previous with at least MIN_ROWS_COMPARED rows), e.g. half the rows;
 - share of new patients in patients.csv (never delivered before) moving by more than
   SHARE_JUMP from the previous drop's share;
@@ -48,7 +49,8 @@ def drop_checks() -> list[CheckSpec]:
         CheckSpec(
             name="drop_changes", asset="staging/patients", severity="warn",
             rules=[rule("drop_changes", "row_count_change", "warn",
-                        f"rows per domain within x{ROW_RATIO_MIN:g}..x{ROW_RATIO_MAX:g} of the previous drop"),
+                        f"rows per domain more than x{ROW_RATIO_MIN:g} and less than x{ROW_RATIO_MAX:g} "
+                        "the previous drop's"),
                    rule("drop_changes", "new_patient_share_change", "warn",
                         f"share of new patients within +/-{SHARE_JUMP:g} of the previous drop's"),
                    rule("drop_changes", "changed_row_share_change", "warn",
@@ -126,7 +128,7 @@ def compare(figures: dict, previous: dict | None, previous_is_first: bool = Fals
         p = (previous or {}).get("rows", {}).get(d)
         if p and n and p >= MIN_ROWS_COMPARED:
             ratios[d] = round(n / p, 4)
-            if not (ROW_RATIO_MIN <= n / p <= ROW_RATIO_MAX):
+            if not (ROW_RATIO_MIN < n / p < ROW_RATIO_MAX):   # half the rows is a sharp change
                 flagged.append(d)
     out["row_count_change"] = {"passed": not flagged, "details": {
         "rows": figures["rows"], "previous_rows": (previous or {}).get("rows"), "ratio": ratios,

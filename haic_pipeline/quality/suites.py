@@ -32,7 +32,8 @@ from haic_pipeline.contracts import Column, Contract, Rule, contracts_dir, contr
 
 #: Bump when the meaning of a generated suite changes without a contract change: every drop is
 #: validated again under the new suite version.
-SUITE_LOGIC_VERSION = "3"  # 2: duplicate_key_conflict rule; 3: read from the staging decision
+SUITE_LOGIC_VERSION = "4"  # 2: duplicate_key_conflict rule; 3: read from the staging decision;
+#                            4: a drop with exactly half (or twice) the rows is flagged
 
 #: DuckDB type of a staging column per contract type (lab values are converted to DOUBLE).
 STAGING_TYPES = {"string": "VARCHAR", "code": "VARCHAR", "date": "DATE", "datetime": "TIMESTAMP",

@@ -157,9 +157,9 @@ KINDS = [
              "staging/patients", None, None,
              _second_drop(N, N, cutoff="2024-01-01"), _second_drop(N, N, cutoff="2023-12-15")),
     # rows are compared from 100 rows on (drops.MIN_ROWS_COMPARED): 60 patients = 120 lab rows;
-    # the benign drop is 90 % of the first, the bad one 40 % (below x0.5; exactly half passes)
+    # the benign drop is 90 % of the first, the bad one exactly half of it (flagged from x0.5 down)
     RuleKind("half_size_drop", "drop_changes", "row_count_change", "warn", "staging/patients", None, None,
-             _second_drop(60, 54), _second_drop(60, 24)),
+             _second_drop(60, 54), _second_drop(60, 30)),
 ]
 
 CASES = [pytest.param(k, scale, id=f"{k.kind}-{scale}") for k in KINDS for scale in ("odd", "systematic")]
@@ -256,7 +256,7 @@ def test_rule_kind(env, k: RuleKind, scale: str):
             if k.kind == "backwards_data_cutoff":
                 assert "2024-01-01" in details  # the previous drop's cutoff
             else:
-                assert ('"labs": 0.9' if scale == "odd" else '"labs": 0.4') in details.replace("'", '"')
+                assert ('"labs": 0.9' if scale == "odd" else '"labs": 0.5') in details.replace("'", '"')
 
 
 # ---------------------------------------------------------------------------------------------
