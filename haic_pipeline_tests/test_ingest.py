@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -89,13 +91,23 @@ def test_utf8_with_and_without_bom(env, con, contracts, bom):
     assert con.execute("SELECT count(*) FROM raw.patients WHERE sex = 'M'").fetchall()[0][0] == 2
 
 
-def test_cp949_drop_is_decoded(env, con, contracts):
+def test_cp949_drop_is_decoded(env, con, contracts, monkeypatch):
     files = _files()
     files["assessments.csv"] = [{"patient_id": "10000001", "assessment_date": "2023-04-30", "ecog": 1,
                                  "ascites": "없음"}]  # a Korean free-text value survives decoding
     write_drop(env / "inbox", E1, files, encoding="cp949")
+    killed = env / "inbox" / f".haic-{E1}-killed"   # a copy a killed landing left behind
+    killed.mkdir()
+    (killed / "patients.csv").write_text("patient_id\n10000001\n")
+    made = []
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(real_mkdtemp(*a, **k)) or made[-1])
     _load_all(con, env / "inbox", contracts)
     assert con.execute("SELECT ascites FROM raw.assessments").fetchall() == [("없음",)]
+    # the UTF-8 copy (identifiers included) was made in a hidden folder of the inbox, not in the
+    # system temp folder, and is gone
+    assert len(made) == 1 and Path(made[0]).parent == env / "inbox" and Path(made[0]).name.startswith(".")
+    assert not Path(made[0]).exists() and not killed.exists()
 
 
 @pytest.mark.parametrize("block", [7, 1 << 20])

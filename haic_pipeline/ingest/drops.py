@@ -298,6 +298,24 @@ def _write_rejected_note(drop: Drop, exc: DropRejected) -> None:
         log.warning("drop %s: inbox not writable, rejection recorded in ops.load_log only", drop.extract_id)
 
 
+def _scratch_dir(drop: Drop, tmp_dir: Path | None) -> Path:
+    """A private (0700) folder for a drop's UTF-8 copies, which hold what the drop holds,
+    identifiers included: `tmp_dir` if given, else a hidden folder in the inbox beside the drop
+    (the inbox already holds those files; find_complete_drops skips hidden folders), so nothing
+    leaves the project's folders; the system temp folder only when the inbox is read-only. What a
+    killed landing of the same drop left there is removed first."""
+    prefix = f".haic-{drop.extract_id}-"
+    if tmp_dir is not None:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=tmp_dir))
+    for leftover in drop.path.parent.glob(f"{prefix}*"):   # from a landing of this drop that was killed
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=drop.path.parent))
+    except OSError:
+        log.warning("drop %s: inbox not writable, transcoding in the system temp folder", drop.extract_id)
+        return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 def load_drop(
     con: duckdb.DuckDBPyConnection,
     drop: Drop,
@@ -409,7 +427,7 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
             contract = by_file[name]
             path = drop.path / name
             if manifest.encoding != "utf-8":
-                workdir = workdir or Path(tempfile.mkdtemp(prefix=f".haic-{eid}-", dir=tmp_dir))
+                workdir = workdir or _scratch_dir(drop, tmp_dir)
                 utf8 = workdir / name
                 _transcode_to_utf8(path, utf8, manifest.encoding, eid, name)
                 path = utf8
