@@ -298,15 +298,13 @@ def _write_rejected_note(drop: Drop, exc: DropRejected) -> None:
         log.warning("drop %s: inbox not writable, rejection recorded in ops.load_log only", drop.extract_id)
 
 
-def _scratch_dir(drop: Drop, tmp_dir: Path | None) -> Path:
+def _scratch_dir(drop: Drop) -> Path:
     """A private (0700) folder for a drop's UTF-8 copies, which hold what the drop holds,
-    identifiers included: `tmp_dir` if given, else a hidden folder in the inbox beside the drop
-    (the inbox already holds those files; find_complete_drops skips hidden folders), so nothing
-    leaves the project's folders; the system temp folder only when the inbox is read-only. What a
-    killed landing of the same drop left there is removed first."""
+    identifiers included: a hidden folder in the inbox beside the drop (the inbox already holds
+    those files; find_complete_drops skips hidden folders), so nothing leaves the project's
+    folders; the system temp folder only when the inbox is read-only. What a killed landing of
+    the same drop left there is removed first."""
     prefix = f".haic-{drop.extract_id}-"
-    if tmp_dir is not None:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=tmp_dir))
     for leftover in drop.path.parent.glob(f"{prefix}*"):   # from a landing of this drop that was killed
         shutil.rmtree(leftover, ignore_errors=True)
     try:
@@ -322,7 +320,6 @@ def load_drop(
     contracts: dict[str, Contract],
     pseudonym_key: str,
     now: dt.datetime | None = None,
-    tmp_dir: Path | None = None,
 ) -> LoadResult:
     """Land one drop in raw.* atomically (see module docstring). Raises DropRejected."""
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -333,7 +330,7 @@ def load_drop(
     try:
         manifest = read_manifest(drop)
         manifest_files = manifest.files
-        result = _verify_and_load(con, drop, manifest, contracts, pseudonym_key, now, tmp_dir)
+        result = _verify_and_load(con, drop, manifest, contracts, pseudonym_key, now)
     except DropRejected as exc:  # the drop's own transaction, if any, is already rolled back
         sha = manifest.sha256 if manifest else drop.manifest_sha256()
         _record_rejection(con, manifest_files, eid, sha, exc, manifest, now)
@@ -350,7 +347,7 @@ def load_drop(
     return result
 
 
-def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_key, now, tmp_dir) -> LoadResult:
+def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_key, now) -> LoadResult:
     eid = drop.extract_id
     by_file = contract_by_file(contracts)
     result = LoadResult(extract_id=eid, status="loaded", data_cutoff=manifest.data_cutoff)
@@ -427,7 +424,7 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
             contract = by_file[name]
             path = drop.path / name
             if manifest.encoding != "utf-8":
-                workdir = workdir or _scratch_dir(drop, tmp_dir)
+                workdir = workdir or _scratch_dir(drop)
                 utf8 = workdir / name
                 _transcode_to_utf8(path, utf8, manifest.encoding, eid, name)
                 path = utf8

@@ -6,8 +6,8 @@ extract overwrite newer rows, and follow-up would shrink).
 
 `drop_changes` (warn): a sharp change from one drop to the next, with the figures:
 - rows per domain: the ratio to the previous drop's rows at or beyond ROW_RATIO_MIN (half the
-  rows, as issue 4's example) or ROW_RATIO_MAX (twice)
-  (both delivered, the previous with at least MIN_ROWS_COMPARED rows), e.g. half the rows;
+  rows, issue 4's example) or ROW_RATIO_MAX (twice), both delivered and the previous with at
+  least MIN_ROWS_COMPARED rows;
 - share of new patients in patients.csv (never delivered before) moving by more than
   SHARE_JUMP from the previous drop's share;
 - per domain, share of changed rows (natural key already delivered by an earlier drop) moving by

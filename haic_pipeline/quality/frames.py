@@ -194,9 +194,9 @@ def staging_frame_sql(c: Contract) -> str:
 
 def staging_frames(con: duckdb.DuckDBPyConnection, c: Contract) -> Iterator[pd.DataFrame]:
     """The staging frame (8 bytes a row) in parts of ~1 M rows or fewer (a power of two of them),
-    split on the key's hash (its low bits): rows with the same natural key always fall in the same part, so uniqueness
-    judged part by part is uniqueness of the whole table (a duplicate 10 M rows apart is still
-    seen), and the parts can be validated in parallel. Parts this small are also faster:
+    split on the key's hash (its low bits): rows with the same natural key always fall in the
+    same part, so uniqueness judged part by part is uniqueness of the whole table (a duplicate
+    10 M rows apart is still seen), and the parts can be validated in parallel. Parts this small are also faster:
     pandas' `duplicated` (GX's uniqueness metric) is a hash table that no longer fits in the
     CPU's cache beyond ~0.5 M rows (190 ns a row at 2 M rows, 85 at 0.5 M; the 10 M lab keys
     took 3.1 s of GX time in five parts, 1.3 s in twenty). One read of the table; the split is a

@@ -163,7 +163,7 @@ def _validate_suites(con, checks: list[CheckSpec], contracts, suite_fp, refresh,
     drop). Results are written once every frame is read (a statement on the connection would end
     the result being read). Check name -> its new rows."""
     from haic_pipeline.quality.validate import (  # noqa: PLC0415 (GX only when needed)
-        add_chunk, cached_runner, finish, new_results, run_frame)
+        add_chunk, finish, new_results, run_members)
 
     t0 = time.perf_counter()
     ids = next((ids for ids in ([eid for eid, _ in pending[c.name][0]] for c in checks) if ids), [])
@@ -223,8 +223,7 @@ def _validate_suites(con, checks: list[CheckSpec], contracts, suite_fp, refresh,
         parallel.validate_chunks(chunks, on_result)
     else:
         for scope, members, df, labels, codes in chunks:
-            on_result(scope, members, labels, [run_frame(cached_runner(ch, scope), df if cols is None else df[cols], codes)
-                                               for ch, cols in members])
+            on_result(scope, members, labels, run_members(members, scope, df, codes))
 
     at = store.now()  # one timestamp per validation: the cache reads the latest rows
     out: dict[str, list[dict]] = {ch.name: [] for ch in checks}

@@ -119,17 +119,15 @@ def _worker_init() -> None:
     shared_session()  # built while the parent reads the first frames
 
 
-def _run_chunk(members: list[tuple[str, CheckSpec, list[str] | None]], scope: str,
+def _run_chunk(members: list[tuple[CheckSpec, list[str] | None]], keys: list[str], scope: str,
                frame: bytes) -> list[dict[int, dict[str, dict]]]:
     """In a worker: validate one (pickled) frame and its rows' drop codes with the generated
-    suite for `scope` of each member check (key: its spec_key, the worker keeps one runner per
-    spec, validate.cached_runner; columns: the check's own frame columns, None = all); counts
-    per drop code only (`validate.run_frame`), one dict per member."""
-    from haic_pipeline.quality.validate import cached_runner, run_frame  # noqa: PLC0415
+    suite for `scope` of each member check (`validate.run_members`: the worker keeps one runner
+    per spec key); counts per drop code only, one dict per member."""
+    from haic_pipeline.quality.validate import run_members  # noqa: PLC0415
 
     df, codes = pickle.loads(frame)
-    return [run_frame(cached_runner(check, scope, key), df if cols is None else df[cols], codes)
-            for key, check, cols in members]
+    return run_members(members, scope, df, codes, keys)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,9 +149,9 @@ def validate_chunks(chunks: Iterable[tuple[str, list[tuple[CheckSpec, list[str] 
         for check, _cols in members:
             if (check.name, scope) not in keys:
                 keys[(check.name, scope)] = spec_key(check, scope)
-        task = [(keys[(check.name, scope)], check, cols) for check, cols in members]
+        member_keys = [keys[(check.name, scope)] for check, _cols in members]
         # pickled here, before the next fetch: what is in flight is bytes, not live frames
-        queue.append((scope, members, labels, executor.submit(_run_chunk, task, scope,
+        queue.append((scope, members, labels, executor.submit(_run_chunk, members, member_keys, scope,
                                                               pickle.dumps((df, codes), protocol=5))))
     while queue:
         on_result(*_settled(queue.popleft()))

@@ -270,6 +270,15 @@ def run_frame(runner: SuiteRunner, df: pd.DataFrame, codes: np.ndarray) -> dict[
     return per_drop
 
 
+
+def run_members(members: list[tuple[CheckSpec, list[str] | None]], scope: str, df: pd.DataFrame,
+                codes: np.ndarray, keys: list[str] | None = None) -> list[dict[int, dict[str, dict]]]:
+    """run_frame of one frame for each member check of a group (check, its own frame columns or
+    None = all of them) with the process's runner for its suite of `scope` (`keys`: their
+    spec_keys, if known); one result per member, in order."""
+    return [run_frame(cached_runner(check, scope, keys[i] if keys else None), df if cols is None else df[cols], codes)
+            for i, (check, cols) in enumerate(members)]
+
 def _drop_by_drop(runner: SuiteRunner, df: pd.DataFrame, codes: np.ndarray, present) -> dict[int, dict[str, dict]]:
     """The fallback of run_frame: one GX run per drop of the frame (exact, slower)."""
     return {int(c): runner.run(df[codes == c].reset_index(drop=True)) for c in present}

@@ -72,9 +72,8 @@ def test_worker_processes_give_the_in_process_results(env, monkeypatch, start_me
 
 def test_a_duplicate_key_far_apart_in_staging_is_seen(env, con, monkeypatch):
     """Uniqueness is judged on the whole staging table, not chunk by chunk."""
-    from haic_pipeline.quality.gate import run_check
-
     from haic_pipeline.contracts import load_contracts
+    from haic_pipeline.quality.gate import run_check
 
     write_drop(env / "inbox", E1, cohort(1100))   # 2,200 lab rows in staging.labs
     land(con, env)
