@@ -118,6 +118,8 @@ def load_defaults(folder: str | Path | None = None) -> dict:
         "value_max_share": float(defaults.get("value_max_share", 0.02)),
         "plausibility_max_share": float(defaults.get("plausibility_max_share", 0.05)),
         "orphan_max_share": float(defaults.get("orphan_max_share", 0.02)),
+        "min_count_rows": int(defaults.get("min_count_rows", 5)),
+        "min_count_patients": int(defaults.get("min_count_patients", 3)),
     }
 
 
