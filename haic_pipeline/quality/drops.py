@@ -6,8 +6,10 @@ extract overwrite newer rows, and follow-up would shrink).
 
 `drop_changes` (warn): a sharp change from one drop to the next, with the figures:
 - rows per domain: the ratio to the previous drop's rows at or beyond ROW_RATIO_MIN (half the
-  rows, issue 4's example) or ROW_RATIO_MAX (twice), both delivered and the previous with at
-  least MIN_ROWS_COMPARED rows;
+  rows, issue 4's example) or ROW_RATIO_MAX (twice), and the rows gained or lost at least
+  `min_count_rows` (`_defaults.yaml`), so a small domain is compared too but never flagged on a
+  handful of rows; a domain that vanishes (0 rows) is flagged, one the previous drop lacked is
+  not (nothing to compare with);
 - share of new patients in patients.csv (never delivered before) moving by more than
   SHARE_JUMP from the previous drop's share;
 - per domain, share of changed rows (natural key already delivered by an earlier drop) moving by
@@ -22,11 +24,10 @@ import hashlib
 import duckdb
 
 from haic_pipeline.contracts import Contract
-from haic_pipeline.quality.suites import CheckSpec, RuleSpec
+from haic_pipeline.quality.suites import CheckSpec, RuleSpec, load_defaults
 
 ROW_RATIO_MIN = 0.5
 ROW_RATIO_MAX = 2.0
-MIN_ROWS_COMPARED = 100
 SHARE_JUMP = 0.5
 
 
@@ -50,7 +51,7 @@ def drop_checks() -> list[CheckSpec]:
             name="drop_changes", asset="staging/patients", severity="warn",
             rules=[rule("drop_changes", "row_count_change", "warn",
                         f"rows per domain more than x{ROW_RATIO_MIN:g} and less than x{ROW_RATIO_MAX:g} "
-                        "the previous drop's"),
+                        "the previous drop's, or fewer than min_count_rows rows apart"),
                    rule("drop_changes", "new_patient_share_change", "warn",
                         f"share of new patients within +/-{SHARE_JUMP:g} of the previous drop's"),
                    rule("drop_changes", "changed_row_share_change", "warn",
@@ -119,20 +120,25 @@ def drop_figures(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
     return out
 
 
-def compare(figures: dict, previous: dict | None, previous_is_first: bool = False) -> dict[str, dict]:
-    """rule -> {passed, details} for drop_changes. Shares of changed rows are not compared with
-    the first drop's (nothing came before it: its share is 0 by definition)."""
+def compare(figures: dict, previous: dict | None, previous_is_first: bool = False,
+            min_count: int | None = None) -> dict[str, dict]:
+    """rule -> {passed, details} for drop_changes; `min_count`: the fewest rows gained or lost that
+    flag a domain (default `min_count_rows` of `_defaults.yaml`). Shares of changed rows are not
+    compared with the first drop's (nothing came before it: its share is 0 by definition)."""
     out = {}
+    min_count = load_defaults()["min_count_rows"] if min_count is None else min_count
     ratios, flagged = {}, []
     for d, n in figures["rows"].items():
         p = (previous or {}).get("rows", {}).get(d)
-        if p and n and p >= MIN_ROWS_COMPARED:
-            ratios[d] = round(n / p, 4)
-            if not (ROW_RATIO_MIN < n / p < ROW_RATIO_MAX):   # half the rows is a sharp change
-                flagged.append(d)
+        if not p:  # the previous drop lacked the domain: nothing to compare with
+            continue
+        ratios[d] = round(n / p, 4)
+        sharp = not (ROW_RATIO_MIN < n / p < ROW_RATIO_MAX)   # half the rows is a sharp change
+        if sharp and abs(n - p) >= min_count:
+            flagged.append(d)
     out["row_count_change"] = {"passed": not flagged, "details": {
         "rows": figures["rows"], "previous_rows": (previous or {}).get("rows"), "ratio": ratios,
-        "flagged_domains": flagged}}
+        "min_count": min_count, "flagged_domains": flagged}}
     s, ps = figures["new_patient_share"], (previous or {}).get("new_patient_share")
     jump = previous is not None and s is not None and ps is not None and abs(s - ps) > SHARE_JUMP
     out["new_patient_share_change"] = {"passed": not jump, "details": {

@@ -156,10 +156,10 @@ KINDS = [
     RuleKind("backwards_data_cutoff", "drop_sequence", "data_cutoff_not_backwards", "error",
              "staging/patients", None, None,
              _second_drop(N, N, cutoff="2024-01-01"), _second_drop(N, N, cutoff="2023-12-15")),
-    # rows are compared from 100 rows on (drops.MIN_ROWS_COMPARED): 60 patients = 120 lab rows;
-    # the benign drop is 90 % of the first, the bad one exactly half of it (flagged from x0.5 down)
+    # every domain is compared, however small (40 patients = 80 lab rows): the benign drop is 90 %
+    # of the first, the bad one exactly half of it (flagged from x0.5 down, 20 rows and more apart)
     RuleKind("half_size_drop", "drop_changes", "row_count_change", "warn", "staging/patients", None, None,
-             _second_drop(60, 54), _second_drop(60, 30)),
+             _second_drop(N, N * 9 // 10), _second_drop(N, N // 2)),
 ]
 
 CASES = [pytest.param(k, scale, id=f"{k.kind}-{scale}") for k in KINDS for scale in ("odd", "systematic")]
