@@ -5,7 +5,12 @@ No Dagster and no DuckDB here. Public API (``from haic_pipeline.stats import ...
 * :func:`kaplan_meier`, :func:`reverse_km_follow_up` -> :class:`KaplanMeier`   (km.py)
 * :func:`logrank`, :func:`landmark_test`, :func:`compare_means`,
   :func:`compare_proportions`, :func:`fisher_exact_rxc`                      (tests.py)
-* :func:`cox_regression`, :class:`CoxFitError`                               (cox.py)
+* :func:`cox_regression` (optionally weighted, robust se), :class:`CoxFitError`,
+  :func:`weighted_logrank` -> :class:`WeightedLogrankResult`                 (cox.py)
+* :func:`propensity_weights` -> :class:`PropensityResult`, :func:`balance_table`,
+  :func:`weight_summary`, :func:`quantile_type3` (R type 3)                  (iptw.py)
+* :func:`rmst` -> :class:`RMSTResult`, :func:`rmst_compare` -> :class:`RMSTComparison` (rmst.py)
+* :func:`cox_zph` (R ``cox.zph`` score test, survival >= 3.0)                 (zph.py)
 * :func:`cox_screening` (univariable screening + multivariable model of study_spec §3),
   :func:`binary_indicator`                                                   (models.py)
 * :func:`build_table1` (Table 1 / ``analysis.baseline_characteristics``)     (table1.py)
@@ -19,13 +24,18 @@ What uses what:
   and its median has no midpoint rule), log-rank (lifelines agrees with R but is slower),
   landmark test, Cox (lifelines agrees only with tightened convergence and is too slow at
   1,000,000 rows), the exact r x c Fisher test (SciPy's r x c Fisher is Monte-Carlo).
+* statsmodels: the propensity model's logistic fit (GLM Binomial, IRLS as R's ``glm``).
+* NumPy (own code) also: weighted KM with R's infinitesimal-jackknife variance, robust
+  (Efron dfbeta) Cox variance and robust score test, RMST variances, ``cox.zph``; lifelines
+  differs from R on each (truncated weighted at-risk counts, score residuals without
+  Efron ties, the RMST variance of lifelines #1682, the old zph test of lifelines #997).
 * SciPy: Student's t (``ttest_ind(equal_var=True)``), Pearson chi-square
   (``chi2_contingency(correction=False)``), normal / chi-square tail probabilities.
 * lifelines: used in the test suite as an independent second implementation (log-rank,
   Efron Cox with tight convergence) and to show where its defaults differ from R.
 """
 
-from .cox import CoxFitError, cox_regression
+from .cox import CoxFitError, WeightedLogrankResult, cox_regression, weighted_logrank
 from .formatting import (
     format_count_percent,
     format_estimate_ci,
@@ -34,8 +44,10 @@ from .formatting import (
     format_median_ci,
     format_p,
 )
+from .iptw import PropensityResult, balance_table, propensity_weights, quantile_type3, weight_summary
 from .km import KaplanMeier, Quantile, SurvivalAt, SurvivalSummary, kaplan_meier, reverse_km_follow_up
 from .models import CoxScreeningResult, binary_indicator, cox_screening
+from .rmst import RMSTComparison, RMSTResult, rmst, rmst_compare
 from .table1 import build_table1
 from .tests import (
     LandmarkResult,
@@ -49,6 +61,7 @@ from .tests import (
     landmark_test,
     logrank,
 )
+from .zph import cox_zph
 
 __all__ = [
     "CoxFitError",
@@ -56,11 +69,16 @@ __all__ = [
     "KaplanMeier",
     "LandmarkResult",
     "LogrankResult",
+    "PropensityResult",
     "ProportionTestResult",
     "Quantile",
+    "RMSTComparison",
+    "RMSTResult",
     "SurvivalAt",
     "SurvivalSummary",
     "TTestResult",
+    "WeightedLogrankResult",
+    "balance_table",
     "binary_indicator",
     "build_table1",
     "compare_means",
@@ -68,6 +86,7 @@ __all__ = [
     "contingency_table",
     "cox_regression",
     "cox_screening",
+    "cox_zph",
     "fisher_exact_rxc",
     "format_count_percent",
     "format_estimate_ci",
@@ -78,5 +97,11 @@ __all__ = [
     "kaplan_meier",
     "landmark_test",
     "logrank",
+    "propensity_weights",
+    "quantile_type3",
     "reverse_km_follow_up",
+    "rmst",
+    "rmst_compare",
+    "weight_summary",
+    "weighted_logrank",
 ]

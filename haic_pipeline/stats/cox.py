@@ -32,11 +32,13 @@ Wald: se = sqrt(diag I^-1), z = coef/se, p = 2 (1 - Phi(|z|)), CI = exp(coef -+ 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as _sps
+
+from ._common import clean_survival, group_levels
 
 
 class CoxFitError(ValueError):
@@ -52,7 +54,8 @@ class _Fit:
     iterations: int
 
 
-def _prepare(time: np.ndarray, event: np.ndarray, xt: np.ndarray) -> dict:
+def _prepare(time: np.ndarray, event: np.ndarray, xt: np.ndarray,
+             weights: np.ndarray | None = None) -> dict:
     """Tie / event-time bookkeeping; the covariates are used in the given row order.
 
     Rows are mapped to their distinct time (``inv``); per-time sums come from
@@ -69,8 +72,16 @@ def _prepare(time: np.ndarray, event: np.ndarray, xt: np.ndarray) -> dict:
     K = len(ev_blocks)
     kb = np.repeat(np.arange(K), d_int)  # event time of each (k, l) term
     l_idx = np.arange(len(kb)) - np.repeat(np.cumsum(d_int) - d_int, d_int)
+    if weights is None:
+        return dict(xt=xt, event=event, inv=inv, nb=nb, ev_blocks=ev_blocks, kb=kb, d=d,
+                    l_idx=l_idx, any_ties=bool(np.any(d > 1)), sum_x_events=xt @ event,
+                    w=None, mw=None, we=event)
+    we = weights * event
+    # R coxfit6: each of the d_k Efron terms is weighted by the mean weight of the events
+    mw = np.bincount(inv, weights=we, minlength=nb)[ev_blocks] / d
     return dict(xt=xt, event=event, inv=inv, nb=nb, ev_blocks=ev_blocks, kb=kb, d=d,
-                l_idx=l_idx, any_ties=bool(np.any(d > 1)), sum_x_events=xt @ event)
+                l_idx=l_idx, any_ties=bool(np.any(d > 1)), sum_x_events=xt @ we,
+                w=weights, mw=mw, we=we)
 
 
 def _rev_cumsum(a: np.ndarray) -> np.ndarray:
@@ -87,6 +98,8 @@ def _loglik_derivs(beta: np.ndarray, P: dict, ties: str):
     eta = beta @ xt
     shift = eta.max()
     r = np.exp(eta - shift)
+    if P["w"] is not None:
+        r = r * P["w"]  # case weights enter every risk-set sum
     re = r * e
     p = xt.shape[0]
     g0 = np.bincount(inv, weights=r, minlength=nb)
@@ -107,9 +120,14 @@ def _loglik_derivs(beta: np.ndarray, P: dict, ties: str):
         e1 = None
         a = np.zeros(len(kb))
     den = s0[kb] - a * e0[kb]
-    loglik = float(eta @ e - (np.log(den) + shift).sum())
     K = len(evb)
     inv_d = 1.0 / den
+    if P["mw"] is None:
+        loglik = float(eta @ e - (np.log(den) + shift).sum())
+    else:  # weighted: sum w delta eta - sum_kl mw_k log D_kl; every kl term times mw_k
+        mwt = P["mw"][kb]
+        loglik = float(eta @ P["we"] - (mwt * (np.log(den) + shift)).sum())
+        inv_d = inv_d * mwt
     c = np.bincount(kb, weights=inv_d, minlength=K)  # sum_l 1/D
     b = np.bincount(kb, weights=a * inv_d, minlength=K)  # sum_l a/D
     # U = sum x_events - sum_k (c_k S1_k - b_k e1_k)
@@ -118,7 +136,7 @@ def _loglik_derivs(beta: np.ndarray, P: dict, ties: str):
         score = score + e1 @ b
     # I = X' W X - sum_kl M M',  M_kl = (S1 - a e1)/D:
     #   sum_l M M' = S1 S1' sum 1/D^2 - (S1 e1' + e1 S1') sum a/D^2 + e1 e1' sum a^2/D^2
-    inv2 = inv_d * inv_d
+    inv2 = inv_d * inv_d if P["mw"] is None else inv_d / den  # (mw) / D^2
     c2 = np.bincount(kb, weights=inv2, minlength=K)
     mm = (s1 * c2) @ s1.T
     if efron:
@@ -166,8 +184,9 @@ def _check_design(xt: np.ndarray, names: Sequence[str], n: int, events: int) -> 
 
 
 def _fit(time: np.ndarray, event: np.ndarray, x: np.ndarray, names: Sequence[str],
-         ties: str, max_iter: int, step_tol: float) -> _Fit:
-    P = _prepare(time, event, x)  # x: centred, p x n
+         ties: str, max_iter: int, step_tol: float,
+         weights: np.ndarray | None = None) -> _Fit:
+    P = _prepare(time, event, x, weights)  # x: centred, p x n
     p = x.shape[0]
     beta = np.zeros(p)
     ll, u, info = _loglik_derivs(beta, P, ties)
@@ -215,43 +234,78 @@ def _fit(time: np.ndarray, event: np.ndarray, x: np.ndarray, names: Sequence[str
     return _Fit(coef=beta, var=var, loglik=ll, loglik_null=ll_null, iterations=it)
 
 
-def cox_regression(
-    frame: pd.DataFrame,
-    time_col: str,
-    event_col: str,
-    covariates: Sequence[str],
-    ties: str = "efron",
-    conf_level: float = 0.95,
-    max_iter: int = 60,
-) -> pd.DataFrame:
-    """Cox model, as R ``coxph(Surv(time, event) ~ covariates, ties = "efron")``.
+def _score_residuals(time: np.ndarray, event: np.ndarray, xt: np.ndarray, beta: np.ndarray,
+                     ties: str, weights: np.ndarray | None = None) -> np.ndarray:
+    """Unweighted score residuals (n x p), as R ``residuals(fit, type = "score")``
+    (``coxscore2.c``), in O(n p) per pass.
 
-    ``covariates`` are numeric columns of ``frame`` (booleans become 0/1; dummy-code
-    categorical variables first). Complete cases of time, event and every covariate
-    (R's ``na.omit``). Returns one row per covariate: term, coef, hr = exp(coef),
-    hr_lower/hr_upper = exp(coef -+ z se) (Wald), p_value (Wald, 2(1 - Phi(|coef/se|))),
-    n, events, se, z. ``DataFrame.attrs`` holds n, events, loglik (final, as R's
-    ``fit$loglik[2]``), loglik_null, iterations, ties.
-
-    Efron partial likelihood: log L = sum_k [sum_{D_k} x'b - sum_{l<d_k} log(S0_k - (l/d_k)
-    e0_k)] (Breslow: without the l/d_k term), maximised by Newton-Raphson to full
-    convergence; se = sqrt(diag I^-1). The score / information formulas are in the module
-    docstring.
-
-    Raises :class:`CoxFitError` (a ``ValueError``) naming the cause when the model cannot
-    be fitted: no complete cases, no events, a constant covariate, collinear covariates,
-    or a diverging (infinite) coefficient from perfect separation.
+    With risk r_i = exp(x_i' beta), weighted risk-set sums as in the fit, and per event
+    time k the Efron terms l = 0..d_k - 1 (a_l = l/d_k; Breslow a_l = 0):
+    D_kl = S0_k - a_l e0_k, xbar_kl = (S1_k - a_l e1_k)/D_kl, hazard h_kl = mw_k/D_kl
+    (mw_k = mean weight of the events). CH(t) = sum_{t_k <= t} sum_l h_kl and
+    XH(t) = sum sum xbar_kl h_kl. Row i:
+    L_i = -r_i (x_i CH(t_i) - XH(t_i))
+          + delta_i [ x_i - (1/d_k) sum_l xbar_kl + r_i sum_l a_l h_kl (x_i - xbar_kl) ],
+    the last term giving back the share of the tied risk sets an event is not in (Efron).
     """
-    if ties not in ("efron", "breslow"):
-        raise ValueError("ties must be 'efron' or 'breslow'")
-    covariates = list(covariates)
-    if not covariates:
-        raise ValueError("cox_regression needs at least one covariate")
-    missing = [c for c in [time_col, event_col, *covariates] if c not in frame.columns]
-    if missing:
-        raise KeyError(f"columns not in frame: {missing}")
-    cols = [time_col, event_col, *covariates]
-    # one contiguous row per column: (2 + p) x n
+    P = _prepare(time, event, xt, weights)
+    inv, nb, evb, kb, d = P["inv"], P["nb"], P["ev_blocks"], P["kb"], P["d"]
+    p = xt.shape[0]
+    K = len(evb)
+    eta = beta @ xt
+    r = np.exp(eta - eta.max())  # the scale cancels in r_i h_kl
+    risk = r if weights is None else r * weights
+    e = event
+    g0 = np.bincount(inv, weights=risk, minlength=nb)
+    g1 = np.empty((p, nb))
+    e1 = np.empty((p, K))
+    for j in range(p):
+        g1[j] = np.bincount(inv, weights=risk * xt[j], minlength=nb)
+        e1[j] = np.bincount(inv, weights=risk * e * xt[j], minlength=nb)[evb]
+    s0 = _rev_cumsum(g0)[evb]
+    s1 = _rev_cumsum(g1)[:, evb]
+    e0 = np.bincount(inv, weights=risk * e, minlength=nb)[evb]
+    a = P["l_idx"] / d[kb] if ties == "efron" else np.zeros(len(kb))
+    den = s0[kb] - a * e0[kb]
+    mw = np.ones(K) if P["mw"] is None else P["mw"]
+    haz = mw[kb] / den
+    xbar = (s1[:, kb] - a * e1[:, kb]) / den  # p x (terms)
+    kblock = np.full(nb, -1)
+    kblock[evb] = np.arange(K)
+    ch = np.zeros(nb)
+    ch[evb] = np.bincount(kb, weights=haz, minlength=K)
+    ch = np.cumsum(ch)
+    xh = np.zeros((p, nb))
+    xmean = np.empty((p, K))
+    hax = np.empty((p, K))
+    for j in range(p):
+        xh[j, evb] = np.bincount(kb, weights=xbar[j] * haz, minlength=K)
+        xmean[j] = np.bincount(kb, weights=xbar[j], minlength=K) / d
+        hax[j] = np.bincount(kb, weights=a * haz * xbar[j], minlength=K)
+    xh = np.cumsum(xh, axis=1)
+    ha = np.bincount(kb, weights=a * haz, minlength=K)
+    resid = -(r * (xt * ch[inv] - xh[:, inv]))  # p x n
+    ev = np.flatnonzero(e == 1)
+    k_ev = kblock[inv[ev]]
+    resid[:, ev] += (xt[:, ev] - xmean[:, k_ev]
+                     + r[ev] * (xt[:, ev] * ha[k_ev] - hax[:, k_ev]))
+    return resid.T
+
+
+def _robust_score_test(time: np.ndarray, event: np.ndarray, xt: np.ndarray, ties: str,
+                       weights: np.ndarray | None) -> tuple[float, int, float]:
+    """R's robust score test (``summary(coxph(..., robust = TRUE))$robscore``): with the
+    weighted score residuals at beta = 0, T_i = w_i L_i(0), u = sum_i T_i,
+    chi2 = u' (T'T)^-1 u on p df."""
+    p = xt.shape[0]
+    res0 = _score_residuals(time, event, xt, np.zeros(p), ties, weights)
+    t0 = res0 if weights is None else res0 * weights[:, None]
+    u = t0.sum(axis=0)
+    stat = float(u @ np.linalg.solve(t0.T @ t0, u))
+    return stat, p, float(_sps.chi2.sf(stat, p))
+
+
+def _numeric_matrix(frame: pd.DataFrame, cols: Sequence[str]) -> np.ndarray:
     data = np.empty((len(cols), len(frame)))
     for j, c in enumerate(cols):
         s = frame[c]
@@ -263,22 +317,96 @@ def cox_regression(
             raise CoxFitError(
                 f"Cox model cannot be fitted: column {c!r} is not numeric (dummy-code it)"
             ) from exc
+    return data
+
+
+def _model_data(frame: pd.DataFrame, time_col: str, event_col: str, covariates: list,
+                weights: str | None):
+    """Complete cases: (time, event, centred x (p x n), weights or None)."""
+    extra = [] if weights is None else [weights]
+    missing = [c for c in [time_col, event_col, *covariates, *extra] if c not in frame.columns]
+    if missing:
+        raise KeyError(f"columns not in frame: {missing}")
+    data = _numeric_matrix(frame, [time_col, event_col, *covariates, *extra])
     keep = ~np.isnan(data).any(axis=0)
     if not keep.all():
         data = data[:, keep]
     if data.shape[1] == 0:
         raise CoxFitError("Cox model cannot be fitted: no complete cases")
     time, event = data[0], data[1]
-    x = data[2:]
+    p = len(covariates)
+    x = data[2:2 + p]
     x -= x.mean(axis=1, keepdims=True)  # centred: same coefficients, safer exp()
+    w = None
+    if weights is not None:
+        w = data[2 + p]
+        if np.any(~np.isfinite(w)) or np.any(w <= 0):
+            raise CoxFitError(f"Cox model cannot be fitted: weights {weights!r} must be > 0 "
+                              "and finite (R coxph)")
     if np.any(time < 0):
         raise ValueError("time must be >= 0")
     if not np.all((event == 0) | (event == 1)):
         raise ValueError("event must be coded 0/1")
+    return time, event, x, w
+
+
+def cox_regression(
+    frame: pd.DataFrame,
+    time_col: str,
+    event_col: str,
+    covariates: Sequence[str],
+    weights: str | None = None,
+    robust: bool = False,
+    ties: str = "efron",
+    conf_level: float = 0.95,
+    max_iter: int = 60,
+) -> pd.DataFrame:
+    """Cox model, as R ``coxph(Surv(time, event) ~ covariates, ties = "efron")``, optionally
+    with case weights and R's robust variance:
+    ``coxph(..., weights = w, robust = TRUE)``.
+
+    ``covariates`` are numeric columns of ``frame`` (booleans become 0/1; dummy-code
+    categorical variables first). Complete cases of time, event, every covariate and the
+    weight (R's ``na.omit``). Returns one row per covariate: term, coef, hr = exp(coef),
+    hr_lower/hr_upper = exp(coef -+ z se) (Wald), p_value (Wald, 2(1 - Phi(|coef/se|))),
+    n, events, se, z; with ``robust=True`` also naive_se (the model-based se) while se,
+    z, the CI and p use the robust se. ``DataFrame.attrs`` holds n, events, loglik (final,
+    as R's ``fit$loglik[2]``), loglik_null, iterations, ties, weights, robust, and with
+    ``robust=True`` robust_score, robust_score_df, robust_score_p (R
+    ``summary(fit)$robscore``).
+
+    Efron partial likelihood: log L = sum_k [sum_{D_k} x'b - sum_{l<d_k} log(S0_k - (l/d_k)
+    e0_k)] (Breslow: without the l/d_k term), maximised by Newton-Raphson to full
+    convergence; se = sqrt(diag I^-1). The score / information formulas are in the module
+    docstring. Weights (``weights``: a column name, values > 0): every risk-set sum uses
+    w_i exp(x_i'b), the event terms w_i x_i, and each of the d_k Efron terms of an event
+    time counts with the mean weight of its events (R ``coxfit6.c``).
+
+    Robust variance (R ``robust = TRUE``, no cluster): V_rob = D'D with the weighted dfbeta
+    residuals D = diag(w) L I^-1, L the score residuals at the estimate (Efron ties:
+    :func:`_score_residuals`, R ``coxscore2.c``). lifelines' robust se ignores the Efron
+    share of tied risk sets in its score residuals and differs from R on tied times.
+
+    Raises :class:`CoxFitError` (a ``ValueError``) naming the cause when the model cannot
+    be fitted: no complete cases, no events, a constant covariate, collinear covariates,
+    a diverging (infinite) coefficient from perfect separation, or weights <= 0.
+    """
+    if ties not in ("efron", "breslow"):
+        raise ValueError("ties must be 'efron' or 'breslow'")
+    covariates = list(covariates)
+    if not covariates:
+        raise ValueError("cox_regression needs at least one covariate")
+    time, event, x, w = _model_data(frame, time_col, event_col, covariates, weights)
     n, events = len(time), int(event.sum())
     _check_design(x, covariates, n, events)
-    fit = _fit(time, event, x, covariates, ties, max_iter, step_tol=1e-10)
-    se = np.sqrt(np.diag(fit.var))
+    fit = _fit(time, event, x, covariates, ties, max_iter, step_tol=1e-10, weights=w)
+    naive_se = np.sqrt(np.diag(fit.var))
+    var = fit.var
+    if robust:
+        resid = _score_residuals(time, event, x, fit.coef, ties, w)
+        dfbeta = (resid if w is None else resid * w[:, None]) @ fit.var
+        var = dfbeta.T @ dfbeta
+    se = np.sqrt(np.diag(var))
     z = fit.coef / se
     zq = _sps.norm.ppf(1 - (1 - conf_level) / 2)
     out = pd.DataFrame(
@@ -296,5 +424,58 @@ def cox_regression(
         }
     )
     out.attrs.update(n=n, events=events, loglik=fit.loglik, loglik_null=fit.loglik_null,
-                     iterations=fit.iterations, ties=ties)
+                     iterations=fit.iterations, ties=ties, weights=weights, robust=robust)
+    if robust:
+        out["naive_se"] = naive_se
+        stat, df, p = _robust_score_test(time, event, x, ties, w)
+        out.attrs.update(robust_score=stat, robust_score_df=df, robust_score_p=p,
+                         var=var)
     return out
+
+
+@dataclass(frozen=True)
+class WeightedLogrankResult:
+    """Robust score test of a weighted Cox model on the group: chi-square ``statistic``,
+    ``df`` (groups - 1), ``p_value``, ``groups`` (R's level order; the first is the
+    reference of the dummy coding, which the statistic does not depend on), ``n``,
+    ``events``."""
+
+    statistic: float
+    df: int
+    p_value: float
+    groups: tuple
+    n: int
+    events: int
+
+
+def weighted_logrank(time: Any, event: Any, group: Any, weights: Any,
+                     ties: str = "efron", levels: Sequence | None = None) -> WeightedLogrankResult:
+    """Weighted comparison of survival curves: the robust score test of
+    R ``coxph(Surv(time, event) ~ group, weights = w, robust = TRUE)``
+    (``summary(fit)$robscore``).
+
+    The group is dummy-coded (one 0/1 column per non-first level); with T_i = w_i L_i(0)
+    the weighted score residuals at beta = 0 (Efron ties), u = sum T_i and
+    chi2 = u' (T'T)^-1 u on (groups - 1) df. With unit weights and no ties this is the
+    log-rank score statistic with a robust (sandwich) variance, not survdiff's. Needs no
+    model fit, so it exists even where the Cox estimate diverges. Rows with a missing time,
+    event, group or weight are dropped; weights must be > 0.
+    """
+    if ties not in ("efron", "breslow"):
+        raise ValueError("ties must be 'efron' or 'breslow'")
+    t, e, g, w = clean_survival(time, event, np.asarray(group, dtype=object),
+                                np.asarray(weights, dtype=object))
+    w = pd.to_numeric(pd.Series(w), errors="raise").to_numpy(dtype=float)
+    if np.any(~np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError("weights must be > 0 and finite (R coxph)")
+    levs = group_levels(g, levels)
+    present = [lv for lv in levs if np.any(g == lv)]
+    if len(present) < 2:
+        raise ValueError(f"weighted_logrank needs at least two groups with data; found {present!r}")
+    if e.sum() == 0:
+        raise ValueError("weighted_logrank undefined: no events")
+    xt = np.vstack([(g == lv).astype(float) for lv in present[1:]])
+    xt -= xt.mean(axis=1, keepdims=True)
+    stat, df, p = _robust_score_test(t, e, xt, ties, w)
+    return WeightedLogrankResult(statistic=stat, df=df, p_value=p, groups=tuple(present),
+                                 n=len(t), events=int(e.sum()))

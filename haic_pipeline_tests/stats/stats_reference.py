@@ -1,8 +1,9 @@
 """Helpers for the statistics tests: where the shared R reference results live.
 
 The reference folder is ``$HAIC_SHARED_DIR/reference/r_survival`` when HAIC_SHARED_DIR is
-set, else ``<repo root>/../shared/reference/r_survival``; tests that need it skip with the
-path they looked at when it is absent.
+set, else ``<repo root>/../shared/reference/r_survival`` (``r_beyond`` beside it for the
+analyses of study_spec §5); tests that need it skip with the path they looked at when it is
+absent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ def shared_dir() -> Path:
 
 def reference_dir() -> Path:
     return shared_dir() / "reference" / "r_survival"
+
+
+def beyond_dir() -> Path:
+    """R's numbers for the "beyond the paper" analyses (study_spec §5): r_beyond/."""
+    return shared_dir() / "reference" / "r_beyond"
 
 
 def discover_datasets() -> list[str]:

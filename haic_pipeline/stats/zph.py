@@ -1,0 +1,157 @@
+"""Test of proportional hazards, as R survival (>= 3.0) ``cox.zph(fit, transform = "km")``.
+
+Why not lifelines: its ``proportional_hazard_test`` is the older Grambsch-Therneau
+approximation (scaled Schoenfeld residuals with the average variance), which survival 3.0
+replaced by an exact score test; the numbers differ (lifelines #997).
+
+R's test (``cox.zph.R``, ``zph1.c``): fit the Cox model (Efron), then take the score test,
+at (beta_hat, 0), of the expanded model with covariates x and g(t) x, where g is the
+transformed time, centred over the events: g = f(t) - mean of f(t_i) over the event rows.
+With f = ``"km"``: f(t) = 1 - S(t-), the left-continuous unweighted Kaplan-Meier of all the
+model's rows; ``"identity"``: t; ``"rank"``: the average rank of t among all rows;
+``"log"``: log t. At each event time t_k with g_k = g(t_k), the Efron terms
+l = 0..d_k - 1 (a_l = l/d_k; Breslow a_l = 0) and mean event weight mw_k:
+
+* U_k = sum_{events at t_k} w_i x_i - mw_k sum_l M_kl,  M_kl = (S1 - a_l e1)/D_kl,
+  D_kl = S0 - a_l e0;
+* I_k = mw_k sum_l [ (S2 - a_l e2)/D_kl - M_kl M_kl' ];
+* score of the time-varying part U2 = sum_k g_k U_k; information of the expanded model
+  J = [[sum I_k, sum g_k I_k], [sum g_k I_k, sum g_k^2 I_k]] (2p x 2p).
+
+With u = (0, U2) (the first p elements are 0 at the estimate): per term j,
+chi2_j = u_j' J_j^-1 u_j over the rows/columns (1..p, p + j) on 1 df; GLOBAL:
+chi2 = u' J^-1 u on p df. p = P(chi2_df > chi2).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _sps
+from scipy.stats import rankdata
+
+from .cox import _check_design, _fit, _model_data, _prepare, _rev_cumsum
+
+TRANSFORMS = ("km", "identity", "rank", "log")
+
+
+def _transformed_time(time: np.ndarray, event: np.ndarray, transform: str) -> np.ndarray:
+    if transform == "identity":
+        return time.astype(float)
+    if transform == "rank":
+        return rankdata(time, method="average")
+    if transform == "log":
+        if np.any(time <= 0):
+            raise ValueError("transform 'log' needs times > 0")
+        return np.log(time)
+    # "km": 1 - S(t-) from the unweighted KM of all rows (R survfitKM, findInterval
+    # left.open = TRUE: the curve just before t)
+    uniq, inv = np.unique(time, return_inverse=True)
+    inv = inv.reshape(-1)
+    m = len(uniq)
+    counts = np.bincount(inv, minlength=m).astype(float)
+    d = np.bincount(inv, weights=event, minlength=m)
+    n_risk = np.cumsum(counts[::-1])[::-1]
+    surv = np.cumprod(1.0 - d / n_risk)
+    s_before = np.concatenate([[1.0], surv[:-1]])
+    return 1.0 - s_before[inv]
+
+
+def cox_zph(df: pd.DataFrame, time: str, event: str, covariates: Sequence[str],
+            transform: str = "km", weights: str | None = None, ties: str = "efron",
+            max_iter: int = 60) -> pd.DataFrame:
+    """Proportional-hazards test of ``coxph(Surv(time, event) ~ covariates)``, as R
+    ``cox.zph(fit, transform = transform)$table`` (survival >= 3.0, score test; formulas
+    in the module docstring).
+
+    ``time`` / ``event`` / ``covariates`` (and ``weights``, a column of case weights for a
+    weighted fit) are columns of ``df``; complete cases, as :func:`cox_regression`.
+    Returns one row per covariate and a last row ``GLOBAL``: term, chisq, df, p_value.
+    ``DataFrame.attrs``: n, events, transform, coef (the Cox estimates). Raises
+    :class:`~haic_pipeline.stats.cox.CoxFitError` when the Cox model cannot be fitted.
+    """
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transform must be one of {TRANSFORMS}")
+    if ties not in ("efron", "breslow"):
+        raise ValueError("ties must be 'efron' or 'breslow'")
+    covariates = list(covariates)
+    if not covariates:
+        raise ValueError("cox_zph needs at least one covariate")
+    t, e, x, w = _model_data(df, time, event, covariates, weights)
+    n, events = len(t), int(e.sum())
+    _check_design(x, covariates, n, events)
+    fit = _fit(t, e, x, covariates, ties, max_iter, step_tol=1e-10, weights=w)
+    ftime = _transformed_time(t, e, transform)
+    gtime = ftime - ftime[e == 1].mean()
+
+    P = _prepare(t, e, x, w)
+    inv, nb, evb, kb, d = P["inv"], P["nb"], P["ev_blocks"], P["kb"], P["d"]
+    p = x.shape[0]
+    K = len(evb)
+    eta = fit.coef @ x
+    r = np.exp(eta - eta.max())
+    ww = np.ones(n) if w is None else w
+    risk = r * ww
+    # per distinct time: sums of risk, risk x, risk x x' (all rows / event rows)
+    g0 = np.bincount(inv, weights=risk, minlength=nb)
+    e0 = np.bincount(inv, weights=risk * e, minlength=nb)[evb]
+    g1 = np.empty((p, nb))
+    e1 = np.empty((p, K))
+    ux = np.empty((p, K))  # sum of w x over the events at t_k
+    for j in range(p):
+        g1[j] = np.bincount(inv, weights=risk * x[j], minlength=nb)
+        e1[j] = np.bincount(inv, weights=risk * e * x[j], minlength=nb)[evb]
+        ux[j] = np.bincount(inv, weights=ww * e * x[j], minlength=nb)[evb]
+    g2 = np.empty((p, p, nb))
+    e2 = np.empty((p, p, K))
+    for j in range(p):
+        for i in range(j + 1):
+            g2[i, j] = g2[j, i] = np.bincount(inv, weights=risk * x[i] * x[j], minlength=nb)
+            e2[i, j] = e2[j, i] = np.bincount(inv, weights=risk * e * x[i] * x[j],
+                                               minlength=nb)[evb]
+    s0 = _rev_cumsum(g0)[evb]
+    s1 = _rev_cumsum(g1)[:, evb]
+    s2 = _rev_cumsum(g2)[:, :, evb]
+    a = P["l_idx"] / d[kb] if ties == "efron" else np.zeros(len(kb))
+    den = s0[kb] - a * e0[kb]
+    mw = np.ones(K) if P["mw"] is None else P["mw"]
+    mwt = mw[kb]
+    mean = (s1[:, kb] - a * e1[:, kb]) / den  # p x terms
+    # U_k and I_k per event time
+    u_k = ux - np.stack([np.bincount(kb, weights=mwt * mean[j], minlength=K) for j in range(p)])
+    c_part = (s2[:, :, kb] - a * e2[:, :, kb]) / den  # p x p x terms
+    mm = mean[:, None, :] * mean[None, :, :]
+    i_terms = mwt * (c_part - mm)
+    i_k = np.empty((p, p, K))
+    for i in range(p):
+        for j in range(p):
+            i_k[i, j] = np.bincount(kb, weights=i_terms[i, j], minlength=K)
+    g_k = gtime[_first_row_of_blocks(inv, evb)]  # g is the same for every row of a time
+    u2 = u_k @ g_k
+    info = np.empty((2 * p, 2 * p))
+    info[:p, :p] = i_k.sum(axis=2)
+    info[:p, p:] = info[p:, :p] = i_k @ g_k
+    info[p:, p:] = i_k @ (g_k * g_k)
+    u = np.concatenate([np.zeros(p), u2])
+    rows = []
+    for j, name in enumerate(covariates):
+        kk = np.r_[np.arange(p), p + j]
+        uj = u[kk]
+        stat = float(uj @ np.linalg.solve(info[np.ix_(kk, kk)], uj))
+        rows.append((name, stat, 1))
+    stat = float(u @ np.linalg.solve(info, u))
+    rows.append(("GLOBAL", stat, p))
+    out = pd.DataFrame(rows, columns=["term", "chisq", "df"])
+    out["p_value"] = _sps.chi2.sf(out["chisq"].to_numpy(), out["df"].to_numpy())
+    out.attrs.update(n=n, events=events, transform=transform,
+                     coef=dict(zip(covariates, fit.coef.tolist())))
+    return out
+
+
+def _first_row_of_blocks(inv: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """Index of one row in each of the given distinct-time blocks."""
+    first = np.full(int(inv.max()) + 1, -1)
+    first[inv[::-1]] = np.arange(len(inv))[::-1]
+    return first[blocks]
