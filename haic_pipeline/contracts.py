@@ -44,6 +44,7 @@ class Column:
     pattern: str | None = None
     severity: str = "error"
     max_share: float | None = None
+    min_count: int | None = None     # None: the _defaults.yaml minimum of the rule's unit
 
     @property
     def in_raw(self) -> bool:
@@ -67,6 +68,7 @@ class Rule:
     max_share: float
     columns: tuple[str, ...] = ()
     tests: tuple[str, ...] = ()
+    min_count: int | None = None     # None: the _defaults.yaml minimum of the rule's unit
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ def _parse(path: Path, defaults: dict) -> Contract:
                 pattern=raw.get("pattern"),
                 severity=sev,
                 max_share=raw.get("max_share", defaults.get("value_max_share", 0.02)),
+                min_count=_min_count(raw, where),
             )
         )
     names = {c.name for c in cols}
@@ -186,6 +189,7 @@ def _parse(path: Path, defaults: dict) -> Contract:
                 max_share=float(raw.get("max_share", defaults.get("plausibility_max_share", 0.05))),
                 columns=tuple(raw.get("columns", []) or []),
                 tests=tuple(raw.get("tests", []) or []),
+                min_count=_min_count(raw, where),
             )
         )
     return Contract(
@@ -200,6 +204,15 @@ def _parse(path: Path, defaults: dict) -> Contract:
         duplicate_key_max_share=float(doc.get("duplicate_key_max_share",
                                               defaults.get("value_max_share", 0.02))),
     )
+
+
+def _min_count(raw: dict, where: str) -> int | None:
+    value = raw.get("min_count")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ContractError(f"{where}: {raw.get('name')!r} has min_count {value!r}; expected an integer >= 1")
+    return value
 
 
 def load_yaml(text: str):

@@ -205,8 +205,42 @@ def left_out_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
     return out
 
 
+def interventions_section(con: duckdb.DuckDBPyConnection) -> Section | None:
+    """The retracted drops and standing waivers these results were computed under (who, when,
+    why: ops.interventions), so a reader knows which data-quality failures were set aside."""
+    from haic_pipeline.warehouse import interventions  # noqa: PLC0415
+
+    try:
+        retracted, waivers = interventions.retracted_drops(con), interventions.active_waivers(con)
+    except duckdb.Error:
+        return None
+    rows = [{"Action": "drop retracted", "Drop": r["extract_id"], "Check": "-", "By": r["retracted_by"],
+             "On (UTC)": str(r["retracted_at"])[:16], "Reason": r["reason"]} for r in retracted]
+    rows += [{"Action": "check waived", "Drop": eid, "Check": check, "By": w["waived_by"],
+              "On (UTC)": str(w["waived_at"])[:16], "Reason": w["reason"]} for (check, eid), w in waivers.items()]
+    if not rows:
+        return None
+    return Section("Data-quality interventions in force (ops.interventions)", pd.DataFrame(rows), notes=[
+        "A retracted drop's rows are left out of staging and of every result below (raw keeps them); a waived "
+        "check passes for that drop although its rules fail (ops.dq_results keeps the failure)."])
+
+
+def provenance_line(con: duckdb.DuckDBPyConnection, prov: Provenance) -> str:
+    """The provenance sentence, naming the interventions in force, if any."""
+    sec = interventions_section(con)
+    if sec is None:
+        return prov.describe()
+    acts = sec.table["Action"].value_counts()
+    parts = [f"{n} {what}" for what, n in (("drop(s) retracted", acts.get("drop retracted", 0)),
+                                            ("check waiver(s) in force", acts.get("check waived", 0))) if n]
+    return f"{prov.describe()}; {', '.join(parts)} (see Data-quality interventions)"
+
+
 def sections(con: duckdb.DuckDBPyConnection) -> list[Section]:
     out = []
+    inter = interventions_section(con)
+    if inter:
+        out.append(inter)
     att = attrition_section(read_table(con, "attrition"))
     if att:
         out.append(att)
@@ -265,8 +299,8 @@ th,td{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left}th{backgro
 figure{margin:1em 0}figure img{max-width:100%}figcaption{font-weight:bold;font-size:.95em}"""
 
 
-def render_markdown(secs: list[Section], prov: Provenance) -> str:
-    out = [f"# {TITLE}", "", f"> Provenance: {prov.describe()}.", "", METHODS, ""]
+def render_markdown(secs: list[Section], prov: str) -> str:
+    out = [f"# {TITLE}", "", f"> Provenance: {prov}.", "", METHODS, ""]
     for s in secs:
         out += [f"## {s.title}", ""]
         if s.table is not None:
@@ -279,11 +313,11 @@ def render_markdown(secs: list[Section], prov: Provenance) -> str:
     return "\n".join(out)
 
 
-def render_html(secs: list[Section], prov: Provenance, pngs: dict[str, bytes]) -> str:
+def render_html(secs: list[Section], prov: str, pngs: dict[str, bytes]) -> str:
     out = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
            f"<title>{html.escape(TITLE)}</title><style>{CSS}</style></head><body>",
            f"<h1>{html.escape(TITLE)}</h1>",
-           f"<p class=\"prov\">Provenance: {html.escape(prov.describe())}.</p>",
+           f"<p class=\"prov\">Provenance: {html.escape(prov)}.</p>",
            f"<p class=\"note\">{html.escape(METHODS)}</p>"]
     for s in secs:
         out.append(f"<h2>{html.escape(s.title)}</h2>")
@@ -303,6 +337,7 @@ def write_report(con: duckdb.DuckDBPyConnection, reports: Path, prov: Provenance
     secs = sections(con)
     pngs = {name: _figure_png(reports, name, con) for s in secs for name, _ in s.figures}
     paths = {"html": reports / "study_report.html", "md": reports / "study_report.md"}
-    write_atomic(paths["html"], render_html(secs, prov, pngs))
-    write_atomic(paths["md"], render_markdown(secs, prov))
+    line = provenance_line(con, prov)
+    write_atomic(paths["html"], render_html(secs, line, pngs))
+    write_atomic(paths["md"], render_markdown(secs, line))
     return paths

@@ -1,4 +1,4 @@
-"""`haic run | synth | status | sql` (also `python -m haic_pipeline.cli ...`).
+"""`haic run | synth | status | sql | drop | check` (also `python -m haic_pipeline.cli ...`).
 
 `haic run` is what `make run` calls: it writes the demo drops if the inbox holds none, lands
 every new drop (one Dagster run per drop, recorded in DAGSTER_HOME like any other run, so the
@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from haic_pipeline.cli.operate import add_parsers
 from haic_pipeline.settings import ConfigurationError, load_settings, project_root
 from haic_pipeline.warehouse.faults import StorageFault, check_writable, describe, disk_full_message, nearly_full
 
@@ -74,8 +75,9 @@ def _recover_interrupted_runs(instance) -> list[str]:
 
 
 def _refresh_is_current(instance, last_landing, settings) -> str | None:
-    """The run id of the latest `refresh` run if it succeeded after the last drop landed and the
-    analysts' copy exists: then a refresh without a new drop would recompute the same results."""
+    """The run id of the latest `refresh` run if it succeeded after the last change (a drop landed,
+    a retraction or a waiver) and the analysts' copy exists: then a refresh would recompute the
+    same results."""
     import datetime as dt
 
     import dagster as dg
@@ -139,6 +141,7 @@ def _cmd_run_locked(args) -> int:
     from haic_pipeline.defs.ingest.assets import DROPS
     from haic_pipeline.ingest import find_complete_drops
     from haic_pipeline.settings import DEMO_KEY_WARNING
+    from haic_pipeline.warehouse import interventions
     from haic_pipeline.warehouse.schema import ensure_schema
 
     settings = load_settings()
@@ -160,13 +163,15 @@ def _cmd_run_locked(args) -> int:
         ensure_schema(con, load_contracts())
         done = {
             (e, s) for e, s in con.execute(
-                "SELECT extract_id, manifest_sha256 FROM ops.drops WHERE status IN ('loaded', 'rejected')"
+                "SELECT extract_id, manifest_sha256 FROM ops.drops WHERE status IN ('loaded', 'rejected', 'retracted')"
             ).fetchall()
         }
         rejected_before = dict(con.execute(
             "SELECT extract_id, reason FROM ops.drops WHERE status = 'rejected'").fetchall())
-        last_landing = con.execute(
-            "SELECT max(attempted_at) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
+        # the last change a refresh must see: a landed drop, or a retraction / waiver since
+        last_landing = max((t for t in (
+            con.execute("SELECT max(attempted_at) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0],
+            interventions.last_change(con)) if t is not None), default=None)
     pending, still_rejected = [], []
     for drop in find_complete_drops(settings.inbox):
         key = (drop.extract_id, drop.manifest_sha256())
@@ -247,38 +252,6 @@ def _cmd_run_locked(args) -> int:
     return 0 if ok and not failed else 1
 
 
-def cmd_status(args) -> int:
-    import duckdb
-
-    settings = load_settings()
-    if not settings.warehouse.exists():
-        _say(f"no warehouse at {settings.warehouse} yet: run `make run`")
-        return 1
-    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
-        for row in con.execute(
-            "SELECT extract_id, status, data_cutoff, coalesce(reason, '') FROM ops.drops ORDER BY extract_id"
-        ).fetchall():
-            _say("  ".join(str(x) for x in row))
-        last = con.execute("SELECT max(updated_at) FROM ops.refresh_state").fetchall()[0][0]
-        _say(f"last staging build: {last}")
-        for row in con.execute(
-            "SELECT domain, check_name, count(*) FROM ops.quarantine GROUP BY ALL ORDER BY ALL"
-        ).fetchall():
-            _say(f"  quarantine {row[0]}.{row[1]}: {row[2]}")
-        has_dq = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' "
-                             "AND table_name = 'dq_results'").fetchall()[0][0]
-        if has_dq:
-            failing = con.execute(
-                "WITH latest AS (SELECT *, row_number() OVER (PARTITION BY check_name, rule, coalesce(extract_id, '') "
-                "ORDER BY checked_at DESC) AS k FROM ops.dq_results) "
-                "SELECT check_name, rule, severity, coalesce(extract_id, '-'), unexpected, evaluated "
-                "FROM latest WHERE k = 1 AND NOT passed ORDER BY severity, check_name, rule").fetchall()
-            _say(f"failing data-quality rules: {len(failing)}")
-            for check, rule, severity, eid, bad, total in failing:
-                _say(f"  {severity:<5} {check}.{rule} drop {eid}: {bad} of {total} rows")
-    return 0
-
-
 def cmd_sql(args) -> int:
     settings = load_settings()
     target = settings.analytics_copy if settings.analytics_copy.exists() else settings.warehouse
@@ -315,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drops", type=int, default=6)
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(fn=cmd_synth)
-    sub.add_parser("status", help="drops loaded and rejected, quarantine").set_defaults(fn=cmd_status)
+    add_parsers(sub)   # status, drop retract|restore, check waive|revoke
     sub.add_parser("sql", help="open the warehouse read-only").set_defaults(fn=cmd_sql)
     args = parser.parse_args(argv)
     try:

@@ -282,7 +282,8 @@ def _record_rejection(con, manifest_files: dict, eid: str, manifest_sha: str | N
             con.execute("DELETE FROM ops.drops WHERE extract_id = ? AND manifest_sha256 = ? AND status = 'rejected'",
                         [eid, manifest_sha])
             con.execute(
-                "INSERT INTO ops.drops VALUES (?, ?, 'rejected', ?, ?, ?, ?, ?, ?)",
+                # OR IGNORE: the same version of a retracted drop keeps its row (load_log has the refusal)
+                "INSERT OR IGNORE INTO ops.drops VALUES (?, ?, 'rejected', ?, ?, ?, ?, ?, ?)",
                 [eid, manifest_sha, str(exc), manifest.extracted_at if manifest else None,
                  manifest.data_cutoff if manifest else None, manifest.source_system if manifest else None,
                  manifest.encoding if manifest else None, now],
@@ -371,7 +372,20 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
         if path.name not in manifest.files:
             result.warnings.append(f"{path.name}: present but not in the manifest, ignored")
 
-    # 2. an extract_id loaded before: identical content is a no-op, different content refused
+    # 2. a retracted extract_id is refused until restored (whatever its content); one loaded
+    #    before: identical content is a no-op, different content refused
+    retracted = con.execute(
+        "SELECT i.recorded_at, i.reason, i.actor FROM ops.drops AS d JOIN ops.interventions AS i USING (extract_id) "
+        "WHERE d.extract_id = ? AND d.status = 'retracted' AND i.action = 'retract' ORDER BY i.recorded_at DESC LIMIT 1",
+        [eid]).fetchall()
+    if retracted:
+        at, why, who = retracted[0]
+        raise DropRefused(
+            eid,
+            f"extract_id {eid} was retracted on {at:%Y-%m-%d %H:%M} UTC by {who} ({why}); a re-delivery is "
+            f"refused while it stands. Undo the retraction first: haic drop restore {eid} --reason \"...\"",
+            file=MANIFEST,
+        )
     loaded = con.execute(
         "SELECT file, sha256, loaded_at FROM ops.load_log WHERE extract_id = ? AND status = 'loaded'", [eid]
     ).fetchall()

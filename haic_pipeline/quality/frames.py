@@ -1,8 +1,7 @@
 """The frames the suites validate: DuckDB queries read as pandas batches, selected columns only.
 
 - drop frame: the rows the pending drops delivered, from `raw.typed_<domain>` (the staging
-  model's own typed view), with `patient_in_staging` from a left join to staging.patients and
-  `_extract_id` (each row's drop: `iter_labelled` turns it into integer codes and takes it out of
+  model's own typed view), with `_extract_id` (each row's drop: `iter_labelled` turns it into integer codes and takes it out of
   the frame GX sees). Delivered text never leaves DuckDB: a `<col>__delivered` column is `true`
   where the text is not empty and NULL otherwise. Read in chunks (bounded memory).
 - schema frame: the contract's staging columns and types left-joined to the table's real ones.
@@ -61,6 +60,18 @@ def drop_frame_sql(c: Contract, rules: list[RuleSpec]) -> str:
                 "ON p.patient_key = t.patient_key")
     return (f"SELECT\n    t._extract_id AS _extract_id,\n    {select}\nFROM raw.typed_{c.domain} AS t{join}\n"
             "WHERE t._extract_id IN (SELECT unnest(?::VARCHAR[]))")
+
+
+def drop_patient_frame_sql(c: Contract, rules: list[RuleSpec]) -> str:
+    """One row per pending drop and patient it delivered rows of in this domain (patient-level
+    rules count patients: one patient's 24 orphan lab rows are one offence); `t.patient_key` and
+    `p.patient_key` (staging.patients, left-joined) as in a drop frame."""
+    cols = frame_columns(rules)
+    select = ",\n    ".join(f"{expr} AS {_ident(col)}" for col, expr in cols.items())
+    return (f"SELECT\n    t._extract_id AS _extract_id,\n    {select}\n"
+            f"FROM (SELECT DISTINCT _extract_id, patient_key FROM raw.{c.domain}\n"
+            "      WHERE patient_key IS NOT NULL AND _extract_id IN (SELECT unnest(?::VARCHAR[]))) AS t\n"
+            "LEFT JOIN (SELECT DISTINCT patient_key FROM staging.patients) AS p ON p.patient_key = t.patient_key")
 
 
 def fit_dtypes(df: pd.DataFrame) -> pd.DataFrame:

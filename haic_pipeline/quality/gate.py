@@ -36,8 +36,10 @@ from haic_pipeline.contracts import Contract, load_contracts
 from haic_pipeline.quality import drops as drop_level
 from haic_pipeline.quality import frames, parallel, store
 from haic_pipeline.quality.report import write_report
+from haic_pipeline.quality.validate import verdict
 from haic_pipeline.quality.suites import (
     SCOPE_DROP,
+    SCOPE_DROP_PATIENT,
     SCOPE_PATIENT,
     SCOPE_SCHEMA,
     SCOPE_STAGING,
@@ -45,9 +47,13 @@ from haic_pipeline.quality.suites import (
     generate_checks,
     suite_fingerprint,
 )
+from haic_pipeline.warehouse import interventions
 from haic_pipeline.warehouse.refresh import staging_fingerprint
 
 log = logging.getLogger(__name__)
+
+#: scopes whose results are per drop
+DROP_SCOPES = {SCOPE_DROP, SCOPE_DROP_PATIENT, SCOPE_PATIENT}
 
 
 def all_checks(contracts: dict[str, Contract] | None = None, folder: str | None = None) -> list[CheckSpec]:
@@ -65,6 +71,13 @@ class CheckOutcome:
     seconds: float = 0.0
     report: Path | None = None
     refresh: str = ""
+    #: extract_id -> {reason, waived_by, waived_at}: this check's standing waivers
+    waivers: dict = field(default_factory=dict)
+
+    @property
+    def waived_extract_ids(self) -> list[str]:
+        """Drops that fail this check and pass only by a standing waiver."""
+        return [e for e in self.failing_extract_ids if e in self.waivers]
 
     @property
     def exceptions(self) -> list[str]:
@@ -142,7 +155,7 @@ def staging_state(con, domain: str) -> str:
 
 def _suite_pending(con, check: CheckSpec, contracts, suite_fp, drops) -> tuple[dict, list, list]:
     scopes = {r.scope for r in check.rules}
-    keys_drop = [(eid, sha) for eid, sha, *_ in drops] if scopes & {SCOPE_DROP, SCOPE_PATIENT} else []
+    keys_drop = [(eid, sha) for eid, sha, *_ in drops] if scopes & DROP_SCOPES else []
     keys_staging = []
     if scopes & {SCOPE_SCHEMA, SCOPE_STAGING}:
         keys_staging = [(None, staging_state(con, check.asset.split("/")[1]))]
@@ -199,6 +212,9 @@ def _validate_suites(con, checks: list[CheckSpec], contracts, suite_fp, refresh,
         streams.append((SCOPE_DROP, members, frames.iter_labelled(con, sql, ids, known=known)))
     for ch in checks:
         pending_drop, pending_staging = pending[ch.name]
+        if pending_drop and (ch.name, SCOPE_DROP_PATIENT) in rules_of:
+            sql = frames.drop_patient_frame_sql(c, rules_of[(ch.name, SCOPE_DROP_PATIENT)])
+            streams.append((SCOPE_DROP_PATIENT, [(ch, None)], frames.iter_labelled(con, sql, ids)))
         if pending_drop and (ch.name, SCOPE_PATIENT) in rules_of:
             streams.append((SCOPE_PATIENT, [(ch, None)], patient_stream(rules_of[(ch.name, SCOPE_PATIENT)])))
         if pending_staging and (ch.name, SCOPE_SCHEMA) in rules_of:
@@ -209,7 +225,7 @@ def _validate_suites(con, checks: list[CheckSpec], contracts, suite_fp, refresh,
     results: dict[tuple[str, str, str | None], dict] = {}
     for scope, members, _stream in streams:
         for ch, _cols in members:
-            for label in (ids if scope in (SCOPE_DROP, SCOPE_PATIENT) else [None]):
+            for label in (ids if scope in DROP_SCOPES else [None]):
                 results[(ch.name, scope, label)] = new_results(rules_of[(ch.name, scope)], label)
 
     def on_result(scope: str, members, labels: list, per_member: list[dict]) -> None:
@@ -266,6 +282,57 @@ def _validate_drops(con, check: CheckSpec, contracts, suite_fp, refresh, drops, 
     return new_rows
 
 
+def rejudge(con: duckdb.DuckDBPyConnection, check: CheckSpec, rows: list[dict], refresh: str) -> list[dict]:
+    """A drop's failed rules judged again on what the drop still contributes: its offences that
+    staging still routes (its rows in ops.quarantine for error rules, ops.row_flags for warn
+    rules, after latest-wins; patients for patient-level rules), over what it delivered. A later
+    drop that supersedes the offending rows, or delivers an orphan's patient row, so lifts the
+    block at the next refresh by itself. When a drop's offences went down, its rows of this check
+    are written again (one timestamp, `details.rejudged`), the earlier ones stay as history. Only
+    failures are judged again: a later drop never turns a passed drop into a failed one."""
+    failed = [r for r in rows if not r["passed"] and not r["exception"] and r["extract_id"]
+              and r["scope"] in (SCOPE_DROP, SCOPE_DROP_PATIENT)]
+    if not failed:
+        return rows
+    domain = check.asset.split("/")[1]
+    ids = sorted({r["extract_id"] for r in failed})
+    still = {}
+    for table, severity in (("ops.quarantine", "error"), ("ops.row_flags", "warn")):
+        if any(r["severity"] == severity for r in failed):
+            for eid, rule, n_rows, n_patients in con.execute(
+                    f"SELECT extract_id, check_name, count(*), count(DISTINCT patient_key) FROM {table} "
+                    "WHERE domain = ? AND list_contains(?, extract_id) GROUP BY ALL", [domain, ids]).fetchall():
+                still[(eid, rule, severity)] = (n_rows, n_patients)
+    specs = {r.name: r for r in check.rules}
+    changed: dict[str, dict] = {}
+    for r in failed:
+        n_rows, n_patients = still.get((r["extract_id"], r["rule"], r["severity"]), (0, 0))
+        n = n_patients if r["scope"] == SCOPE_DROP_PATIENT else n_rows
+        if n < (r["unexpected"] or 0):
+            changed.setdefault(r["extract_id"], {})[r["rule"]] = n
+    if not changed:
+        return rows
+    at, out, new = store.now(), [], []
+    for r in rows:
+        if r["extract_id"] not in changed:
+            out.append(r)
+            continue
+        r = dict(r, refresh=refresh, checked_at=at)
+        n = changed[r["extract_id"]].get(r["rule"])
+        if n is not None:
+            spec = specs[r["rule"]]
+            r["details"] = {**(r["details"] or {}), "rejudged": {
+                "unexpected_before": r["unexpected"], "still_offending": n,
+                "from": "ops.quarantine" if r["severity"] == "error" else "ops.row_flags"}}
+            r.update(unexpected=n, unexpected_share=(n / r["evaluated"]) if r["evaluated"] else 0.0,
+                     passed=verdict(r["evaluated"] or 0, n, spec.max_share, spec.min_count))
+        out.append(r)
+        new.append(r)
+    store.write_rows(con, new)
+    log.info("%s: drop(s) %s judged again on what they still contribute", check.name, ", ".join(sorted(changed)))
+    return out
+
+
 def run_check(con: duckdb.DuckDBPyConnection, name: str, *, reports_dir: Path | None = None,
               refresh: str | None = None, contracts: dict[str, Contract] | None = None,
               folder: str | None = None) -> CheckOutcome:
@@ -287,6 +354,7 @@ def run_checks(con: duckdb.DuckDBPyConnection, names: list[str], *, reports_dir:
     by_name = {c.name: c for c in checks}
     group = [by_name[n] for n in names]
     store.ensure_dq_results(con)
+    interventions.ensure(con)
     suite_fp = suite_fingerprint(contracts, folder)
     drops = store.loaded_drops(con)
     if not parallel.started() and store.unvalidated_rows(con, suite_fp) > 0:
@@ -320,6 +388,10 @@ def run_checks(con: duckdb.DuckDBPyConnection, names: list[str], *, reports_dir:
     for members in suites.values():
         for name, rows in _validate_suites(con, members, contracts, suite_fp, refresh, pending).items():
             done[name] = (done[name][0], rows, done[name][2])
+    for check in group:
+        kept, new_rows, validated = done[check.name]
+        done[check.name] = (rejudge(con, check, kept, refresh), rejudge(con, check, new_rows, refresh), validated)
+    waivers = interventions.active_waivers(con)
     report = None
     if reports_dir is not None:
         report = write_report(Path(reports_dir), store.all_latest(con), checks, str(store.now())[:19])
@@ -328,8 +400,10 @@ def run_checks(con: duckdb.DuckDBPyConnection, names: list[str], *, reports_dir:
     for check in group:
         kept, new_rows, validated = done[check.name]
         rows = kept + new_rows
-        out.append(CheckOutcome(check=check, passed=all(r["passed"] for r in rows), cached=not new_rows, rows=rows,
-                                validated_now=validated, seconds=seconds, report=report, refresh=refresh))
+        mine = {e: w for (c, e), w in waivers.items() if c == check.name}
+        out.append(CheckOutcome(check=check, passed=all(r["passed"] or r["extract_id"] in mine for r in rows),
+                                cached=not new_rows, rows=rows, validated_now=validated, seconds=seconds,
+                                report=report, refresh=refresh, waivers=mine))
     return out
 
 

@@ -121,5 +121,21 @@ def unvalidated_rows(con: duckdb.DuckDBPyConnection, suite_fp: str) -> int:
     """Rows (all domains, ops.load_log) of the loaded drops with no result under this suite."""
     return int(con.execute(
         "SELECT coalesce(sum(l.rows), 0) FROM ops.load_log AS l WHERE l.status = 'loaded' "
+        "AND l.extract_id IN (SELECT extract_id FROM ops.drops WHERE status = 'loaded') "
         "AND l.extract_id NOT IN (SELECT extract_id FROM ops.dq_results "
         "WHERE suite_fingerprint = ? AND extract_id IS NOT NULL)", [suite_fp]).fetchall()[0][0])
+
+
+def failing_now(con: duckdb.DuckDBPyConnection, check_names: list[str] | None = None) -> list[dict]:
+    """The rules that fail now (the latest result of each check, rule and loaded drop, and the
+    staging-wide rules), each with `since`: when that rule first failed for that drop. Reads
+    only (`haic status` opens the warehouse read-only)."""
+    rows = [r for r in all_latest(con) if not r["passed"] and (check_names is None or r["check_name"] in check_names)]
+    if not rows:
+        return []
+    first = dict(((c, rule, e), at) for c, rule, e, at in con.execute(
+        "SELECT check_name, rule, extract_id, min(checked_at) FROM ops.dq_results WHERE NOT passed GROUP BY ALL"
+    ).fetchall())
+    for r in rows:
+        r["since"] = first.get((r["check_name"], r["rule"], r["extract_id"]), r["checked_at"])
+    return rows

@@ -5,7 +5,8 @@ Each contract yields `RuleSpec`s, plain data (no GX import), grouped into checks
 
 | check                      | frame (what is validated)                                  | rules |
 |----------------------------|------------------------------------------------------------|-------|
-| `<domain>_error_rules`     | the rows a drop delivered (`raw.typed_<domain>`, per drop)  | every `error` rule: `<col>_required`, `<col>_type`, `<col>_code`, `<col>_range`, `patient_id_pattern`, `orphan`, `lab_unit`, error `date_order` / `not_future` |
+| `<domain>_error_rules`     | the rows a drop delivered (`raw.typed_<domain>`, per drop)  | every `error` rule: `<col>_required`, `<col>_type`, `<col>_code`, `<col>_range`, `patient_id_pattern`, `lab_unit`, error `date_order` / `not_future` |
+|                            | the patients a drop delivered rows of (per drop)            | `orphan` (a patient-level rule: counted in patients) |
 |                            |                                                             | `duplicate_key_conflict`: a natural key repeated within the drop with different values (the rows the staging SQL quarantines under that name) |
 |                            | the staging table's schema                                  | `columns_present`, `column_types` (structural) |
 |                            | `staging.<domain>` itself (after latest-wins)               | `natural_key_unique` (structural) |
@@ -17,8 +18,11 @@ failed expectation points at its rows in `ops.quarantine` / `ops.row_flags`.
 
 Thresholds: every expectation gets `mostly = 1 - max_share` (the contract's `max_share`, or the
 `_defaults.yaml` value of its class: structural 0, values 2 %, plausibility 5 %, orphans 2 %;
-`duplicate_key_conflict`: the contract's `duplicate_key_max_share`, else values), so that GX's own
-success is the threshold decision (see `validate.py`).
+`duplicate_key_conflict`: the contract's `duplicate_key_max_share`, else values). A rule counts
+offences in its unit (`RuleSpec.unit`): rows, or patients for patient-level rules (orphans, the
+one-row-per-patient patients domain, cross-table rules); a rule with a non-zero threshold fails
+only when its offences also reach `min_count` (`_defaults.yaml`, or the rule's own), so a small
+drop never blocks on one or two offenders (`validate.verdict` is the one judge).
 """
 
 from __future__ import annotations
@@ -32,8 +36,7 @@ from haic_pipeline.contracts import Column, Contract, Rule, contracts_dir, contr
 
 #: Bump when the meaning of a generated suite changes without a contract change: every drop is
 #: validated again under the new suite version.
-SUITE_LOGIC_VERSION = "4"  # 2: duplicate_key_conflict rule; 3: read from the staging decision;
-#                            4: a drop with exactly half (or twice) the rows is flagged
+SUITE_LOGIC_VERSION = "5"
 
 #: DuckDB type of a staging column per contract type (lab values are converted to DOUBLE).
 STAGING_TYPES = {"string": "VARCHAR", "code": "VARCHAR", "date": "DATE", "datetime": "TIMESTAMP",
@@ -41,6 +44,7 @@ STAGING_TYPES = {"string": "VARCHAR", "code": "VARCHAR", "date": "DATE", "dateti
 LINEAGE_COLUMNS = (("dq_warnings", "VARCHAR[]"), ("_extract_id", "VARCHAR"), ("_row_number", "BIGINT"))
 
 SCOPE_DROP = "drop"          # rows delivered by one drop (raw.typed_<domain>)
+SCOPE_DROP_PATIENT = "drop_patient"  # patients one drop delivered rows of, in one domain
 SCOPE_SCHEMA = "schema"      # the staging table's columns and types
 SCOPE_STAGING = "staging"    # staging.<domain> itself
 SCOPE_PATIENT = "patient"    # one row per patient delivered by one drop, staging tables joined
@@ -65,6 +69,11 @@ class RuleSpec:
     description: str = ""
     sql: dict = field(default_factory=dict)      # drop frame: column -> SQL over t (typed view), p
     source: dict = field(default_factory=dict)   # cross-table: the contract entry (frames.py)
+    #: what one offence is: a row, or a patient (patient-level rules: one patient's 24 orphan
+    #: lab rows are one offence)
+    unit: str = "row"
+    #: a rule with a non-zero max_share fails only from this many offences on (validate.verdict)
+    min_count: int = 1
 
     @property
     def mostly(self) -> float:
@@ -82,7 +91,7 @@ class RuleSpec:
                 "severity": self.severity, "max_share": self.max_share, "scope": self.scope,
                 "expectation": self.expectation, "kwargs": self.kwargs,
                 "condition": [list(c) for c in self.condition], "sql": self.sql,
-                "source": self.source}
+                "source": self.source, "unit": self.unit, "min_count": self.min_count}
 
 
 @dataclass
@@ -283,9 +292,12 @@ def contract_rule(c: Contract, rule: Rule, check_of) -> RuleSpec:
                     [("_extract_date", "t._extract_date"), da], identifier=bool(a.identifier),
                     description=f"{a.name} not after the drop's extraction date")
     if rule.kind == "orphan":
-        return spec("orphan", "ExpectColumnValuesToBeInSet", {"column": "patient_in_staging", "value_set": [True]},
-                    [("patient_in_staging", "CASE WHEN t.patient_key IS NOT NULL THEN p.patient_key IS NOT NULL END")],
-                    description="patient present in staging.patients (left join)")
+        # judged per patient (frames.drop_patient_frame_sql: one row per drop and patient)
+        out = spec("orphan", "ExpectColumnValuesToBeInSet", {"column": "patient_in_staging", "value_set": [True]},
+                   [("patient_in_staging", "CASE WHEN t.patient_key IS NOT NULL THEN p.patient_key IS NOT NULL END")],
+                   description="patients of the drop's rows present in staging.patients (counted per patient)")
+        out.scope, out.unit = SCOPE_DROP_PATIENT, "patient"
+        return out
     if rule.kind == "lab_unit":
         return spec("lab_unit", "ExpectColumnValuesToBeInSet", {"column": "unit_accepted", "value_set": [True]},
                     [("unit_accepted", f"CASE WHEN t.test_code IN ({_in_list(c.units)}) "
@@ -377,7 +389,9 @@ def cross_table_rules(contracts: dict[str, Contract], defaults: dict, folder=Non
                          f"{' / '.join(raw['earlier'])}"),
             source={"earlier": list(raw["earlier"]), "later": list(raw["later"]),
                     "index_regimen": section["index_regimen"]},
+            unit="patient",
         ))
+        out[-1].min_count = min_count(out[-1].max_share, out[-1].unit, raw.get("min_count"), defaults)
     return out
 
 
@@ -401,7 +415,27 @@ def domain_rules(c: Contract, defaults: dict) -> list[RuleSpec]:
         # after the consent conditions: staging ranks a withdrawn patient's key like any other
         rules.append(duplicate_key_rule(c, check_of))
     rules.extend(structural_rules(c, check_of("error"), defaults))
+    if c.staging_key == ["patient_key"]:
+        for r in rules:   # one row per patient: a patient's missing or conflicting demographics
+            if r.scope == SCOPE_DROP:
+                r.unit = "patient"
+    overrides = {x.name: x.min_count for x in c.rules} | {
+        name: col.min_count for col in c.columns
+        for name in (f"{col.name}_{k}" for k in ("required", "type", "code", "range", "pattern"))}
+    for r in rules:
+        r.min_count = min_count(r.max_share, r.unit, overrides.get(r.name), defaults)
     return rules
+
+
+def min_count(max_share: float, unit: str, override: int | None, defaults: dict) -> int:
+    """Offences from which a rule with a non-zero threshold can fail: the contract's own
+    `min_count`, else the _defaults.yaml one of the rule's unit (rows or patients). A rule with a
+    zero threshold (structural) fails on one."""
+    if max_share <= 0:
+        return 1
+    if override is not None:
+        return int(override)
+    return defaults["min_count_patients"] if unit == "patient" else defaults["min_count_rows"]
 
 
 def generate_checks(contracts: dict[str, Contract], folder: str | Path | None = None) -> list[CheckSpec]:
@@ -418,9 +452,10 @@ def generate_checks(contracts: dict[str, Contract], folder: str | Path | None = 
                 name=f"{domain}_{severity}_rules", asset=f"staging/{domain}", severity=severity, rules=mine,
                 group=f"{domain}_rules",
                 description=(
-                    f"{'Blocking: ' if severity == 'error' else ''}the share of offending rows per "
-                    f"{severity} rule of data_contracts/{domain}.yaml, per delivered drop "
-                    f"(GX suite generated from the contract; threshold = the rule's max_share)."),
+                    f"{'Blocking: ' if severity == 'error' else ''}the share of offending rows (patients, for "
+                    f"patient-level rules) per {severity} rule of data_contracts/{domain}.yaml, per delivered "
+                    f"drop (GX suite generated from the contract; fails above the rule's max_share and from "
+                    f"its min_count offences on)."),
             ))
     xt = cross_table_rules(contracts, defaults, folder)
     if xt:

@@ -1,14 +1,13 @@
 """Run a generated suite on pandas batches and turn GX's results into rule results.
 
-The threshold decision is GX's: each expectation carries `mostly = 1 - max_share`, and GX's
-`success` says whether the share of offending rows (among the rows the expectation applies to:
-non-missing values, rows matching its row condition) is within the threshold. A drop read in
-several chunks is decided with GX's own formula on the summed counts
-(`(evaluated - unexpected) / evaluated >= mostly`, as `great_expectations...._mostly_success`).
-
-One exception, so that one odd row never stops the nightly refresh: a rule whose threshold is
-not zero does not fail on a single offending row (a share on a ten-row delta drop means
-nothing). Structural rules (threshold 0) fail on one row.
+GX counts, `verdict` judges. Each expectation carries `mostly = 1 - max_share`; a drop's rule
+passes when the share of offences (among the rows, or patients, the expectation applies to:
+non-missing values, rows matching its row condition) is within the threshold, by GX's own formula
+(`(evaluated - unexpected) / evaluated >= mostly`, as `great_expectations...._mostly_success`),
+whether the drop was read in one chunk or several. A rule with a non-zero threshold also needs
+`min_count` offences to fail (OHDSI DQD style: a share of a ten-row delta drop means nothing, a
+truncated patients.csv still blocks); structural rules (threshold 0) fail on one. GX's own
+`success` is kept in `ops.dq_results.gx_success` for the record.
 
 An expectation that raised (GX records it in `exception_info`, with `success=False` and no
 counts) is never read as a pass or a fail of the data: the rule result carries the exception,
@@ -51,8 +50,6 @@ ATTRIBUTION_CAP = 20_000
 ATTRIBUTION_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": ATTRIBUTION_CAP,
                       "exclude_unexpected_values": True, "include_unexpected_rows": False,
                       "return_unexpected_index_query": False}
-#: a rule with a non-zero threshold fails only from this many offending rows on
-MIN_UNEXPECTED_TO_FAIL = 2
 
 
 @dataclass
@@ -318,10 +315,14 @@ def finish(results: dict[str, RuleResult]) -> list[RuleResult]:
 def decide(rr: RuleResult) -> bool:
     if rr.exception:
         return False
-    if rr.chunks <= 1 and not rr.attributed:
-        ok = True if rr.gx_success is None else rr.gx_success
-    else:
-        ok = mostly_success(rr.evaluated, rr.unexpected, rr.rule.mostly)
-    if not ok and rr.rule.max_share > 0 and rr.unexpected < MIN_UNEXPECTED_TO_FAIL:
-        ok = True
-    return ok
+    return verdict(rr.evaluated, rr.unexpected, rr.rule.max_share, rr.rule.min_count)
+
+
+def verdict(evaluated: int, unexpected: int, max_share: float, min_count: int) -> bool:
+    """Whether a rule passes for one drop: the share of offences within max_share (GX's
+    formula), or, for a rule with a non-zero threshold, fewer offences than min_count. The one
+    judge of every rule result: a new validation, and a stored failure judged again on what the
+    drop still contributes (gate.rejudge)."""
+    if mostly_success(evaluated, unexpected, 1.0 - max_share):
+        return True
+    return max_share > 0 and unexpected < min_count

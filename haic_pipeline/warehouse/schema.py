@@ -4,7 +4,7 @@ raw.<domain>  one table per extract domain, every delivered value as text (a raw
               fails on a bad value: the staging rules judge it), identifiers already handled
               (patient_key instead of patient_id, no patient_name), plus lineage columns
               `_extract_id`, `_row_number` (1-based data row in the file), `_loaded_at`.
-ops.*         drops, load_log, quarantine, row_flags, refresh_state.
+ops.*         drops, load_log, quarantine, row_flags, refresh_state, interventions (+ view waivers).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import duckdb
 
 from haic_pipeline.contracts import Contract
+from haic_pipeline.warehouse.interventions import INTERVENTIONS_DDL
 
 SCHEMAS = ("raw", "ops", "staging", "analysis")
 
@@ -20,7 +21,7 @@ OPS_DDL = [
     CREATE TABLE IF NOT EXISTS ops.drops (
         extract_id      VARCHAR NOT NULL,
         manifest_sha256 VARCHAR NOT NULL,
-        status          VARCHAR NOT NULL,      -- loaded / rejected
+        status          VARCHAR NOT NULL,      -- loaded / rejected / retracted (haic drop retract)
         reason          VARCHAR,
         extracted_at    TIMESTAMP,
         data_cutoff     DATE,
@@ -35,7 +36,7 @@ OPS_DDL = [
         file       VARCHAR NOT NULL,
         rows       BIGINT,
         sha256     VARCHAR,
-        status     VARCHAR NOT NULL,           -- loaded / rejected / duplicate
+        status     VARCHAR NOT NULL,           -- loaded / rejected / duplicate / retracted / restored
         reason     VARCHAR,
         loaded_at  TIMESTAMP NOT NULL
     )""",
@@ -90,7 +91,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]
     """
     for schema in SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    for ddl in OPS_DDL:
+    for ddl in OPS_DDL + INTERVENTIONS_DDL:
         con.execute(ddl)
     for contract in contracts.values():
         con.execute(raw_table_ddl(contract))

@@ -205,7 +205,10 @@ def test_each_expectation_family_fires(env, con):
     # ops.dq_results holds one row per rule and drop
     n = con.execute("SELECT count(*) FROM ops.dq_results WHERE extract_id = ? AND check_name = 'labs_error_rules'",
                     [E1]).fetchall()[0][0]
-    assert n == len([r for r in outcomes["labs_error_rules"].check.rules if r.scope == "drop"])
+    assert n == len([r for r in outcomes["labs_error_rules"].check.rules if r.scope in ("drop", "drop_patient")])
+    # the orphan rule counts patients: one treatments row of one orphan patient
+    orphan = rule_rows(outcomes["treatments_error_rules"])["orphan_patient"]
+    assert (orphan["unexpected"], orphan["evaluated"]) == (1, 3 + 1)
     cols = [d[0] for d in con.execute("SELECT * FROM ops.dq_results LIMIT 0").description]
     for c in ("refresh", "check_name", "severity", "passed", "evaluated", "unexpected", "extract_id"):
         assert c in cols

@@ -30,9 +30,11 @@ def _key(asset: str) -> dg.AssetKey:
 def check_metadata(outcome: CheckOutcome) -> dict:
     per_rule = outcome.per_rule()
     failed = [a for a in per_rule if not a["passed"]]
+    waived = outcome.waived_extract_ids
     meta: dict = {
         "result": dg.MetadataValue.text(
-            "passed" if outcome.passed else
+            (f"passed (waived for drop(s) {', '.join(waived)}: see waivers)" if waived else "passed")
+            if outcome.passed else
             ("NOT MEASURED: an expectation raised" if outcome.exceptions else
              f"FAILED: {', '.join(a['rule'] for a in failed)}")),
         "summary": dg.MetadataValue.md(outcome.markdown()),
@@ -45,6 +47,11 @@ def check_metadata(outcome: CheckOutcome) -> dict:
         "seconds": round(outcome.seconds, 3),
         "expectations": dg.MetadataValue.json(per_rule),
     }
+    if outcome.waivers:
+        meta["waivers"] = dg.MetadataValue.md("\n".join(
+            ["| drop | waived by | at (UTC) | reason |", "|---|---|---|---|"]
+            + [f"| {eid} | {w['waived_by']} | {str(w['waived_at'])[:16]} | {w['reason']} |"
+               for eid, w in sorted(outcome.waivers.items())]))
     if outcome.cached and outcome.rows:
         last = max(outcome.rows, key=lambda r: r["checked_at"])
         meta["note"] = dg.MetadataValue.text(
