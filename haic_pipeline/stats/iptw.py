@@ -12,9 +12,12 @@
 * Truncation (sensitivity analysis): weights clipped to their q_lo and q_hi quantiles over
   the modelled rows, quantiles by R ``quantile(type = 3)`` (:func:`quantile_type3`; NumPy
   has no type 3).
-* A fit that does not converge, or separates (a fitted ps within 10 x machine epsilon of 0
-  or 1: R glm's "fitted probabilities numerically 0 or 1" rule), gives no weights: the
-  result's ``status`` / ``reason`` say why (never NaN weights).
+* A fit that does not converge, or separates, gives no weights: the result's ``status`` /
+  ``reason`` say why (never NaN weights). Separation is either R glm's warning rule (a
+  fitted ps within 10 x machine epsilon of 0 or 1) or, exactly, a separating direction
+  found by Konis' linear program (R ``detectseparation``): quasi-complete separation
+  (e.g. a covariate level seen only among the treated) leaves R's glm "converged" with a
+  large coefficient and se and no warning, yet the MLE is infinite and positivity fails.
 * Balance (cobalt convention, signed): SMD = (m_1 - m_0) / s with m the (weighted) mean in
   each group and s = sqrt((v_1 + v_0) / 2) from the *unweighted* groups, v = p (1 - p) for a
   binary (0/1) covariate and the sample variance (n - 1) otherwise.
@@ -135,6 +138,27 @@ def weight_summary(treatment: Any, weights: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
+def _separating_direction(design: np.ndarray, a: np.ndarray) -> np.ndarray | None:
+    """A direction b != 0 with (2A - 1) x_i'b >= 0 for every row (complete or quasi-complete
+    separation: the logistic MLE is infinite), or None.
+
+    Linear program of Konis (2007), as R's ``detectseparation``: maximise
+    sum_i (2A_i - 1) x_i'b subject to (2A_i - 1) x_i'b >= 0 and -1 <= b_j <= 1; the maximum
+    is 0 exactly when the MLE exists (SciPy's HiGHS)."""
+    from scipy.optimize import linprog
+
+    ys = (2 * a - 1)[:, None] * design
+    scale = np.maximum(np.abs(design).max(axis=0), 1.0)
+    ys = ys / scale  # columns on a comparable scale for the solver's tolerances
+    # equal rows give equal constraints: one per distinct (treatment, covariates) pattern
+    rows, counts = np.unique(ys, axis=0, return_counts=True)
+    res = linprog(-(counts @ rows), A_ub=-rows, b_ub=np.zeros(len(rows)),
+                  bounds=[(-1, 1)] * design.shape[1], method="highs")
+    if res.status != 0 or res.x is None or -res.fun <= 1e-7 * len(a):
+        return None
+    return res.x / scale
+
+
 def _truncate_probs(truncate: Any) -> tuple | None:
     if truncate is None or truncate is False:
         return None
@@ -166,7 +190,8 @@ def propensity_weights(df: pd.DataFrame, treatment: str, covariates: Sequence[st
 
     Fit: statsmodels GLM (Binomial, logit; IRLS to a 1e-10 relative deviance change,
     tighter than R's 1e-8 so the estimate is R's to many digits). Separation (a fitted ps
-    within 10 machine epsilons of 0 or 1) and non-convergence give ``status``
+    within 10 machine epsilons of 0 or 1, or a separating direction by Konis' linear
+    program: complete or quasi-complete) and non-convergence give ``status``
     ``"separation"`` / ``"not_converged"`` and no weights; see :class:`PropensityResult`.
     """
     import statsmodels.api as sm
@@ -240,6 +265,17 @@ def propensity_weights(df: pd.DataFrame, treatment: str, covariates: Sequence[st
                       f"the propensity model separates: {n_sep} fitted propensity score(s) "
                       "numerically 0 or 1 (a covariate pattern predicts treatment exactly); "
                       "weights not computed",
+                      table=table, coefs=coefs, ps=ps_series, converged=converged,
+                      iterations=iterations)
+    direction = _separating_direction(design, a)
+    if direction is not None:
+        involved = [t for t, b in zip(terms, direction) if abs(b) > 1e-7 and t != "intercept"]
+        return failed("separation",
+                      "the propensity model separates (quasi-complete): "
+                      f"{', '.join(map(repr, involved)) or 'the covariates'} predict treatment "
+                      "exactly for a subset of patients (no patient of the other group shares "
+                      "their pattern), so their propensity score tends to 0 or 1 and the "
+                      "estimate is infinite; weights not computed",
                       table=table, coefs=coefs, ps=ps_series, converged=converged,
                       iterations=iterations)
     conv_warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
