@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from haic_pipeline.settings import ConfigurationError, Settings, load_settings
+from haic_pipeline.warehouse.faults import StorageFault, check_writable, describe
+
+#: How long a lock held by another process is waited for before the run fails: long enough for
+#: a short holder (the run-failure sensor, `haic status`), short enough that a session an analyst
+#: keeps open fails the run at once.
+LOCK_WAIT_SECONDS = 3.0
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
 
 
 class HaicConfig(dg.ConfigurableResource):
@@ -35,18 +46,61 @@ class HaicConfig(dg.ConfigurableResource):
 
 
 class WarehouseResource(DuckDBResource):
-    """dagster-duckdb's resource (it retries while another process holds the file), closing the
-    connection on failure too, so a failed asset never leaves the warehouse file open. DuckDB's
-    progress bar is off: it drew bars into the run's captured stdout for queries over 2 s."""
+    """dagster-duckdb's resource without its long retries: a lock held by another process is
+    waited for LOCK_WAIT_SECONDS, a read-only warehouse not at all, then the run fails with one
+    clear message (`warehouse_open_fault`), because a run retrying in silence tells the engineer on
+    call nothing. The connection is closed on failure too, and DuckDB's progress bar is off (it
+    drew bars into the run's captured stdout)."""
 
     @contextmanager
     def get_connection(self):
-        with super().get_connection() as conn:
+        conn = self._connect()
+        try:
+            conn.execute("SET enable_progress_bar = false")
+            yield conn
+        finally:
+            conn.close()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        config = {"custom_user_agent": "dagster", **self.connection_config}
+        deadline, delay = time.monotonic() + LOCK_WAIT_SECONDS, 0.1
+        while True:
             try:
-                conn.execute("SET enable_progress_bar = false")
-                yield conn
-            finally:
-                conn.close()
+                return duckdb.connect(self.database, read_only=False, config=config)
+            except duckdb.Error as exc:
+                if _locked(str(exc)) and time.monotonic() + delay < deadline:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                message = warehouse_open_fault(str(exc), self.database)
+                if message is None:
+                    raise
+                raise dg.Failure(description=message) from None
+
+
+def warehouse_open_fault(error: str, database: str) -> str | None:
+    """The one-line message for DuckDB's error on opening the warehouse for writing, when another
+    process holds its lock or its folder (or file) is read-only; else None. A read-only folder is
+    named as `haic run`'s preflight names it (faults.check_writable)."""
+    path = Path(database)
+    if _locked(error):
+        holder = _LOCK_HOLDER.search(error)
+        who = f" ({holder.group(1)}, PID {holder.group(2)})" if holder else ""
+        return (f"warehouse {path} is open in another process{who}, which holds its lock (an analyst's "
+                f"session or another `haic run`): close it and rerun; analysts can read "
+                f"{path.parent / 'analytics.duckdb'}, which never blocks a refresh; nothing was changed")
+    problem = describe(error, database)
+    if problem is None or not path.parent.is_dir():
+        return problem
+    try:
+        check_writable(path.parent, "warehouse folder")
+    except StorageFault as fault:
+        return str(fault)
+    return problem
+
+
+def _locked(error: str) -> bool:
+    return "could not set lock" in error.lower()
 
 
 def resources_for(settings: Settings) -> dict:
