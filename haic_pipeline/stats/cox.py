@@ -27,6 +27,19 @@ step short as R's own 1e-9 log-likelihood rule and lifelines' default leave it. 
 stops changing while the next Newton step I^-1 U is still not small (R's "coefficient
 may be infinite" check), the estimate diverges: perfect separation, reported as an error.
 Wald: se = sqrt(diag I^-1), z = coef/se, p = 2 (1 - Phi(|z|)), CI = exp(coef -+ z se).
+
+Case weights w_i (R ``coxph(..., weights = w)``, ``coxfit6.c``): r_i becomes w_i exp(x_i'b)
+in every risk-set and event sum, the event term sum_{D_k} x' beta becomes
+sum_{D_k} w x' beta, and each of the d_k Efron terms (l = 0..d_k - 1; their count stays
+the number of events) is multiplied by mw_k, the mean weight of the events at t_k.
+
+Robust variance (R ``robust = TRUE``): V = D'D with D_i = w_i L_i I^-1, the weighted
+dfbeta residuals, L_i the score residuals (``coxscore2.c``, formula at
+:func:`_score_residuals`); the robust score test (R ``summary(fit)$robscore``) is
+u'(T'T)^-1 u with T_i = w_i L_i(0), u = sum T_i: no fit is needed for it, and it is
+:func:`weighted_logrank` for a group term. lifelines' robust se differs from R on tied
+times (its score residuals ignore the Efron weighting of tied risk sets); the test suite
+shows it.
 """
 
 from __future__ import annotations

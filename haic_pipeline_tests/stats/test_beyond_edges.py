@@ -512,3 +512,45 @@ def test_ij_variances_use_memory_linear_in_rows():
         tracemalloc.stop()
     assert km.variance == "robust_ij" and r.se > 0
     assert peak < 400e6
+
+
+def test_rmst_at_an_observed_time_and_where_the_curve_reaches_zero():
+    """R (rmst_plain / rmst_ij of r_beyond.R): tau = 310, an observed lung time, and
+    tau = 6, where the weighted curve of ZERO reaches 0 (every weight at risk dies)."""
+    path = reference_dir().parent / "r_beyond"
+    if not (path / "lung.csv").is_file():
+        pytest.skip(f"R reference folder not found: {path}")
+    d = pd.read_csv(path / "lung.csv")
+    sw = pd.read_csv(path / "lung_weights.csv")["sw"]
+    assert 310 in set(d["time"])
+    plain = rmst(d["time"], d["event"], 310)
+    ij = rmst(d["time"], d["event"], 310, weights=sw)
+    np.testing.assert_allclose([plain.estimate, plain.se], [242.83220707850188, 6.38407444840918],
+                               rtol=1e-12)
+    np.testing.assert_allclose([ij.estimate, ij.se], [243.79762437858548, 6.32646778959355],
+                               rtol=1e-12)
+    zi = rmst(ZERO["time"], ZERO["event"], 6, weights=ZERO["w"])
+    zp = rmst(ZERO["time"], ZERO["event"], 6)
+    np.testing.assert_allclose([zi.estimate, zi.se], [4.39042261543265, 0.60574222647195], rtol=1e-12)
+    np.testing.assert_allclose([zp.estimate, zp.se], [4.128571428571428, 0.561035589730818],
+                               rtol=1e-12)
+    assert not zi.tau_truncated
+
+
+def test_lifelines_robust_se_differs_from_r_on_tied_times(vet):
+    """Why the robust variance is our own: lifelines' score residuals leave out the Efron
+    share of tied risk sets, so its robust se misses R's by ~2e-3 here; ours is R's."""
+    import warnings
+
+    from lifelines import CoxPHFitter
+
+    data = vet[["time", "event", "arm", "karno60", "prior", "w"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = CoxPHFitter().fit(data, "time", "event", weights_col="w", robust=True)
+    theirs = fit.standard_errors_[["arm", "karno60", "prior"]].to_numpy()
+    r = np.array(R_VET["cox_robust_se"])
+    assert np.max(np.abs(theirs / r - 1)) > 1e-3
+    ours = cox_regression(vet, "time", "event", ["arm", "karno60", "prior"], weights="w",
+                          robust=True)["se"].to_numpy()
+    assert np.max(np.abs(ours / r - 1)) < COX_REL
