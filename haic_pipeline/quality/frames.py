@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from haic_pipeline.catalogue import judged_rows
 from haic_pipeline.contracts import Contract
 from haic_pipeline.quality.suites import RuleSpec, staging_columns
 
@@ -52,26 +53,26 @@ def frame_columns(rules: list[RuleSpec]) -> dict[str, str]:
 
 
 def drop_frame_sql(c: Contract, rules: list[RuleSpec]) -> str:
+    """The pending drops' rows the staging SQL judges (catalogue.judged_rows), with the rules'
+    frame columns."""
     cols = frame_columns(rules)
     select = ",\n    ".join(f"{expr} AS {_ident(col)}" for col, expr in cols.items())
-    join = ""
-    if any("p." in expr for expr in cols.values()):
-        join = ("\nLEFT JOIN (SELECT DISTINCT patient_key FROM staging.patients) AS p "
-                "ON p.patient_key = t.patient_key")
-    return (f"SELECT\n    t._extract_id AS _extract_id,\n    {select}\nFROM raw.typed_{c.domain} AS t{join}\n"
-            "WHERE t._extract_id IN (SELECT unnest(?::VARCHAR[]))")
+    judged = judged_rows(c, "t.")
+    return (f"SELECT\n    t._extract_id AS _extract_id,\n    {select}\nFROM raw.typed_{c.domain} AS t\n"
+            "WHERE t._extract_id IN (SELECT unnest(?::VARCHAR[]))" + (f" AND {judged}" if judged else ""))
 
 
 def drop_patient_frame_sql(c: Contract, rules: list[RuleSpec]) -> str:
     """One row per pending drop and patient it delivered rows of in this domain (patient-level
-    rules count patients: one patient's 24 orphan lab rows are one offence); `t.patient_key` and
-    `p.patient_key` (staging.patients, left-joined) as in a drop frame."""
+    rules count patients: one patient's 24 orphan lab rows are one offence), the patients the
+    staging SQL judges only."""
     cols = frame_columns(rules)
     select = ",\n    ".join(f"{expr} AS {_ident(col)}" for col, expr in cols.items())
+    judged = judged_rows(c)
     return (f"SELECT\n    t._extract_id AS _extract_id,\n    {select}\n"
             f"FROM (SELECT DISTINCT _extract_id, patient_key FROM raw.{c.domain}\n"
-            "      WHERE patient_key IS NOT NULL AND _extract_id IN (SELECT unnest(?::VARCHAR[]))) AS t\n"
-            "LEFT JOIN (SELECT DISTINCT patient_key FROM staging.patients) AS p ON p.patient_key = t.patient_key")
+            "      WHERE patient_key IS NOT NULL AND _extract_id IN (SELECT unnest(?::VARCHAR[]))"
+            + (f" AND {judged}" if judged else "") + ") AS t")
 
 
 def fit_dtypes(df: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from haic_pipeline.contracts import Column, Contract, Rule, load_contracts
+from haic_pipeline.catalogue import judged_rows, offending_sql, row_rules
+from haic_pipeline.contracts import Column, Contract, load_contracts
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "staging"
 
@@ -70,85 +71,12 @@ def typed_expr(col: Column) -> list[str]:
     raise ValueError(col.type)
 
 
-def _show(col: Column) -> str:
-    """The delivered text of a column for a message (never for identifier columns)."""
-    if col.identifier:
-        return "'(withheld)'"
-    return f"coalesce(raw_{col.name}, '')"
-
-
-def column_checks(c: Contract, col: Column) -> list[tuple[str, str, str, str]]:
-    """(check_name, severity, predicate, reason SQL) generated from a column's contract."""
-    out = []
-    sev = col.severity
-    if col.identifier == "pseudonymise":
-        out.append((f"{col.name}_required", "error", "patient_key IS NULL", _q(f"{col.name} is missing")))
-        if col.pattern:
-            out.append((f"{col.name}_pattern", "error", "patient_key IS NOT NULL AND NOT _patient_id_valid",
-                        _q(f"{col.name} does not match {col.pattern} (value withheld)")))
-        return out
-    value = f"{col.name}_number" if col.type == "lab_value" else col.name
-    if col.required:
-        out.append((f"{col.name}_required", sev, f"raw_{col.name} IS NULL", _q(f"{col.name} is missing")))
-    if col.type in ("date", "datetime", "integer", "decimal", "lab_value"):
-        kind = {"date": "a YYYY-MM-DD date", "datetime": "a YYYY-MM-DD[ HH:MM[:SS]] date-time",
-                "integer": "an integer", "decimal": "a number",
-                "lab_value": "a number with an optional < or > sign"}[col.type]
-        out.append((f"{col.name}_type", sev, f"raw_{col.name} IS NOT NULL AND {value} IS NULL",
-                    f"{_q(col.name + ' ')} || {_show(col)} || {_q(' is not ' + kind)}"))
-    if col.type == "code":
-        codes = ", ".join(_q(x) for x in col.codes)
-        out.append((f"{col.name}_code", sev, f"{col.name} IS NOT NULL AND {col.name} NOT IN ({codes})",
-                    f"{_q(col.name + ' ')} || {_show(col)} || {_q(' is not one of ' + ', '.join(col.codes))}"))
-    bounds = []
-    if col.min is not None:
-        bounds.append((f"{value} < {col.min}", f">= {col.min}"))
-    if col.min_exclusive is not None:
-        bounds.append((f"{value} <= {col.min_exclusive}", f"> {col.min_exclusive}"))
-    if col.max is not None:
-        bounds.append((f"{value} > {col.max}", f"<= {col.max}"))
-    if bounds:
-        pred = " OR ".join(b[0] for b in bounds)
-        rule = " and ".join(b[1] for b in bounds)
-        out.append((f"{col.name}_range", sev, f"{value} IS NOT NULL AND ({pred})",
-                    f"{_q(col.name + ' ')} || {_show(col)} || {_q(' outside the allowed range (' + rule + ')')}"))
-    return out
-
-
-def rule_check(c: Contract, rule: Rule) -> tuple[str, str, str, str]:
-    if rule.kind == "date_order":
-        a, b = (c.column(x) for x in rule.columns)
-        pred = f"{a.name} IS NOT NULL AND {b.name} IS NOT NULL AND {b.name} < {a.name}"
-        reason = (f"{_q(b.name + ' ')} || {_show(b)} || {_q(' is before ' + a.name + ' ')} || {_show(a)}")
-        return rule.name, rule.severity, pred, reason
-    if rule.kind == "not_future":
-        (a,) = (c.column(x) for x in rule.columns)
-        pred = f"{a.name} IS NOT NULL AND {a.name}::DATE > _extract_date"
-        reason = (f"{_q(a.name + ' ')} || {_show(a)} || ' is after the drop''s extraction date ' || _extract_date::VARCHAR")
-        return rule.name, rule.severity, pred, reason
-    if rule.kind == "orphan":
-        pred = "patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)"
-        return rule.name, rule.severity, pred, _q("patient is in no delivered patients.csv (or its patient row is quarantined)")
-    if rule.kind == "lab_unit":
-        tests = ", ".join(_q(t) for t in c.units)
-        pred = f"test_code IN ({tests}) AND _unit_divisor IS NULL"
-        reason = "'unit ''' || coalesce(raw_unit, '') || ''' is not accepted for ' || test_code"
-        return rule.name, rule.severity, pred, reason
-    if rule.kind == "censoring_only_for":
-        tests = ", ".join(_q(t) for t in rule.tests)
-        pred = f"value_censoring IS NOT NULL AND test_code NOT IN ({tests})"
-        reason = "'censored value ' || coalesce(raw_value, '') || ' for ' || test_code || ' (expected only for " + ", ".join(rule.tests) + ")'"
-        return rule.name, rule.severity, pred, reason
-    raise ValueError(rule.kind)
-
-
 def checks(c: Contract) -> list[tuple[str, str, str, str]]:
-    out = []
-    for col in c.columns:
-        if col.in_raw:
-            out.extend(column_checks(c, col))
-    out.extend(rule_check(c, r) for r in c.rules)
-    return out
+    """(check_name, severity, predicate, reason SQL) of every row rule the staging SQL judges:
+    the rule catalogue's, each predicate its expectation's unexpected rows (catalogue.offending_sql);
+    duplicate_key_conflict is decided by the ranking of step 3 instead."""
+    return [(r.name, r.severity, offending_sql(r), r.reason) for r in row_rules(c)
+            if r.family != "duplicate_key"]
 
 
 def _struct(check: str) -> str:
@@ -220,17 +148,9 @@ def compile_contract(c: Contract) -> str:
         "-- 1. type and normalise every delivered column",
         typed_view(c),
     ]
-    where = "" if d == "patients" else (
-        "\n    WHERE patient_key IS NULL OR patient_key NOT IN "
-        "(SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn')"
-    )
+    where = f"\n    WHERE {judged_rows(c)}" if judged_rows(c) else ""
     # each rule yields its reason text where it fails, NULL elsewhere (cheap to carry, exact to report)
-    reasons = []
-    for name, sev, pred, reason in errors + warns:
-        gate = ""
-        if d == "patients" and not name.startswith("patient_id"):
-            gate = "consent_status IS DISTINCT FROM 'withdrawn' AND "
-        reasons.append(f"CASE WHEN {gate}({pred}) THEN {reason} END AS _r_{name}")
+    reasons = [f"CASE WHEN {pred} THEN {reason} END AS _r_{name}" for name, _sev, pred, reason in errors + warns]
     error_cols = [f"_r_{n}" for n, *_ in errors]
     warn_cols = [f"_r_{n}" for n, *_ in warns]
     has_error = " OR ".join(f"{x} IS NOT NULL" for x in error_cols) or "false"
@@ -246,7 +166,7 @@ def compile_contract(c: Contract) -> str:
         f"    hash({', '.join(content)}) AS _content,",
         f"    CASE WHEN {key_full} THEN hash({key_cols}) END AS _key_hash" + ("," if reasons else ""),
         "    " + ",\n    ".join(reasons),
-        f"FROM raw.typed_{d}{where};",
+        f"FROM raw.typed_{d} AS t{where};",
         "",
         "-- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).",
         "--    Only keys delivered more than once need ranking; their losing rows are listed here: older",

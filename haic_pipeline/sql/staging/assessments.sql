@@ -46,24 +46,24 @@ SELECT _extract_id, _row_number,
     extrahepatic_metastasis,
     hash(patient_key, assessment_date, ecog, ascites, encephalopathy, tumor_count, max_tumor_size_cm, portal_vein_invasion, extrahepatic_metastasis) AS _content,
     CASE WHEN patient_key IS NOT NULL AND assessment_date IS NOT NULL THEN hash(patient_key, assessment_date) END AS _key_hash,
-    CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
-    CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
-    CASE WHEN (raw_assessment_date IS NULL) THEN 'assessment_date is missing' END AS _r_assessment_date_required,
-    CASE WHEN (raw_assessment_date IS NOT NULL AND assessment_date IS NULL) THEN 'assessment_date ' || coalesce(raw_assessment_date, '') || ' is not a YYYY-MM-DD date' END AS _r_assessment_date_type,
-    CASE WHEN (raw_ecog IS NOT NULL AND ecog IS NULL) THEN 'ecog ' || coalesce(raw_ecog, '') || ' is not an integer' END AS _r_ecog_type,
-    CASE WHEN (ecog IS NOT NULL AND (ecog < 0 OR ecog > 4)) THEN 'ecog ' || coalesce(raw_ecog, '') || ' outside the allowed range (>= 0 and <= 4)' END AS _r_ecog_range,
-    CASE WHEN (ascites IS NOT NULL AND ascites NOT IN ('none', 'mild', 'moderate_severe')) THEN 'ascites ' || coalesce(raw_ascites, '') || ' is not one of none, mild, moderate_severe' END AS _r_ascites_code,
-    CASE WHEN (encephalopathy IS NOT NULL AND encephalopathy NOT IN ('none', 'grade_1_2', 'grade_3_4')) THEN 'encephalopathy ' || coalesce(raw_encephalopathy, '') || ' is not one of none, grade_1_2, grade_3_4' END AS _r_encephalopathy_code,
-    CASE WHEN (raw_tumor_count IS NOT NULL AND tumor_count IS NULL) THEN 'tumor_count ' || coalesce(raw_tumor_count, '') || ' is not an integer' END AS _r_tumor_count_type,
-    CASE WHEN (tumor_count IS NOT NULL AND (tumor_count < 0)) THEN 'tumor_count ' || coalesce(raw_tumor_count, '') || ' outside the allowed range (>= 0)' END AS _r_tumor_count_range,
-    CASE WHEN (raw_max_tumor_size_cm IS NOT NULL AND max_tumor_size_cm IS NULL) THEN 'max_tumor_size_cm ' || coalesce(raw_max_tumor_size_cm, '') || ' is not a number' END AS _r_max_tumor_size_cm_type,
-    CASE WHEN (max_tumor_size_cm IS NOT NULL AND (max_tumor_size_cm <= 0)) THEN 'max_tumor_size_cm ' || coalesce(raw_max_tumor_size_cm, '') || ' outside the allowed range (> 0)' END AS _r_max_tumor_size_cm_range,
-    CASE WHEN (portal_vein_invasion IS NOT NULL AND portal_vein_invasion NOT IN ('Y', 'N')) THEN 'portal_vein_invasion ' || coalesce(raw_portal_vein_invasion, '') || ' is not one of Y, N' END AS _r_portal_vein_invasion_code,
-    CASE WHEN (extrahepatic_metastasis IS NOT NULL AND extrahepatic_metastasis NOT IN ('Y', 'N')) THEN 'extrahepatic_metastasis ' || coalesce(raw_extrahepatic_metastasis, '') || ' is not one of Y, N' END AS _r_extrahepatic_metastasis_code,
-    CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
-    CASE WHEN (assessment_date IS NOT NULL AND assessment_date::DATE > _extract_date) THEN 'assessment_date ' || coalesce(raw_assessment_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_assessment_date_in_future
-FROM raw.typed_assessments
-    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn');
+    CASE WHEN ((CASE WHEN t.patient_key IS NOT NULL THEN true END) IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
+    CASE WHEN (NOT (CASE WHEN t.patient_key IS NOT NULL THEN t._patient_id_valid END)) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
+    CASE WHEN ((CASE WHEN t.raw_assessment_date IS NOT NULL THEN t.assessment_date IS NOT NULL END) IS NULL) THEN 'assessment_date is missing' END AS _r_assessment_date_required,
+    CASE WHEN (NOT (CASE WHEN t.raw_assessment_date IS NOT NULL THEN t.assessment_date IS NOT NULL END)) THEN 'assessment_date ' || coalesce(raw_assessment_date, '') || ' is not a YYYY-MM-DD date' END AS _r_assessment_date_type,
+    CASE WHEN (NOT (CASE WHEN t.raw_ecog IS NOT NULL THEN t.ecog IS NOT NULL END)) THEN 'ecog ' || coalesce(raw_ecog, '') || ' is not an integer' END AS _r_ecog_type,
+    CASE WHEN ((t.ecog) < 0 OR (t.ecog) > 4) THEN 'ecog ' || coalesce(raw_ecog, '') || ' outside the allowed range (>= 0 and <= 4)' END AS _r_ecog_range,
+    CASE WHEN ((t.ascites) NOT IN ('none', 'mild', 'moderate_severe')) THEN 'ascites ' || coalesce(raw_ascites, '') || ' is not one of none, mild, moderate_severe' END AS _r_ascites_code,
+    CASE WHEN ((t.encephalopathy) NOT IN ('none', 'grade_1_2', 'grade_3_4')) THEN 'encephalopathy ' || coalesce(raw_encephalopathy, '') || ' is not one of none, grade_1_2, grade_3_4' END AS _r_encephalopathy_code,
+    CASE WHEN (NOT (CASE WHEN t.raw_tumor_count IS NOT NULL THEN t.tumor_count IS NOT NULL END)) THEN 'tumor_count ' || coalesce(raw_tumor_count, '') || ' is not an integer' END AS _r_tumor_count_type,
+    CASE WHEN ((t.tumor_count) < 0) THEN 'tumor_count ' || coalesce(raw_tumor_count, '') || ' outside the allowed range (>= 0)' END AS _r_tumor_count_range,
+    CASE WHEN (NOT (CASE WHEN t.raw_max_tumor_size_cm IS NOT NULL THEN t.max_tumor_size_cm IS NOT NULL END)) THEN 'max_tumor_size_cm ' || coalesce(raw_max_tumor_size_cm, '') || ' is not a number' END AS _r_max_tumor_size_cm_type,
+    CASE WHEN ((t.max_tumor_size_cm) <= 0) THEN 'max_tumor_size_cm ' || coalesce(raw_max_tumor_size_cm, '') || ' outside the allowed range (> 0)' END AS _r_max_tumor_size_cm_range,
+    CASE WHEN ((t.portal_vein_invasion) NOT IN ('Y', 'N')) THEN 'portal_vein_invasion ' || coalesce(raw_portal_vein_invasion, '') || ' is not one of Y, N' END AS _r_portal_vein_invasion_code,
+    CASE WHEN ((t.extrahepatic_metastasis) NOT IN ('Y', 'N')) THEN 'extrahepatic_metastasis ' || coalesce(raw_extrahepatic_metastasis, '') || ' is not one of Y, N' END AS _r_extrahepatic_metastasis_code,
+    CASE WHEN (NOT (CASE WHEN t.patient_key IS NOT NULL THEN t.patient_key IN (SELECT patient_key FROM staging.patients) END)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
+    CASE WHEN (NOT ((t._extract_date) >= (t.assessment_date))) THEN 'assessment_date ' || coalesce(raw_assessment_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_assessment_date_in_future
+FROM raw.typed_assessments AS t
+    WHERE (patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn'));
 
 -- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).
 --    Only keys delivered more than once need ranking; their losing rows are listed here: older

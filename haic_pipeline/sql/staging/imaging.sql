@@ -31,17 +31,17 @@ SELECT _extract_id, _row_number,
     mrecist_response,
     hash(patient_key, scan_date, modality, mrecist_response) AS _content,
     CASE WHEN patient_key IS NOT NULL AND scan_date IS NOT NULL THEN hash(patient_key, scan_date) END AS _key_hash,
-    CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
-    CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
-    CASE WHEN (raw_scan_date IS NULL) THEN 'scan_date is missing' END AS _r_scan_date_required,
-    CASE WHEN (raw_scan_date IS NOT NULL AND scan_date IS NULL) THEN 'scan_date ' || coalesce(raw_scan_date, '') || ' is not a YYYY-MM-DD date' END AS _r_scan_date_type,
-    CASE WHEN (modality IS NOT NULL AND modality NOT IN ('CT', 'MRI')) THEN 'modality ' || coalesce(raw_modality, '') || ' is not one of CT, MRI' END AS _r_modality_code,
-    CASE WHEN (raw_mrecist_response IS NULL) THEN 'mrecist_response is missing' END AS _r_mrecist_response_required,
-    CASE WHEN (mrecist_response IS NOT NULL AND mrecist_response NOT IN ('CR', 'PR', 'SD', 'PD', 'NE')) THEN 'mrecist_response ' || coalesce(raw_mrecist_response, '') || ' is not one of CR, PR, SD, PD, NE' END AS _r_mrecist_response_code,
-    CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
-    CASE WHEN (scan_date IS NOT NULL AND scan_date::DATE > _extract_date) THEN 'scan_date ' || coalesce(raw_scan_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_scan_date_in_future
-FROM raw.typed_imaging
-    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn');
+    CASE WHEN ((CASE WHEN t.patient_key IS NOT NULL THEN true END) IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
+    CASE WHEN (NOT (CASE WHEN t.patient_key IS NOT NULL THEN t._patient_id_valid END)) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
+    CASE WHEN ((CASE WHEN t.raw_scan_date IS NOT NULL THEN t.scan_date IS NOT NULL END) IS NULL) THEN 'scan_date is missing' END AS _r_scan_date_required,
+    CASE WHEN (NOT (CASE WHEN t.raw_scan_date IS NOT NULL THEN t.scan_date IS NOT NULL END)) THEN 'scan_date ' || coalesce(raw_scan_date, '') || ' is not a YYYY-MM-DD date' END AS _r_scan_date_type,
+    CASE WHEN ((t.modality) NOT IN ('CT', 'MRI')) THEN 'modality ' || coalesce(raw_modality, '') || ' is not one of CT, MRI' END AS _r_modality_code,
+    CASE WHEN ((CASE WHEN t.raw_mrecist_response IS NOT NULL THEN true END) IS NULL) THEN 'mrecist_response is missing' END AS _r_mrecist_response_required,
+    CASE WHEN ((t.mrecist_response) NOT IN ('CR', 'PR', 'SD', 'PD', 'NE')) THEN 'mrecist_response ' || coalesce(raw_mrecist_response, '') || ' is not one of CR, PR, SD, PD, NE' END AS _r_mrecist_response_code,
+    CASE WHEN (NOT (CASE WHEN t.patient_key IS NOT NULL THEN t.patient_key IN (SELECT patient_key FROM staging.patients) END)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
+    CASE WHEN (NOT ((t._extract_date) >= (t.scan_date))) THEN 'scan_date ' || coalesce(raw_scan_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_scan_date_in_future
+FROM raw.typed_imaging AS t
+    WHERE (patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn'));
 
 -- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).
 --    Only keys delivered more than once need ranking; their losing rows are listed here: older

@@ -54,21 +54,21 @@ SELECT _extract_id, _row_number,
     canonical_unit AS unit,
     hash(patient_key, collected_at, test_code, value_canonical, value_censoring, canonical_unit, raw_unit) AS _content,
     CASE WHEN patient_key IS NOT NULL AND collected_at IS NOT NULL AND test_code IS NOT NULL THEN hash(patient_key, collected_at, test_code) END AS _key_hash,
-    CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
-    CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
-    CASE WHEN (raw_collected_at IS NULL) THEN 'collected_at is missing' END AS _r_collected_at_required,
-    CASE WHEN (raw_collected_at IS NOT NULL AND collected_at IS NULL) THEN 'collected_at ' || coalesce(raw_collected_at, '') || ' is not a YYYY-MM-DD[ HH:MM[:SS]] date-time' END AS _r_collected_at_type,
-    CASE WHEN (raw_test_code IS NULL) THEN 'test_code is missing' END AS _r_test_code_required,
-    CASE WHEN (test_code IS NOT NULL AND test_code NOT IN ('AFP', 'ALB', 'TBIL', 'INR', 'PLT', 'ALT', 'AST', 'CREA')) THEN 'test_code ' || coalesce(raw_test_code, '') || ' is not one of AFP, ALB, TBIL, INR, PLT, ALT, AST, CREA' END AS _r_test_code_code,
-    CASE WHEN (raw_value IS NULL) THEN 'value is missing' END AS _r_value_required,
-    CASE WHEN (raw_value IS NOT NULL AND value_number IS NULL) THEN 'value ' || coalesce(raw_value, '') || ' is not a number with an optional < or > sign' END AS _r_value_type,
-    CASE WHEN (value_number IS NOT NULL AND (value_number < 0)) THEN 'value ' || coalesce(raw_value, '') || ' outside the allowed range (>= 0)' END AS _r_value_range,
-    CASE WHEN (test_code IN ('AFP', 'ALB', 'TBIL', 'INR', 'PLT', 'ALT', 'AST', 'CREA') AND _unit_divisor IS NULL) THEN 'unit ''' || coalesce(raw_unit, '') || ''' is not accepted for ' || test_code END AS _r_unit_for_test,
-    CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
-    CASE WHEN (value_censoring IS NOT NULL AND test_code NOT IN ('AFP')) THEN 'censored value ' || coalesce(raw_value, '') || ' for ' || test_code || ' (expected only for AFP)' END AS _r_censored_value_not_afp,
-    CASE WHEN (collected_at IS NOT NULL AND collected_at::DATE > _extract_date) THEN 'collected_at ' || coalesce(raw_collected_at, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_collected_at_in_future
-FROM raw.typed_labs
-    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn');
+    CASE WHEN ((CASE WHEN t.patient_key IS NOT NULL THEN true END) IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
+    CASE WHEN (NOT (CASE WHEN t.patient_key IS NOT NULL THEN t._patient_id_valid END)) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
+    CASE WHEN ((CASE WHEN t.raw_collected_at IS NOT NULL THEN t.collected_at IS NOT NULL END) IS NULL) THEN 'collected_at is missing' END AS _r_collected_at_required,
+    CASE WHEN (NOT (CASE WHEN t.raw_collected_at IS NOT NULL THEN t.collected_at IS NOT NULL END)) THEN 'collected_at ' || coalesce(raw_collected_at, '') || ' is not a YYYY-MM-DD[ HH:MM[:SS]] date-time' END AS _r_collected_at_type,
+    CASE WHEN ((CASE WHEN t.raw_test_code IS NOT NULL THEN true END) IS NULL) THEN 'test_code is missing' END AS _r_test_code_required,
+    CASE WHEN ((t.test_code) NOT IN ('AFP', 'ALB', 'TBIL', 'INR', 'PLT', 'ALT', 'AST', 'CREA')) THEN 'test_code ' || coalesce(raw_test_code, '') || ' is not one of AFP, ALB, TBIL, INR, PLT, ALT, AST, CREA' END AS _r_test_code_code,
+    CASE WHEN ((CASE WHEN t.raw_value IS NOT NULL THEN t.value_number IS NOT NULL END) IS NULL) THEN 'value is missing' END AS _r_value_required,
+    CASE WHEN (NOT (CASE WHEN t.raw_value IS NOT NULL THEN t.value_number IS NOT NULL END)) THEN 'value ' || coalesce(raw_value, '') || ' is not a number with an optional < or > sign' END AS _r_value_type,
+    CASE WHEN ((t.value_number) < 0) THEN 'value ' || coalesce(raw_value, '') || ' outside the allowed range (>= 0)' END AS _r_value_range,
+    CASE WHEN (NOT (CASE WHEN t.test_code IN ('AFP', 'ALB', 'TBIL', 'INR', 'PLT', 'ALT', 'AST', 'CREA') THEN t._unit_divisor IS NOT NULL END)) THEN 'unit ''' || coalesce(raw_unit, '') || ''' is not accepted for ' || test_code END AS _r_unit_for_test,
+    CASE WHEN (NOT (CASE WHEN t.patient_key IS NOT NULL THEN t.patient_key IN (SELECT patient_key FROM staging.patients) END)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
+    CASE WHEN (NOT (CASE WHEN t.test_code NOT IN ('AFP') THEN t.value_censoring IS NULL END)) THEN 'censored value ' || coalesce(raw_value, '') || ' for ' || test_code || ' (expected only for AFP)' END AS _r_censored_value_not_afp,
+    CASE WHEN (NOT ((t._extract_date) >= (t.collected_at::DATE))) THEN 'collected_at ' || coalesce(raw_collected_at, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_collected_at_in_future
+FROM raw.typed_labs AS t
+    WHERE (patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn'));
 
 -- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).
 --    Only keys delivered more than once need ranking; their losing rows are listed here: older

@@ -36,20 +36,20 @@ SELECT _extract_id, _row_number,
     consent_status,
     hash(patient_key, sex, etiology, hcc_diagnosis_date, consent_status) AS _content,
     CASE WHEN patient_key IS NOT NULL THEN hash(patient_key) END AS _key_hash,
-    CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
-    CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
-    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_birth_date IS NULL) THEN 'birth_date is missing' END AS _r_birth_date_required,
-    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_birth_date IS NOT NULL AND birth_date IS NULL) THEN 'birth_date ' || '(withheld)' || ' is not a YYYY-MM-DD date' END AS _r_birth_date_type,
-    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_sex IS NULL) THEN 'sex is missing' END AS _r_sex_required,
-    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (sex IS NOT NULL AND sex NOT IN ('M', 'F')) THEN 'sex ' || coalesce(raw_sex, '') || ' is not one of M, F' END AS _r_sex_code,
-    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (etiology IS NOT NULL AND etiology NOT IN ('HBV', 'HCV', 'ALCOHOL', 'OTHER')) THEN 'etiology ' || coalesce(raw_etiology, '') || ' is not one of HBV, HCV, ALCOHOL, OTHER' END AS _r_etiology_code,
-    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date IS NULL) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is not a YYYY-MM-DD date' END AS _r_hcc_diagnosis_date_type,
-    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (raw_consent_status IS NULL) THEN 'consent_status is missing' END AS _r_consent_status_required,
-    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (consent_status IS NOT NULL AND consent_status NOT IN ('active', 'withdrawn')) THEN 'consent_status ' || coalesce(raw_consent_status, '') || ' is not one of active, withdrawn' END AS _r_consent_status_code,
-    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (birth_date IS NOT NULL AND birth_date::DATE > _extract_date) THEN 'birth_date ' || '(withheld)' || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_birth_date_in_future,
-    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date::DATE > _extract_date) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_hcc_diagnosis_date_in_future,
-    CASE WHEN consent_status IS DISTINCT FROM 'withdrawn' AND (birth_date IS NOT NULL AND hcc_diagnosis_date IS NOT NULL AND hcc_diagnosis_date < birth_date) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is before birth_date ' || '(withheld)' END AS _r_diagnosis_after_birth
-FROM raw.typed_patients;
+    CASE WHEN ((CASE WHEN t.patient_key IS NOT NULL THEN true END) IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
+    CASE WHEN (NOT (CASE WHEN t.patient_key IS NOT NULL THEN t._patient_id_valid END)) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
+    CASE WHEN (t.consent_status) IS DISTINCT FROM 'withdrawn' AND ((CASE WHEN t.raw_birth_date IS NOT NULL THEN t.birth_date IS NOT NULL END) IS NULL) THEN 'birth_date is missing' END AS _r_birth_date_required,
+    CASE WHEN (t.consent_status) IS DISTINCT FROM 'withdrawn' AND (NOT (CASE WHEN t.raw_birth_date IS NOT NULL THEN t.birth_date IS NOT NULL END)) THEN 'birth_date ' || '(withheld)' || ' is not a YYYY-MM-DD date' END AS _r_birth_date_type,
+    CASE WHEN (t.consent_status) IS DISTINCT FROM 'withdrawn' AND ((CASE WHEN t.raw_sex IS NOT NULL THEN true END) IS NULL) THEN 'sex is missing' END AS _r_sex_required,
+    CASE WHEN (t.consent_status) IS DISTINCT FROM 'withdrawn' AND ((t.sex) NOT IN ('M', 'F')) THEN 'sex ' || coalesce(raw_sex, '') || ' is not one of M, F' END AS _r_sex_code,
+    CASE WHEN (t.consent_status) IS DISTINCT FROM 'withdrawn' AND ((t.etiology) NOT IN ('HBV', 'HCV', 'ALCOHOL', 'OTHER')) THEN 'etiology ' || coalesce(raw_etiology, '') || ' is not one of HBV, HCV, ALCOHOL, OTHER' END AS _r_etiology_code,
+    CASE WHEN (t.consent_status) IS DISTINCT FROM 'withdrawn' AND (NOT (CASE WHEN t.raw_hcc_diagnosis_date IS NOT NULL THEN t.hcc_diagnosis_date IS NOT NULL END)) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is not a YYYY-MM-DD date' END AS _r_hcc_diagnosis_date_type,
+    CASE WHEN (t.consent_status) IS DISTINCT FROM 'withdrawn' AND ((CASE WHEN t.raw_consent_status IS NOT NULL THEN true END) IS NULL) THEN 'consent_status is missing' END AS _r_consent_status_required,
+    CASE WHEN (t.consent_status) IS DISTINCT FROM 'withdrawn' AND ((t.consent_status) NOT IN ('active', 'withdrawn')) THEN 'consent_status ' || coalesce(raw_consent_status, '') || ' is not one of active, withdrawn' END AS _r_consent_status_code,
+    CASE WHEN (t.consent_status) IS DISTINCT FROM 'withdrawn' AND (NOT ((t._extract_date) >= (t.birth_date))) THEN 'birth_date ' || '(withheld)' || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_birth_date_in_future,
+    CASE WHEN (t.consent_status) IS DISTINCT FROM 'withdrawn' AND (NOT ((t._extract_date) >= (t.hcc_diagnosis_date))) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_hcc_diagnosis_date_in_future,
+    CASE WHEN (t.consent_status) IS DISTINCT FROM 'withdrawn' AND (NOT ((t.hcc_diagnosis_date) >= (t.birth_date))) THEN 'hcc_diagnosis_date ' || coalesce(raw_hcc_diagnosis_date, '') || ' is before birth_date ' || '(withheld)' END AS _r_diagnosis_after_birth
+FROM raw.typed_patients AS t;
 
 -- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).
 --    Only keys delivered more than once need ranking; their losing rows are listed here: older

@@ -37,21 +37,21 @@ SELECT _extract_id, _row_number,
     stop_reason,
     hash(patient_key, regimen, start_date, end_date, cycles, stop_reason) AS _content,
     CASE WHEN patient_key IS NOT NULL AND regimen IS NOT NULL AND start_date IS NOT NULL THEN hash(patient_key, regimen, start_date) END AS _key_hash,
-    CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
-    CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
-    CASE WHEN (raw_regimen IS NULL) THEN 'regimen is missing' END AS _r_regimen_required,
-    CASE WHEN (regimen IS NOT NULL AND regimen NOT IN ('HAIC_FP', 'ATEZO_BEVA', 'SORAFENIB', 'LENVATINIB', 'TACE', 'OTHER')) THEN 'regimen ' || coalesce(raw_regimen, '') || ' is not one of HAIC_FP, ATEZO_BEVA, SORAFENIB, LENVATINIB, TACE, OTHER' END AS _r_regimen_code,
-    CASE WHEN (raw_start_date IS NULL) THEN 'start_date is missing' END AS _r_start_date_required,
-    CASE WHEN (raw_start_date IS NOT NULL AND start_date IS NULL) THEN 'start_date ' || coalesce(raw_start_date, '') || ' is not a YYYY-MM-DD date' END AS _r_start_date_type,
-    CASE WHEN (raw_end_date IS NOT NULL AND end_date IS NULL) THEN 'end_date ' || coalesce(raw_end_date, '') || ' is not a YYYY-MM-DD date' END AS _r_end_date_type,
-    CASE WHEN (raw_cycles IS NOT NULL AND cycles IS NULL) THEN 'cycles ' || coalesce(raw_cycles, '') || ' is not an integer' END AS _r_cycles_type,
-    CASE WHEN (cycles IS NOT NULL AND (cycles < 1)) THEN 'cycles ' || coalesce(raw_cycles, '') || ' outside the allowed range (>= 1)' END AS _r_cycles_range,
-    CASE WHEN (stop_reason IS NOT NULL AND stop_reason NOT IN ('PD', 'TOXICITY', 'COMPLETED', 'DEATH', 'OTHER')) THEN 'stop_reason ' || coalesce(raw_stop_reason, '') || ' is not one of PD, TOXICITY, COMPLETED, DEATH, OTHER' END AS _r_stop_reason_code,
-    CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
-    CASE WHEN (start_date IS NOT NULL AND end_date IS NOT NULL AND end_date < start_date) THEN 'end_date ' || coalesce(raw_end_date, '') || ' is before start_date ' || coalesce(raw_start_date, '') END AS _r_end_date_before_start_date,
-    CASE WHEN (start_date IS NOT NULL AND start_date::DATE > _extract_date) THEN 'start_date ' || coalesce(raw_start_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_start_date_in_future
-FROM raw.typed_treatments
-    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn');
+    CASE WHEN ((CASE WHEN t.patient_key IS NOT NULL THEN true END) IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
+    CASE WHEN (NOT (CASE WHEN t.patient_key IS NOT NULL THEN t._patient_id_valid END)) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
+    CASE WHEN ((CASE WHEN t.raw_regimen IS NOT NULL THEN true END) IS NULL) THEN 'regimen is missing' END AS _r_regimen_required,
+    CASE WHEN ((t.regimen) NOT IN ('HAIC_FP', 'ATEZO_BEVA', 'SORAFENIB', 'LENVATINIB', 'TACE', 'OTHER')) THEN 'regimen ' || coalesce(raw_regimen, '') || ' is not one of HAIC_FP, ATEZO_BEVA, SORAFENIB, LENVATINIB, TACE, OTHER' END AS _r_regimen_code,
+    CASE WHEN ((CASE WHEN t.raw_start_date IS NOT NULL THEN t.start_date IS NOT NULL END) IS NULL) THEN 'start_date is missing' END AS _r_start_date_required,
+    CASE WHEN (NOT (CASE WHEN t.raw_start_date IS NOT NULL THEN t.start_date IS NOT NULL END)) THEN 'start_date ' || coalesce(raw_start_date, '') || ' is not a YYYY-MM-DD date' END AS _r_start_date_type,
+    CASE WHEN (NOT (CASE WHEN t.raw_end_date IS NOT NULL THEN t.end_date IS NOT NULL END)) THEN 'end_date ' || coalesce(raw_end_date, '') || ' is not a YYYY-MM-DD date' END AS _r_end_date_type,
+    CASE WHEN (NOT (CASE WHEN t.raw_cycles IS NOT NULL THEN t.cycles IS NOT NULL END)) THEN 'cycles ' || coalesce(raw_cycles, '') || ' is not an integer' END AS _r_cycles_type,
+    CASE WHEN ((t.cycles) < 1) THEN 'cycles ' || coalesce(raw_cycles, '') || ' outside the allowed range (>= 1)' END AS _r_cycles_range,
+    CASE WHEN ((t.stop_reason) NOT IN ('PD', 'TOXICITY', 'COMPLETED', 'DEATH', 'OTHER')) THEN 'stop_reason ' || coalesce(raw_stop_reason, '') || ' is not one of PD, TOXICITY, COMPLETED, DEATH, OTHER' END AS _r_stop_reason_code,
+    CASE WHEN (NOT (CASE WHEN t.patient_key IS NOT NULL THEN t.patient_key IN (SELECT patient_key FROM staging.patients) END)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
+    CASE WHEN (NOT ((t.end_date) >= (t.start_date))) THEN 'end_date ' || coalesce(raw_end_date, '') || ' is before start_date ' || coalesce(raw_start_date, '') END AS _r_end_date_before_start_date,
+    CASE WHEN (NOT ((t._extract_date) >= (t.start_date))) THEN 'start_date ' || coalesce(raw_start_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_start_date_in_future
+FROM raw.typed_treatments AS t
+    WHERE (patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn'));
 
 -- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).
 --    Only keys delivered more than once need ranking; their losing rows are listed here: older

@@ -28,17 +28,17 @@ SELECT _extract_id, _row_number,
     death_date,
     hash(patient_key, last_contact_date, death_date) AS _content,
     CASE WHEN patient_key IS NOT NULL THEN hash(patient_key) END AS _key_hash,
-    CASE WHEN (patient_key IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
-    CASE WHEN (patient_key IS NOT NULL AND NOT _patient_id_valid) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
-    CASE WHEN (raw_last_contact_date IS NULL) THEN 'last_contact_date is missing' END AS _r_last_contact_date_required,
-    CASE WHEN (raw_last_contact_date IS NOT NULL AND last_contact_date IS NULL) THEN 'last_contact_date ' || coalesce(raw_last_contact_date, '') || ' is not a YYYY-MM-DD date' END AS _r_last_contact_date_type,
-    CASE WHEN (raw_death_date IS NOT NULL AND death_date IS NULL) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is not a YYYY-MM-DD date' END AS _r_death_date_type,
-    CASE WHEN (patient_key IS NOT NULL AND patient_key NOT IN (SELECT patient_key FROM staging.patients)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
-    CASE WHEN (last_contact_date IS NOT NULL AND death_date IS NOT NULL AND death_date < last_contact_date) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is before last_contact_date ' || coalesce(raw_last_contact_date, '') END AS _r_last_contact_after_death,
-    CASE WHEN (last_contact_date IS NOT NULL AND last_contact_date::DATE > _extract_date) THEN 'last_contact_date ' || coalesce(raw_last_contact_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_last_contact_in_future,
-    CASE WHEN (death_date IS NOT NULL AND death_date::DATE > _extract_date) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_death_date_in_future
-FROM raw.typed_vital_status
-    WHERE patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn');
+    CASE WHEN ((CASE WHEN t.patient_key IS NOT NULL THEN true END) IS NULL) THEN 'patient_id is missing' END AS _r_patient_id_required,
+    CASE WHEN (NOT (CASE WHEN t.patient_key IS NOT NULL THEN t._patient_id_valid END)) THEN 'patient_id does not match ^[0-9]{8}$ (value withheld)' END AS _r_patient_id_pattern,
+    CASE WHEN ((CASE WHEN t.raw_last_contact_date IS NOT NULL THEN t.last_contact_date IS NOT NULL END) IS NULL) THEN 'last_contact_date is missing' END AS _r_last_contact_date_required,
+    CASE WHEN (NOT (CASE WHEN t.raw_last_contact_date IS NOT NULL THEN t.last_contact_date IS NOT NULL END)) THEN 'last_contact_date ' || coalesce(raw_last_contact_date, '') || ' is not a YYYY-MM-DD date' END AS _r_last_contact_date_type,
+    CASE WHEN (NOT (CASE WHEN t.raw_death_date IS NOT NULL THEN t.death_date IS NOT NULL END)) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is not a YYYY-MM-DD date' END AS _r_death_date_type,
+    CASE WHEN (NOT (CASE WHEN t.patient_key IS NOT NULL THEN t.patient_key IN (SELECT patient_key FROM staging.patients) END)) THEN 'patient is in no delivered patients.csv (or its patient row is quarantined)' END AS _r_orphan_patient,
+    CASE WHEN (NOT ((t.death_date) >= (t.last_contact_date))) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is before last_contact_date ' || coalesce(raw_last_contact_date, '') END AS _r_last_contact_after_death,
+    CASE WHEN (NOT ((t._extract_date) >= (t.last_contact_date))) THEN 'last_contact_date ' || coalesce(raw_last_contact_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_last_contact_in_future,
+    CASE WHEN (NOT ((t._extract_date) >= (t.death_date))) THEN 'death_date ' || coalesce(raw_death_date, '') || ' is after the drop''s extraction date ' || _extract_date::VARCHAR END AS _r_death_date_in_future
+FROM raw.typed_vital_status AS t
+    WHERE (patient_key IS NULL OR patient_key NOT IN (SELECT patient_key FROM staging.patients WHERE consent_status = 'withdrawn'));
 
 -- 3. delta semantics: per natural key the newest drop wins (the last data row within a drop).
 --    Only keys delivered more than once need ranking; their losing rows are listed here: older
