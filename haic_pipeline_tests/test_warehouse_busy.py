@@ -144,3 +144,15 @@ def test_run_fails_at_once_on_a_read_only_warehouse_folder(env):
     # the words of `haic run`'s preflight (faults.check_writable)
     assert f"warehouse folder {folder} is read-only / not writable" in message, message
     assert "make it writable and rerun; nothing was changed" in message, message
+
+
+def test_the_cli_says_the_same_when_the_warehouse_is_held(env, holder):
+    """`haic run` and `haic drop retract` name the file and the holding process, exit 1, no traceback."""
+    for args in (["run", "--no-demo"], ["drop", "retract", E1, "--reason", "test"]):
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "haic_pipeline.cli", *args], capture_output=True, text=True,
+                              env=dict(os.environ))
+        assert proc.returncode == 1, (args, proc.stdout[-500:], proc.stderr[-2000:])
+        assert "is open in another process" in proc.stderr and f"PID {holder.pid}" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert time.monotonic() - t0 < 60

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,13 +11,12 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from haic_pipeline.settings import ConfigurationError, Settings, load_settings
-from haic_pipeline.warehouse.faults import StorageFault, check_writable, describe
+from haic_pipeline.warehouse.faults import StorageFault, check_writable, describe, locked
 
 #: How long a lock held by another process is waited for before the run fails: long enough for
 #: a short holder (the run-failure sensor, `haic status`), short enough that a session an analyst
 #: keeps open fails the run at once.
 LOCK_WAIT_SECONDS = 3.0
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
 
 
 class HaicConfig(dg.ConfigurableResource):
@@ -68,7 +66,7 @@ class WarehouseResource(DuckDBResource):
             try:
                 return duckdb.connect(self.database, read_only=False, config=config)
             except duckdb.Error as exc:
-                if _locked(str(exc)) and time.monotonic() + delay < deadline:
+                if locked(str(exc)) and time.monotonic() + delay < deadline:
                     time.sleep(delay)
                     delay *= 2
                     continue
@@ -83,24 +81,14 @@ def warehouse_open_fault(error: str, database: str) -> str | None:
     process holds its lock or its folder (or file) is read-only; else None. A read-only folder is
     named as `haic run`'s preflight names it (faults.check_writable)."""
     path = Path(database)
-    if _locked(error):
-        holder = _LOCK_HOLDER.search(error)
-        who = f" ({holder.group(1)}, PID {holder.group(2)})" if holder else ""
-        return (f"warehouse {path} is open in another process{who}, which holds its lock (an analyst's "
-                f"session or another `haic run`): close it and rerun; analysts can read "
-                f"{path.parent / 'analytics.duckdb'}, which never blocks a refresh; nothing was changed")
     problem = describe(error, database)
-    if problem is None or not path.parent.is_dir():
+    if problem is None or locked(error) or not path.parent.is_dir():
         return problem
     try:
         check_writable(path.parent, "warehouse folder")
     except StorageFault as fault:
         return str(fault)
     return problem
-
-
-def _locked(error: str) -> bool:
-    return "could not set lock" in error.lower()
 
 
 def resources_for(settings: Settings) -> dict:

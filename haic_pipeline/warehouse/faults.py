@@ -1,4 +1,4 @@
-"""Storage faults (a full disk, a read-only folder) told apart from every other error, so `haic run`
+"""Storage faults (a full disk, a read-only folder, a warehouse another process holds) told apart from every other error, so `haic run`
 and the run-failure sensor say so plainly and name the path instead of ending on a traceback.
 
 Nothing half-written survives such a fault: every asset writes its tables in one DuckDB transaction
@@ -17,6 +17,7 @@ from pathlib import Path
 _NO_SPACE = ("no space left on device", "database or disk is full", "disk quota exceeded")
 _READ_ONLY = ("read-only file system", "permission denied", "operation not permitted", "readonly database")
 _QUOTED_PATH = re.compile(r"""["'](/[^"']+)["']""")
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
 
 
 class StorageFault(RuntimeError):
@@ -35,12 +36,29 @@ def read_only_message(path, what: str, reason: str = "", outcome: str = INTACT) 
     return f"{what} {path} is read-only / not writable{why}: make it writable and rerun; {outcome}"
 
 
+def locked(text: str) -> bool:
+    """DuckDB's error when another process holds the database file's lock."""
+    return "could not set lock" in text.lower()
+
+
+def lock_message(path, text: str = "") -> str:
+    holder = _LOCK_HOLDER.search(text)
+    who = f" ({holder.group(1)}, PID {holder.group(2)})" if holder else ""
+    path = Path(path)
+    return (f"warehouse {path} is open in another process{who}, which holds its lock (an analyst's "
+            f"session or another `haic run`): close it and rerun; analysts can read "
+            f"{path.parent / 'analytics.duckdb'}, which never blocks a refresh; nothing was changed")
+
+
 def describe(text: str, path=None) -> str | None:
-    """A clear message if `text` (an error's message, or several joined) is a full disk or a
-    read-only file system, naming the first quoted absolute path in it (else `path`); else None."""
+    """A clear message if `text` (an error's message, or several joined) is a full disk, a
+    read-only file system or a DuckDB file locked by another process, naming the first quoted
+    absolute path in it (else `path`); else None."""
     lowered = text.lower()
     found = _QUOTED_PATH.search(text)
     where = found.group(1) if found else path
+    if locked(text):
+        return lock_message(where or "the warehouse", text)
     if any(s in lowered for s in _NO_SPACE):
         return disk_full_message(where or "the warehouse")
     if any(s in lowered for s in _READ_ONLY):
