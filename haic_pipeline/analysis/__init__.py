@@ -1,15 +1,20 @@
-"""The study's analysis layer (study_spec §3-§4): the ``analysis.*`` tables, the figures and the
+"""The study's analysis layer (study_spec §3-§5): the ``analysis.*`` tables, the figures and the
 study report, computed from ``staging.cohort`` and ``staging.endpoints`` alone with
 haic_pipeline.stats (R ``survival`` parity). Pure Python + DuckDB + matplotlib, no Dagster.
 
     data.py       what is read (included patients + endpoints, provenance) and the ONE place
                   where the Cox candidates and the Table 1 variables are derived
-    tables.py     the tables as DataFrames (calls into haic_pipeline.stats only)
+    tables.py     the tables of §4 as DataFrames (calls into haic_pipeline.stats only)
+    beyond.py     the tables of §5.5 ("beyond the paper": propensity score, balance, IPTW,
+                  RMST, proportional-hazards tests) as DataFrames, likewise
     warehouse.py  the analysis.* schemas and the one-transaction writes
-    figures.py    KM curves (paper Figures 1-2 / survminer style) and forest plots
+    checks.py     consistency checks of the stored tables (Dagster asset checks call them)
+    figures.py    KM curves (paper Figures 1-2 / survminer style), forest plots, the Love plot
+                  and the IPTW-adjusted KM curves
     report.py     study_report.html (self-contained) and study_report.md
     build.py      build_baseline / build_survival / build_response / build_cox /
-                  build_refresh_history / build_figures / build_report / build_analysis
+                  build_refresh_history / build_beyond / build_figures / build_report /
+                  build_analysis
 
 Readings taken where the spec leaves room (also in ARCHITECTURE.md):
 
@@ -73,6 +78,37 @@ Cox
   warning in the run log, in the asset metadata (``problems``) and in the report.
 - cox_models rows: univariable rows in the candidates' order, then the multivariable rows.
 
+Beyond the paper (§5; beyond.py)
+- Propensity covariates: the §3 candidates other than ``group`` with at most 20% missing over
+  the included patients and more than one value among those who have it (the Cox exclusion
+  rule, taken once over the included patients rather than per endpoint); the candidates left
+  out are propensity_model rows with status ``left_out`` and the reason. Patients missing a
+  covariate are left out of every weighted analysis and counted (``n_excluded_missing``).
+- propensity_model: one row per term (intercept first) with status ``ok``; when the fit
+  separates, does not converge, has too few patients or a constant covariate, the same rows
+  with NULL coef / se / p, that status and the reason (the coefficients of such a fit are not
+  estimates). Every weighted table then holds its rows with NULL numbers and that reason in
+  ``note``; balance keeps smd_before; rmst keeps its ``none`` rows; ph_tests is unaffected.
+- ``truncated`` = the stabilized weights clipped at their 1st and 99th percentiles over the
+  modelled patients (R ``quantile(type = 3)``), propensity_weights' ``truncate`` rule applied
+  to the one fit. iptw_weights gives n, sum, min, max, ESS per group and weighting.
+- balance: over the modelled patients; share_* unweighted, share_*_weighted with the stabilized
+  weights, smd_after_truncated with the truncated ones; an SMD that is infinite (a covariate
+  splitting the groups completely) is NULL with a note.
+- iptw_km_summary / iptw_effects: groups first_line and post_ate_beva only (a weighted
+  "overall" curve describes no one); n / events are patients and events (unweighted counts),
+  ess and sum_weights the weights'; rate_12m by §3's rule. iptw_km_curves: one row per
+  distinct time, unweighted counts beside the weighted sums (the figures show patients at risk).
+- rmst: ``none`` over every analysed patient (as km_summary), ``stabilized`` over the modelled
+  patients; tau_requested 12, tau_months the bound used, tau_truncated and note when lowered.
+- ph_tests: every model of analysis.cox_models (each univariable model, then the
+  multivariable one), unweighted; each model gets its term rows and a GLOBAL row (for a
+  one-term model the same test), ``model_terms`` tells the univariable models apart. An
+  endpoint without any Cox model is one row with a note.
+- The NaN / inf check (``stores_no_nan_or_inf``, one per §5 table) is blocking: such a number
+  can only come from a defect (non-finite results are stored as NULL with a note), and the
+  report and the analysts' copy keep their last good state rather than publish it.
+
 refresh_history
 - One snapshot (OS/PFS x overall/first_line/post_ate_beva: n, events, median_months, rate_12m)
   per extract_id, taken from analysis.km_summary when that extract_id is not yet in the table;
@@ -80,10 +116,12 @@ refresh_history
 """
 
 from .build import (
+    BEYOND_FIGURES,
     FIGURES,
     BuildResult,
     build_analysis,
     build_baseline,
+    build_beyond,
     build_cox,
     build_figures,
     build_refresh_history,
@@ -93,10 +131,11 @@ from .build import (
     render_figure,
 )
 from .data import COX_TERMS, AnalysisInputError, Provenance, cox_terms, load_study_data
-from .warehouse import TABLES
+from .warehouse import BEYOND_TABLES, TABLES
 
 __all__ = [
-    "COX_TERMS", "FIGURES", "TABLES", "AnalysisInputError", "BuildResult", "Provenance",
-    "build_analysis", "build_baseline", "build_cox", "build_figures", "build_refresh_history",
-    "build_report", "build_response", "build_survival", "cox_terms", "load_study_data", "render_figure",
+    "BEYOND_FIGURES", "BEYOND_TABLES", "COX_TERMS", "FIGURES", "TABLES", "AnalysisInputError", "BuildResult",
+    "Provenance", "build_analysis", "build_baseline", "build_beyond", "build_cox", "build_figures",
+    "build_refresh_history", "build_report", "build_response", "build_survival", "cox_terms", "load_study_data",
+    "render_figure",
 ]

@@ -5,7 +5,10 @@
     build_response(con)          -> analysis.response_summary, response_tests          (Table 2)
     build_cox(con)               -> analysis.cox_models, cox_excluded                  (Tables 3-4)
     build_refresh_history(con)   -> analysis.refresh_history (+1 snapshot per new drop; needs km_summary)
-    build_figures(con, reports)  -> <reports>/figures/km_os|km_pfs|forest_os|forest_pfs.png/.svg
+    build_beyond(con)            -> analysis.propensity_model, balance, iptw_weights, iptw_km_summary,
+                                    iptw_km_curves, iptw_effects, rmst, ph_tests (§5; needs cox_models)
+    build_figures(con, reports)  -> <reports>/figures/km_os|km_pfs|forest_os|forest_pfs.png/.svg,
+                                    and love|iptw_km_os|iptw_km_pfs (BEYOND_FIGURES)
     build_report(con, reports)   -> <reports>/study_report.html and .md
     build_analysis(con, reports) -> all of the above, in that order
 
@@ -18,14 +21,16 @@ holds clinician-readable strings (median OS per group, p-values formatted). No D
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from haic_pipeline.stats import format_count_percent, format_median_ci, format_p
+from haic_pipeline.stats import format_count_percent, format_estimate_ci, format_median_ci, format_p
 
+from . import beyond as B
 from . import figures as F
 from . import tables as T
 from .data import ENDPOINTS, GROUPS, Provenance, load_study_data, read_provenance
@@ -117,6 +122,53 @@ def build_cox(con: duckdb.DuckDBPyConnection) -> BuildResult:
                        problems=data.problems() + res.problems)
 
 
+def _beyond_headline(res: B.BeyondTables) -> dict[str, str]:
+    ps = res.propensity
+    out = {"propensity_model": (
+        f"{ps.status}: {len(res.covariates)} covariates, {ps.n} patients modelled, "
+        f"{ps.n_excluded_missing} left out for a missing covariate"
+        + ("" if ps.ok else f" ({ps.reason})"))}
+    if res.left_out:
+        out["propensity_left_out"] = ", ".join(f"{t} ({r.split(' ')[0]})" for t, r in res.left_out.items())
+    bal = res.balance[res.balance["covariate"].notna()]
+    for when in ("before", "after"):
+        known = bal[f"balanced_{when}"].dropna()
+        out[f"balanced_{when}"] = (f"{int(known.astype(bool).sum())} of {len(bal)} covariates with |SMD| < "
+                                   f"{B.BALANCE_THRESHOLD:g}" if len(known) else "not computed")
+    for endpoint in ENDPOINTS:
+        e = res.iptw_effects[(res.iptw_effects["endpoint"] == endpoint)
+                             & (res.iptw_effects["weighting"] == "stabilized")].iloc[0]
+        out[f"iptw_hr_{endpoint.lower()}"] = (
+            f"{format_estimate_ci(e['hr'], e['hr_lower'], e['hr_upper'], 3)}, p {format_p(e['p_value'])}, "
+            f"robust score p {format_p(e['robust_score_p'])}" if pd.notna(e["hr"]) else str(e["note"]))
+        for weighting in B.RMST_WEIGHTINGS:
+            r = res.rmst[(res.rmst["endpoint"] == endpoint) & (res.rmst["weighting"] == weighting)].iloc[0]
+            out[f"rmst_difference_{endpoint.lower()}_{weighting}"] = (
+                f"{format_estimate_ci(r['difference'], r['difference_lower'], r['difference_upper'], 2)} months "
+                f"at {r['tau_months']:g} months, p {format_p(r['difference_p'])}"
+                if pd.notna(r["difference"]) else str(r["note"]))
+        g = res.ph_tests[(res.ph_tests["endpoint"] == endpoint) & (res.ph_tests["model"] == "multivariable")
+                         & (res.ph_tests["term"] == "GLOBAL")]
+        out[f"ph_global_{endpoint.lower()}"] = (f"multivariable model GLOBAL p {format_p(g['p_value'].iloc[0])}"
+                                                if len(g) else "no multivariable model")
+    return out
+
+
+def build_beyond(con: duckdb.DuckDBPyConnection) -> BuildResult:
+    """The tables of study_spec §5.5 (haic_pipeline.analysis.beyond). The proportional-hazards
+    tests take their models from analysis.cox_models; a table from another drop than staging
+    (or none) is recomputed here, so the tests always belong to the models of this drop."""
+    data = load_study_data(con)
+    cox_models = read_table(con, "cox_models")
+    problems = data.problems()
+    if not len(cox_models) or str(cox_models["extract_id"].iloc[0]) != str(data.provenance.extract_id):
+        cox_models = T.cox_tables(data.frame).cox_models
+    res = B.beyond_tables(data.frame, cox_models)
+    rows = write_tables(con, res.tables(), data.provenance)
+    return BuildResult(tables=rows, provenance=data.provenance, headline=_beyond_headline(res),
+                       problems=problems + res.problems)
+
+
 def build_refresh_history(con: duckdb.DuckDBPyConnection) -> BuildResult:
     """Append the headline figures of analysis.km_summary under its extract_id, unless a
     snapshot for that extract_id is already in analysis.refresh_history."""
@@ -147,12 +199,22 @@ def table_provenance(con: duckdb.DuckDBPyConnection, table: str) -> Provenance:
     return prov
 
 
-FIGURES = ("km_os", "km_pfs", "forest_os", "forest_pfs")
+PAPER_FIGURES = ("km_os", "km_pfs", "forest_os", "forest_pfs")
+BEYOND_FIGURES = F.BEYOND_FIGURES  # study_spec §5
+FIGURES = PAPER_FIGURES + BEYOND_FIGURES
 
 
 def figure_inputs(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     """What figure ``name`` (one of FIGURES) is drawn from: the analysis tables it reads
     and the provenance line."""
+    if name == "love":
+        frames = {t: read_table(con, t) for t in ("balance", "propensity_model")}
+        return {"kind": "love", "endpoint": None, "frames": frames,
+                "provenance": table_provenance(con, "balance")}
+    if name.startswith("iptw_km_"):
+        frames = {t: read_table(con, t) for t in ("iptw_km_curves", "iptw_km_summary", "iptw_effects")}
+        return {"kind": "iptw_km", "endpoint": name.rsplit("_", 1)[1].upper(), "frames": frames,
+                "provenance": table_provenance(con, "iptw_km_summary")}
     kind, endpoint = name.split("_")
     if kind == "km":
         frames = {t: read_table(con, t) for t in ("km_curves", "km_summary", "survival_tests")}
@@ -166,6 +228,18 @@ def figure_inputs(con: duckdb.DuckDBPyConnection, name: str) -> dict:
 def draw_figure(inputs: dict):
     """The matplotlib Figure for :func:`figure_inputs`."""
     endpoint, prov, fr = inputs["endpoint"], inputs["provenance"], inputs["frames"]
+    if inputs["kind"] == "love":
+        return F.love_figure(fr["balance"], fr["propensity_model"], prov)
+    if inputs["kind"] == "iptw_km":
+        title = f"{F.ENDPOINT_TITLES[endpoint]} by group, IPTW-adjusted"
+        summary = fr["iptw_km_summary"]
+        summary = summary[(summary["endpoint"] == endpoint) & (summary["weighting"] == "stabilized")]
+        curves = fr["iptw_km_curves"]
+        curves = curves[curves["weighting"] == "stabilized"] if len(curves) else curves
+        if not len(curves) or not (curves["endpoint"] == endpoint).any():
+            why = next((str(n) for n in summary["note"] if isinstance(n, str)), "no weighted curve")
+            return F.message_figure(title, textwrap.fill(f"Not drawn: {why}", 110), prov)
+        return F.km_figure(curves, summary, pd.DataFrame(), endpoint, prov, iptw=fr["iptw_effects"])
     if inputs["kind"] == "km":
         if not len(fr["km_curves"]):
             return F.message_figure(f"{F.ENDPOINT_TITLES[endpoint]} by group",
@@ -219,6 +293,7 @@ def build_analysis(con: duckdb.DuckDBPyConnection, reports: Path) -> dict[str, B
         "response": build_response(con),
         "cox": build_cox(con),
         "refresh_history": build_refresh_history(con),
+        "beyond": build_beyond(con),
     }
     build_figures(con, reports)
     out["report"] = build_report(con, reports)

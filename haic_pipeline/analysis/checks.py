@@ -37,3 +37,29 @@ def km_summary_matches_endpoints(con: duckdb.DuckDBPyConnection) -> tuple[bool, 
     if drops[1] is not None and drops[0] != drops[1]:
         mismatches.append(f"analysis.km_summary is from drop {drops[0]}, staging.endpoints from {drops[1]}")
     return not mismatches, {"rows_compared": len(rows), "mismatches": mismatches}
+
+
+def finite_values(con: duckdb.DuckDBPyConnection, tables) -> dict[str, list[str]]:
+    """For each ``analysis.<table>``, its floating-point columns that hold NaN or +-inf, as
+    ``"<column>: <k> NaN, <m> infinite"`` (an empty list: every number is finite or NULL). A
+    result that cannot be computed is stored as NULL with a note, so a non-finite number here
+    means a computation went wrong. A table that does not exist is reported as such."""
+    out = {}
+    for table in tables:
+        cols = [c for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'analysis' AND table_name = ? "
+            "AND data_type IN ('DOUBLE', 'FLOAT', 'REAL') ORDER BY column_index", [table]).fetchall()]
+        exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'analysis' "
+                             "AND table_name = ?", [table]).fetchall()[0][0]
+        if not exists:
+            out[table] = ["table missing"]
+            continue
+        if not cols:
+            out[table] = []
+            continue
+        counts = con.execute("SELECT " + ", ".join(
+            f'count(*) FILTER (WHERE isnan("{c}")), count(*) FILTER (WHERE isinf("{c}"))' for c in cols)
+            + f" FROM analysis.{table}").fetchall()[0]
+        out[table] = [f"{c}: {counts[2 * i]} NaN, {counts[2 * i + 1]} infinite"
+                      for i, c in enumerate(cols) if counts[2 * i] or counts[2 * i + 1]]
+    return out

@@ -1,7 +1,8 @@
 """Figures of the study, drawn from the analysis tables (so a figure shows exactly what the
 tables hold): Kaplan-Meier curves per group in the style of the paper's Figures 1-2 and of
 R survminer's ``ggsurvplot(conf.int = TRUE, surv.median.line = "hv", risk.table = TRUE,
-pval = TRUE)``, and a forest plot of the Cox models of each endpoint.
+pval = TRUE)``, a forest plot of the Cox models of each endpoint, and beyond the paper
+(study_spec §5) a Love plot of the covariate balance and the IPTW-adjusted curves.
 
 Matplotlib's object API with the Agg canvas (no pyplot, no global backend state). Outputs are
 deterministic: SVG without a date and with a fixed hash salt, PNG without a software stamp,
@@ -56,6 +57,8 @@ TERM_LABELS = {
     "portal_vein_invasion": "Portal vein invasion",
     "extrahepatic_metastasis": "Extrahepatic metastasis",
 }
+#: the figures of study_spec §5 (file names containing ``love`` / ``iptw``)
+BEYOND_FIGURES = ("love", "iptw_km_os", "iptw_km_pfs")
 DPI = 150
 PREVIEW_WIDTH = 640  # px of the inline copy shown in the Dagster UI (keeps the event log small)
 
@@ -82,13 +85,33 @@ def _p_text(tests: pd.DataFrame, test: str) -> str:
     return p if p.startswith("<") else f"= {p}"
 
 
+def _iptw_text(effects: pd.DataFrame, endpoint: str) -> str:
+    """The text box of an IPTW curve: the weighted HR (robust CI, p) and the robust score test,
+    from the ``stabilized`` row of analysis.iptw_effects."""
+    row = effects[(effects["endpoint"] == endpoint) & (effects["weighting"] == "stabilized")] \
+        if len(effects) else effects
+    if not len(row) or pd.isna(row["hr"].iloc[0]):
+        return "IPTW hazard ratio: not computable"
+    r = row.iloc[0]
+    p = format_p(r["p_value"])
+    score = "NA" if pd.isna(r["robust_score_p"]) else format_p(r["robust_score_p"])
+    return (f"IPTW HR {format_estimate_ci(r['hr'], r['hr_lower'], r['hr_upper'], 2)}, "
+            f"p {p if p.startswith('<') else '= ' + p}\n"
+            f"Robust score test p {score if score.startswith('<') else '= ' + score}")
+
+
 def km_figure(curves: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame, endpoint: str,
-              provenance: Provenance) -> Figure:
+              provenance: Provenance, *, iptw: pd.DataFrame | None = None) -> Figure:
     """Kaplan-Meier curves of ``endpoint`` ('OS'/'PFS') per group from the analysis tables
     (``curves`` = analysis.km_curves, ``summary`` = analysis.km_summary, ``tests`` =
     analysis.survival_tests; rows of other endpoints are ignored): step curves, shaded 95%
     CI, '+' at censoring times, dotted lines at each group's median, the log-rank and
-    12-month p-values, a number-at-risk table on the same time axis, provenance footnote."""
+    12-month p-values, a number-at-risk table on the same time axis, provenance footnote.
+
+    With ``iptw`` (analysis.iptw_effects) the curves are the IPTW ones (``curves`` /
+    ``summary`` = the ``stabilized`` rows of analysis.iptw_km_curves / iptw_km_summary): the
+    legend adds each group's effective sample size, the text box gives the weighted HR and the
+    robust score test instead of the log-rank, and the numbers at risk stay patients."""
     curves = curves[curves["endpoint"] == endpoint]
     summary = summary[summary["endpoint"] == endpoint]
     tests = tests[tests["endpoint"] == endpoint] if len(tests) else tests
@@ -113,7 +136,9 @@ def km_figure(curves: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame, 
         n = int(srow["n"].iloc[0]) if len(srow) else 0
         med = (srow["median_months"].iloc[0], srow["median_lower"].iloc[0], srow["median_upper"].iloc[0]) \
             if len(srow) else (None, None, None)
-        label = f"{GROUP_LABELS[group]} (n = {n}): median {format_median_ci(*med)} mo"
+        ess = (f", ESS = {srow['ess'].iloc[0]:.0f}" if iptw is not None and len(srow)
+               and pd.notna(srow["ess"].iloc[0]) else "")
+        label = f"{GROUP_LABELS[group]} (n = {n}{ess}): median {format_median_ci(*med)} mo"
         if len(c):
             t = np.r_[0.0, c["time_months"].to_numpy(float)]
             s = np.r_[1.0, c["survival"].to_numpy(float)]
@@ -152,11 +177,14 @@ def km_figure(curves: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame, 
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    ax.set_title(f"{title} by group", fontsize=13, loc="left", fontweight="bold")
+    heading = f"{title} by group" + ("" if iptw is None else ", IPTW-adjusted")
+    ax.set_title(heading, fontsize=13, loc="left", fontweight="bold")
     legend = ax.legend(handles, labels, loc="upper right", fontsize=9.5, frameon=True, framealpha=0.85,
                        edgecolor="none", facecolor="white")
     legend.set_zorder(5)
-    ax.text(0.02, 0.05, f"Log-rank p {_p_text(tests, 'logrank')}\n12-month rate p {_p_text(tests, 'rate_12m')}",
+    box = (f"Log-rank p {_p_text(tests, 'logrank')}\n12-month rate p {_p_text(tests, 'rate_12m')}"
+           if iptw is None else _iptw_text(iptw, endpoint))
+    ax.text(0.02, 0.05, box,
             transform=ax.transAxes, fontsize=10.5, ha="left", va="bottom", zorder=5,
             bbox=dict(boxstyle="round,pad=0.3", facecolor="white", edgecolor="none", alpha=0.85))
 
@@ -172,7 +200,9 @@ def km_figure(curves: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame, 
     risk.set_title("Number at risk", fontsize=11, loc="left", fontweight="bold")
     ax.tick_params(labelbottom=True)
 
-    fig.text(0.02, 0.015, f"{title}: Kaplan-Meier estimates, shaded 95% CI (log scale); + censored; "
+    what = ("Kaplan-Meier estimates, shaded 95% CI (log scale)" if iptw is None else
+            "IPTW Kaplan-Meier (stabilized weights), shaded 95% CI (robust, log scale); at risk: patients")
+    fig.text(0.02, 0.015, f"{title}: {what}; + censored; "
              f"dotted lines: medians; months of 30.4375 days.\nData: {provenance.describe()}.",
              fontsize=8, color="#444444", ha="left", va="bottom", linespacing=1.4)
     return fig
@@ -287,6 +317,68 @@ def forest_figure(models: pd.DataFrame, excluded: pd.DataFrame, endpoint: str,
     return fig
 
 
+def love_figure(balance: pd.DataFrame, propensity: pd.DataFrame, provenance: Provenance,
+                threshold: float = 0.1) -> Figure:
+    """Love plot from analysis.balance: |SMD| of each covariate before weighting (open grey
+    circles) and after the stabilized IPTW weights (filled blue), one row per covariate in the
+    propensity model's order, a dashed line at ``threshold`` (0.1 = balanced). When the weights
+    could not be computed only the "before" points are drawn and the reason (from
+    analysis.propensity_model) is printed under the plot."""
+    rows = balance[balance["covariate"].notna()] if len(balance) else balance
+    n_rows = max(len(rows), 1)
+    notes = []
+    failed = propensity[propensity["status"].isin(["separation", "not_converged", "no_variation", "too_few"])] \
+        if len(propensity) else propensity
+    if len(failed):
+        notes.append(f"Weights not computed: {failed['note'].iloc[0]}.")
+    left = propensity[propensity["status"] == "left_out"] if len(propensity) else propensity
+    if len(left):
+        notes.append("Not in the propensity model: " + "; ".join(
+            f"{TERM_LABELS.get(t, t)} ({str(n).split(': ', 1)[-1]})" for t, n in zip(left["term"], left["note"])) + ".")
+    notes.append("|SMD| = |difference in shares| / pooled SD of the unweighted groups (cobalt convention); "
+                 f"|SMD| < {threshold:g} counts as balanced.")
+    notes.append(f"Data: {provenance.describe()}.")
+    note_lines = [line for n in notes for line in textwrap.wrap(n, 150)]
+    bottom_in, top_in = 0.85 + 0.16 * len(note_lines), 0.6
+    height = bottom_in + top_in + 0.32 * n_rows
+    fig = Figure(figsize=(10, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.30, bottom_in / height, 0.64, 1 - (bottom_in + top_in) / height))
+    fig.text(0.02, 1 - 0.2 / height, "Covariate balance before and after IPTW (Love plot)", fontsize=13,
+             fontweight="bold", ha="left", va="top")
+    if not len(rows):
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "No covariate to balance", ha="center", va="center", fontsize=11,
+                transform=ax.transAxes)
+    else:
+        y = np.arange(len(rows))
+        before = pd.to_numeric(rows["smd_before"], errors="coerce").abs().to_numpy(float)
+        after = pd.to_numeric(rows["smd_after"], errors="coerce").abs().to_numpy(float)
+        top = np.nanmax(np.r_[before, after, threshold * 2])
+        ax.set_xlim(0, top * 1.1)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        for i in y:  # a thin line from before to after shows the change
+            if np.isfinite(before[i]) and np.isfinite(after[i]):
+                ax.plot([before[i], after[i]], [i, i], color="#bbbbbb", linewidth=1, zorder=1)
+        ax.scatter(before, y, s=46, facecolors="white", edgecolors="#666666", linewidths=1.4, zorder=3,
+                   label="Before weighting")
+        if np.isfinite(after).any():
+            ax.scatter(after, y, s=46, color="#0072B2", zorder=4, label="After IPTW (stabilized weights)")
+        ax.axvline(threshold, color="#D55E00", linestyle="--", linewidth=1.2, zorder=2)
+        ax.text(threshold, -0.5, f" {threshold:g}", color="#D55E00", fontsize=9, ha="left", va="bottom")
+        ax.set_yticks(y)
+        ax.set_yticklabels([TERM_LABELS.get(c, c) for c in rows["covariate"]], fontsize=10)
+        ax.set_xlabel("Absolute standardized mean difference", fontsize=10.5)
+        ax.grid(True, axis="x", color="#e6e6e6", linewidth=0.7)
+        ax.set_axisbelow(True)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        ax.legend(loc="lower right", fontsize=9.5, frameon=True, framealpha=0.9, edgecolor="none")
+    fig.text(0.02, 0.1 / height, "\n".join(note_lines), fontsize=8, color="#444444", ha="left",
+             va="bottom", linespacing=1.35)
+    return fig
+
+
 def message_figure(title: str, message: str, provenance: Provenance) -> Figure:
     """A placeholder figure saying why the real one cannot be drawn (e.g. no patients)."""
     fig = Figure(figsize=(10, 3), dpi=DPI)
@@ -323,6 +415,13 @@ def figure_texts(fig: Figure) -> list[str]:
     return out
 
 
+def svg_bytes(fig: Figure) -> bytes:
+    """The figure as SVG, without a date (byte-identical reruns)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None}, facecolor="white")
+    return buf.getvalue()
+
+
 def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None}, facecolor="white")
@@ -355,10 +454,8 @@ def save_figure(fig: Figure, folder: Path, name: str, inputs_key: str | None = N
     (:func:`load_saved`)."""
     folder.mkdir(parents=True, exist_ok=True)
     png = png_bytes(fig)
-    svg_buf = io.BytesIO()
-    fig.savefig(svg_buf, format="svg", metadata={"Date": None}, facecolor="white")
     _write_if_changed(folder / f"{name}.png", png)
-    _write_if_changed(folder / f"{name}.svg", svg_buf.getvalue())
+    _write_if_changed(folder / f"{name}.svg", svg_bytes(fig))
     if inputs_key is not None:
         _write_if_changed(folder / f"{name}.inputs", inputs_key.encode())
     w, h = fig.get_size_inches() * DPI

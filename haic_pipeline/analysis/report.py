@@ -1,16 +1,20 @@
-"""The study report: Tables 1-4, the survival summary, the figures, the CONSORT counts and how
-the estimates moved as drops arrived, regenerated on every refresh from the analysis tables.
+"""The study report: Tables 1-4, the survival summary, the figures, the CONSORT counts, how
+the estimates moved as drops arrived, and "Beyond the paper" (study_spec §5: balance, IPTW,
+RMST, proportional hazards, each with a plain sentence on what it means for the comparison),
+regenerated on every refresh from the analysis tables.
 
 Two files under the reports folder: ``study_report.html`` (self-contained: tables as HTML,
-figures inlined as PNG data URIs, opens anywhere) and ``study_report.md`` (the same tables,
-figures linked as ``figures/<name>.png``). Deterministic: no clock time, only the provenance
-(drops, data cutoff). Nothing patient-level: only aggregated tables.
+figures inlined as data URIs: the paper's figures as PNG, the beyond-the-paper figures as
+their SVG, vector and text-searchable) and ``study_report.md`` (the same tables, figures linked
+as ``figures/<name>.png``). Deterministic: no clock time, only the provenance (drops, data
+cutoff). Nothing patient-level: only aggregated tables.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +30,8 @@ from haic_pipeline.stats import (
 )
 
 from . import figures as F
-from .data import GROUPS, Provenance
+from .data import ENDPOINTS, GROUPS, Provenance
+from .figures import BEYOND_FIGURES
 from .warehouse import read_table
 
 VARIABLE_LABELS = {
@@ -53,6 +58,8 @@ class Section:
     table: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
     figures: list[tuple[str, str]] = field(default_factory=list)  # (figure name, caption)
+    level: int = 2  # heading level: 2 = a section, 3 = a part of the one before
+    lead: list[str] = field(default_factory=list)  # plain sentences shown before the table
 
 
 def _s(x) -> str:
@@ -236,6 +243,380 @@ def provenance_line(con: duckdb.DuckDBPyConnection, prov: Provenance) -> str:
     return f"{prov.describe()}; {', '.join(parts)} (see Data-quality interventions)"
 
 
+# ---------------------------------------------------------------------------------------
+# beyond the paper (study_spec §5): tables with one plain sentence per result
+# ---------------------------------------------------------------------------------------
+EVENTS = {"OS": "death", "PFS": "progression or death"}
+LIVED = {"OS": "lived", "PFS": "lived without progression"}
+BALANCED = 0.1
+GROUP_SHORT = {"first_line": "first-line", "post_ate_beva": "post-ate-beva"}
+
+
+def _p_eq(p) -> str:
+    """``p = 0.068`` / ``p < 0.001`` (or ``p not computed``) for a sentence."""
+    if p is None or pd.isna(p):
+        return "p not computed"
+    f = format_p(p)
+    return f"p < {f[1:]}" if f.startswith("<") else f"p = {f}"
+
+
+def _significance(p) -> str:
+    if p is None or pd.isna(p):
+        return "no test is available"
+    return ("the difference is statistically significant at the 5% level" if p < 0.05 else
+            "the difference is not statistically significant at the 5% level")
+
+
+def _ci(est, lo, hi, digits: int = 2) -> str:
+    """``0.47, 95% CI 0.21 to 1.06`` (for a parenthesis of a sentence); NA where missing."""
+    def f(x):
+        return "NA" if x is None or pd.isna(x) else f"{x:.{digits}f}"
+    return f"{f(est)}, 95% CI {f(lo)} to {f(hi)}"
+
+
+def _median_words(m) -> str:
+    return "not reached" if m is None or pd.isna(m) else f"{m:.1f}"
+
+
+def _one(df: pd.DataFrame, **eq) -> pd.Series | None:
+    if not len(df):
+        return None
+    mask = pd.Series(True, index=df.index)
+    for c, v in eq.items():
+        mask &= df[c] == v
+    return df[mask].iloc[0] if mask.any() else None
+
+
+def _weights_ok(pm: pd.DataFrame) -> bool:
+    return bool(len(pm)) and bool((pm["status"] == "ok").any())
+
+
+def _term(t) -> str:
+    return F.TERM_LABELS.get(t, t)
+
+
+def balance_sentence(balance: pd.DataFrame, weighted: bool) -> str:
+    """What the balance table means: which covariates differed before weighting and whether
+    weighting removed the differences (|SMD| < 0.1 counts as balanced)."""
+    rows = balance[balance["covariate"].notna()] if len(balance) else balance
+    if not len(rows):
+        return "No covariate entered the propensity model, so there is no balance to assess."
+    m = len(rows)
+    before = pd.to_numeric(rows["smd_before"], errors="coerce")
+    bad = rows[before.isna() | (before.abs() >= BALANCED)]
+    if len(bad):
+        first = (f"Before weighting {len(bad)} of {m} covariates differ between the groups "
+                 f"(|SMD| \u2265 0.1: {', '.join(_term(c) for c in bad['covariate'])})")
+    else:
+        first = f"Before weighting the groups differ little on every one of the {m} covariates (|SMD| < 0.1)"
+    if not weighted:
+        return first + "; the weighted balance is not available because the propensity model could not be estimated."
+    after = pd.to_numeric(rows["smd_after"], errors="coerce")
+    still = rows[after.isna() | (after.abs() >= BALANCED)]
+    if not len(still):
+        return first + ("; after weighting every covariate is balanced (|SMD| < 0.1), so the weighted "
+                        "comparison below is not confounded by these covariates.")
+    worst = still.loc[after[still.index].abs().idxmax()]
+    them = "it" if len(still) == 1 else "them"
+    return first + (f"; after weighting {len(still)} still differ{'s' if len(still) == 1 else ''} "
+                    f"({', '.join(_term(c) for c in still['covariate'])}; largest |SMD| "
+                    f"{abs(float(worst['smd_after'])):.2f}, {_term(worst['covariate'])}), so the weighted "
+                    f"comparison is only partly adjusted for {them}.")
+
+
+def hr_sentence(endpoint: str, effects: pd.DataFrame, models: pd.DataFrame) -> str:
+    """What the IPTW hazard ratio says, beside the unadjusted one, and whether truncating the
+    weights changes it."""
+    eff = _one(effects, endpoint=endpoint, weighting="stabilized")
+    uni = _one(models, endpoint=endpoint, model="univariable", term="group") if len(models) else None
+    if eff is None or pd.isna(eff["hr"]):
+        why = "" if eff is None else f" ({_s(eff['note'])})"
+        return f"{endpoint}: the IPTW-adjusted hazard ratio is not computed{why}."
+    hr = float(eff["hr"])
+    size = "the same as" if round(hr, 2) == 1 else (f"{abs(1 - hr) * 100:.0f}% {'lower' if hr < 1 else 'higher'} than")
+    out = (f"{endpoint}: after weighting, the hazard of {EVENTS[endpoint]} with post-ate-beva HAIC is {size} "
+           f"with first-line HAIC (HR {_ci(eff['hr'], eff['hr_lower'], eff['hr_upper'])}, {_p_eq(eff['p_value'])}")
+    if uni is not None:
+        out += f"; unadjusted HR {_ci(uni['hr'], uni['hr_lower'], uni['hr_upper'])}, {_p_eq(uni['p_value'])}"
+    out += f"): {_significance(eff['p_value'])}."
+    tr = _one(effects, endpoint=endpoint, weighting="truncated")
+    if tr is not None and pd.notna(tr["hr"]):
+        steady = abs(math.log(float(tr["hr"]) / hr)) < 0.1
+        out += (f" With the weights truncated at their 1st and 99th percentiles the HR is "
+                f"{_ci(tr['hr'], tr['hr_lower'], tr['hr_upper'])}, so "
+                + ("a few extreme weights do not drive the result." if steady else
+                   "a few extreme weights move the result: read the adjusted HR with caution."))
+    return out
+
+
+def median_sentence(endpoint: str, iptw: pd.DataFrame, km: pd.DataFrame) -> str:
+    """The IPTW medians and 12-month rates of the two groups beside the unadjusted ones."""
+    w = {g: _one(iptw, endpoint=endpoint, group=g, weighting="stabilized") for g in GROUPS}
+    u = {g: _one(km, endpoint=endpoint, group=g) for g in GROUPS}
+    if any(r is None or pd.isna(r["n"]) for r in w.values()):
+        note = next((_s(r["note"]) for r in w.values() if r is not None and _s(r["note"])), "")
+        return f"{endpoint}: the IPTW-adjusted Kaplan-Meier estimates are not computed ({note})."
+
+    def med(r):
+        return (f"{_median_words(r['median_months'])} months" if r is not None else "NA")
+
+    def rate(r):
+        return "NA" if r is None or pd.isna(r["rate_12m"]) else f"{100 * r['rate_12m']:.0f}%"
+
+    out = (f"{endpoint}: weighted median {med(w['first_line'])} with first-line vs {med(w['post_ate_beva'])} "
+           f"with post-ate-beva HAIC (unadjusted {med(u['first_line'])} vs {med(u['post_ate_beva'])})")
+    if all(r is not None and pd.notna(r["rate_12m"]) for r in w.values()):
+        out += (f"; at 12 months {rate(w['first_line'])} vs {rate(w['post_ate_beva'])} are free of "
+                f"{EVENTS[endpoint]} after weighting (unadjusted {rate(u['first_line'])} vs {rate(u['post_ate_beva'])})")
+
+    def gap(r):
+        if any(x is None or pd.isna(x["median_months"]) for x in r.values()):
+            return None
+        return float(r["post_ate_beva"]["median_months"]) - float(r["first_line"]["median_months"])
+    gw, gu = gap(w), gap(u)
+    if gw is not None and gu is not None:
+        out += (f". Weighting for the baseline covariates changes the gap between the medians from {gu:+.1f} to "
+                f"{gw:+.1f} months (post-ate-beva minus first-line)")
+    elif gw is None:
+        out += (". A median not reached leaves the weighted gap between the medians undetermined; the RMST below "
+                "compares the groups without it")
+    return out + "."
+
+
+def rmst_sentence(endpoint: str, rmst: pd.DataFrame) -> str:
+    """How many months longer (or shorter) post-ate-beva patients lived (without progression)
+    on average within the first 12 months, weighted, beside the unweighted difference."""
+    w = _one(rmst, endpoint=endpoint, weighting="stabilized")
+    u = _one(rmst, endpoint=endpoint, weighting="none")
+    main, other = (w, u) if w is not None and pd.notna(w["difference"]) else (u, None)
+    if main is None or pd.isna(main["difference"]):
+        why = "" if main is None else f" ({_s(main['note'])})"
+        return f"{endpoint}: the restricted mean survival time is not computed{why}."
+    d = float(main["difference"])
+    tau = float(main["tau_months"])
+    horizon = f"the first {tau:g} months"
+    if bool(main["tau_truncated"]):
+        horizon += f" (\u03c4 lowered from {float(main['tau_requested']):g} months: follow-up is shorter)"
+    how = "after weighting" if main["weighting"] == "stabilized" else "without weighting (no IPTW estimate)"
+    out = (f"{endpoint}: over {horizon}, post-ate-beva patients {LIVED[endpoint]} on average {abs(d):.2f} months "
+           f"{'longer' if d >= 0 else 'shorter'} than first-line patients {how} (difference "
+           f"{_ci(d, main['difference_lower'], main['difference_upper'])}, {_p_eq(main['difference_p'])}; restricted "
+           f"means {float(main['rmst_post_ate_beva']):.2f} vs {float(main['rmst_first_line']):.2f} months")
+    if other is not None and pd.notna(other["difference"]):
+        out += f"; unadjusted difference {float(other['difference']):.2f} months, {_p_eq(other['difference_p'])}"
+    return out + f"): {_significance(main['difference_p'])}."
+
+
+def ph_sentence(endpoint: str, ph: pd.DataFrame) -> str:
+    """Whether the hazard ratios of this endpoint can be read as constant over follow-up."""
+    rows = ph[(ph["endpoint"] == endpoint) & ph["p_value"].notna()] if len(ph) else ph
+    if not len(rows):
+        note = next((_s(n) for n in ph.loc[ph["endpoint"] == endpoint, "note"] if _s(n)), "") if len(ph) else ""
+        return f"{endpoint}: the proportional-hazards assumption is not tested ({note or 'no Cox model'})."
+    group = rows[(rows["term"] == "group") & rows["model"].isin(["univariable", "multivariable"])]
+    multi = rows[(rows["model"] == "multivariable") & (rows["term"] != "GLOBAL")]
+    glob = rows[(rows["model"] == "multivariable") & (rows["term"] == "GLOBAL")]
+    bad_group = group[group["p_value"] < 0.05]
+    if len(bad_group):
+        ps = ", ".join(f"{_p_eq(p)} {m}" for m, p in zip(bad_group["model"], bad_group["p_value"]))
+        return (f"{endpoint}: the hazard ratio of post-ate-beva vs first-line is not constant over follow-up "
+                f"(cox.zph {ps}), so a single hazard ratio averages an effect that changes with time; the "
+                "RMST difference does not assume proportional hazards and is the safer summary.")
+    bad = multi[(multi["p_value"] < 0.05) & (multi["term"] != "group")]
+    gp = ", ".join(f"{_p_eq(p)} {m}" for m, p in zip(group["model"], group["p_value"]))
+    if len(bad):
+        names = ", ".join(f"{_term(t)} ({_p_eq(p)})" for t, p in zip(bad["term"], bad["p_value"]))
+        return (f"{endpoint}: the group effect is compatible with proportional hazards ({gp}), but {names} "
+                "depart from them, so their hazard ratios in the multivariable model average effects that "
+                "change over time.")
+    tail = f"; GLOBAL {_p_eq(glob['p_value'].iloc[0])} for the multivariable model" if len(glob) else ""
+    return (f"{endpoint}: no term departs from proportional hazards (every p \u2265 0.05{tail}), so there is "
+            "no evidence against reading the hazard ratios as constant over follow-up.")
+
+
+def _weights_table(weights: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in weights.iterrows():
+        rows.append({"Group": GROUP_HEAD.get(r["group"], r["group"]), "Weighting": r["weighting"],
+                     "n": "" if pd.isna(r["n"]) else int(r["n"]),
+                     "Sum of weights": "" if pd.isna(r["sum_weights"]) else f"{r['sum_weights']:.1f}",
+                     "Weights, min\u2013max": "" if pd.isna(r["weight_min"]) else
+                     f"{r['weight_min']:.2f}\u2013{r['weight_max']:.2f}",
+                     "Effective sample size": "" if pd.isna(r["ess"]) else f"{r['ess']:.1f}",
+                     "Note": _s(r["note"])})
+    return pd.DataFrame(rows)
+
+
+def beyond_intro(pm: pd.DataFrame, weights: pd.DataFrame) -> Section:
+    lead = ["The authors name as limitations that the two groups are non-randomised and unbalanced, and that "
+            "follow-up is short with heavy censoring. This section answers them on every refresh (study_spec "
+            "\u00a75): the groups are compared again after inverse-probability-of-treatment weighting (IPTW) on a "
+            "propensity score, by the restricted mean survival time (RMST) at 12 months, which needs no "
+            "proportional hazards and no median, and the proportional-hazards assumption behind every hazard "
+            "ratio above is tested."]
+    model = pm[pm["status"] != "left_out"] if len(pm) else pm
+    left = pm[pm["status"] == "left_out"] if len(pm) else pm
+    notes = []
+    if _weights_ok(pm):
+        covs = [t for t in model["term"] if t != "intercept"]
+        n, excl = int(model["n"].iloc[0]), int(model["n_excluded_missing"].iloc[0])
+        sentence = (f"Propensity score: logistic regression of post-ate-beva vs first-line HAIC on {len(covs)} "
+                    f"baseline covariates, fitted on {n} patients ({excl} left out for a missing covariate); "
+                    "each patient is weighted by the inverse of the probability of the treatment received "
+                    "(stabilized).")
+        st = weights[weights["weighting"] == "stabilized"] if len(weights) else weights
+        if len(st) and st["ess"].notna().all():
+            ess, size = float(st["ess"].sum()), int(st["n"].sum())
+            sentence += (f" The effective sample size after weighting is {ess:.0f} of {size} patients "
+                         f"({100 * ess / size:.0f}%; largest weight {float(st['weight_max'].max()):.2f}), so the "
+                         f"weighted comparison carries about {100 * ess / size:.0f}% of the information of the "
+                         "unweighted one.")
+        lead.append(sentence)
+    else:
+        status = model["status"].iloc[0] if len(model) else "not fitted"
+        why = _s(model["note"].iloc[0]) if len(model) else "no patient"
+        lead.append(f"The propensity model could not be estimated ({status}: {why}). The weighted analyses are "
+                    "therefore not computed (their rows say why); the unweighted RMST and the "
+                    "proportional-hazards tests below still apply.")
+    notes.append("Stabilized ATE weights w = A\u00b7p\u0304/ps + (1 \u2212 A)(1 \u2212 p\u0304)/(1 \u2212 ps), "
+                 "p\u0304 = share of post-ate-beva patients among those modelled (R glm, binomial); truncated = "
+                 "the same weights clipped at their 1st and 99th percentiles (R quantile type 3), a sensitivity "
+                 "analysis. Effective sample size = (\u03a3w)\u00b2/\u03a3w\u00b2 (Kish).")
+    for _, r in left.iterrows():
+        notes.append(f"Not in the propensity model: {_term(r['term'])} ({r['term']}): "
+                     f"{_s(r['note']).split(': ', 1)[-1]}")
+    notes.append("IPTW balances the measured covariates only; it cannot remove confounding by anything not "
+                 "recorded.")
+    return Section("Beyond the paper", _weights_table(weights) if len(weights) else None, notes=notes, lead=lead)
+
+
+def balance_part(balance: pd.DataFrame, weighted: bool) -> Section:
+    rows = []
+    for _, r in (balance[balance["covariate"].notna()] if len(balance) else balance).iterrows():
+        def smd(v):
+            return "" if v is None or pd.isna(v) else f"{v:+.3f}"
+        rows.append({"Covariate": _term(r["covariate"]),
+                     "First-line, %": "" if pd.isna(r["share_first_line"]) else f"{100 * r['share_first_line']:.1f}",
+                     "Post-ate-beva, %": "" if pd.isna(r["share_post_ate_beva"]) else
+                     f"{100 * r['share_post_ate_beva']:.1f}",
+                     "SMD before": smd(r["smd_before"]), "SMD after IPTW": smd(r["smd_after"]),
+                     "SMD after (truncated)": smd(r["smd_after_truncated"]),
+                     "Balanced after": "" if pd.isna(r["balanced_after"]) else ("yes" if r["balanced_after"] else "no")})
+    return Section("Covariate balance before and after weighting", pd.DataFrame(rows) if rows else None,
+                   lead=[balance_sentence(balance, weighted)], level=3,
+                   notes=["Standardized mean difference (cobalt convention, signed: positive = more frequent with "
+                          "post-ate-beva HAIC) = difference in shares / \u221a((p\u2081(1 \u2212 p\u2081) + "
+                          "p\u2080(1 \u2212 p\u2080))/2) from the unweighted shares; |SMD| < 0.1 counts as balanced."],
+                   figures=[("love", "Figure 5. Covariate balance before and after IPTW (Love plot)")])
+
+
+def effects_part(effects: pd.DataFrame, models: pd.DataFrame) -> Section:
+    rows = []
+    for endpoint in ENDPOINTS:
+        for model, label in (("univariable", "Unadjusted (univariable Cox)"),
+                             ("multivariable", "Multivariable Cox (Tables 3\u20134)")):
+            r = _one(models, endpoint=endpoint, model=model, term="group") if len(models) else None
+            if r is not None:
+                rows.append({"Endpoint": endpoint, "Analysis": label,
+                             "HR post-ate-beva vs first-line (95% CI)": format_estimate_ci(r["hr"], r["hr_lower"],
+                                                                                           r["hr_upper"], 3),
+                             "p": format_p(r["p_value"]), "Robust score test p": "", "Note": ""})
+        for weighting in ("stabilized", "truncated"):
+            r = _one(effects, endpoint=endpoint, weighting=weighting)
+            if r is None:
+                continue
+            rows.append({"Endpoint": endpoint, "Analysis": f"IPTW, {weighting} weights (robust SE)",
+                         "HR post-ate-beva vs first-line (95% CI)": format_estimate_ci(r["hr"], r["hr_lower"],
+                                                                                       r["hr_upper"], 3),
+                         "p": format_p(r["p_value"]), "Robust score test p": format_p(r["robust_score_p"]),
+                         "Note": _s(r["note"])})
+    return Section("Hazard ratios, unadjusted and IPTW-adjusted", pd.DataFrame(rows) if rows else None, level=3,
+                   lead=[hr_sentence(e, effects, models) for e in ENDPOINTS],
+                   notes=["IPTW: R coxph(Surv ~ group, weights = w, robust = TRUE), Efron ties, robust (dfbeta) "
+                          "standard error; the robust score test is the weighted comparison of the curves "
+                          "(summary(fit)$robscore)."])
+
+
+def medians_part(iptw: pd.DataFrame, km: pd.DataFrame) -> Section:
+    rows = []
+    for endpoint in ENDPOINTS:
+        for g in GROUPS:
+            u, w = _one(km, endpoint=endpoint, group=g), _one(iptw, endpoint=endpoint, group=g, weighting="stabilized")
+
+            def rate(r):
+                return format_estimate_ci(*(100 * r[c] if r is not None and pd.notna(r[c]) else None
+                                            for c in ("rate_12m", "rate_12m_lower", "rate_12m_upper")), digits=1)
+            rows.append({"Endpoint": endpoint, "Group": GROUP_HEAD[g],
+                         "Median, months (95% CI)": format_median_ci(*(u[c] for c in (
+                             "median_months", "median_lower", "median_upper"))) if u is not None else "",
+                         "IPTW median, months (95% CI)": format_median_ci(*(w[c] for c in (
+                             "median_months", "median_lower", "median_upper"))) if w is not None else "",
+                         "12-month rate, %": rate(u), "IPTW 12-month rate, %": rate(w),
+                         "IPTW ESS": "" if w is None or pd.isna(w["ess"]) else f"{w['ess']:.1f}"})
+    return Section("Medians and 12-month rates, unadjusted and IPTW-adjusted", pd.DataFrame(rows), level=3,
+                   lead=[median_sentence(e, iptw, km) for e in ENDPOINTS],
+                   notes=["IPTW Kaplan-Meier: R survfit(..., weights = w) with the stabilized weights, robust "
+                          "(infinitesimal-jackknife) variance, log-scale CI; medians by R's rule, NA = not reached."],
+                   figures=[("iptw_km_os", "Figure 6. Overall survival by group, IPTW-adjusted"),
+                            ("iptw_km_pfs", "Figure 7. Progression-free survival by group, IPTW-adjusted")])
+
+
+def rmst_part(rmst: pd.DataFrame) -> Section:
+    rows = []
+    for _, r in rmst.iterrows():
+        def est(m, se):
+            return "" if pd.isna(m) else f"{m:.2f} (\u00b1{1.959963984540054 * se:.2f})"
+        rows.append({"Endpoint": r["endpoint"], "Weighting": r["weighting"],
+                     "\u03c4, months": "" if pd.isna(r["tau_months"]) else f"{r['tau_months']:g}",
+                     "RMST first-line (\u00b1 95% CI)": est(r["rmst_first_line"], r["rmst_first_line_se"]),
+                     "RMST post-ate-beva (\u00b1 95% CI)": est(r["rmst_post_ate_beva"], r["rmst_post_ate_beva_se"]),
+                     "Difference, months (95% CI)": format_estimate_ci(r["difference"], r["difference_lower"],
+                                                                       r["difference_upper"], 2),
+                     "p (difference)": format_p(r["difference_p"]),
+                     "Ratio (95% CI)": format_estimate_ci(r["ratio"], r["ratio_lower"], r["ratio_upper"], 3),
+                     "p (ratio)": format_p(r["ratio_p"]), "Note": _s(r["note"])})
+    return Section("Restricted mean survival time at 12 months", pd.DataFrame(rows) if rows else None, level=3,
+                   lead=[rmst_sentence(e, rmst) for e in ENDPOINTS],
+                   notes=["RMST = area under the Kaplan-Meier curve up to \u03c4 = 12 months (the mean time alive, "
+                          "or alive without progression, within the first 12 months). Unweighted: survRM2 rmst2 "
+                          "(variance = survival's rmean); IPTW: the stabilized weights with the "
+                          "infinitesimal-jackknife variance. Contrasts post-ate-beva minus / over first-line. "
+                          "When follow-up is shorter than \u03c4, \u03c4 is lowered to the smaller of the groups' "
+                          "longest observed times and the row says so."])
+
+
+def ph_part(ph: pd.DataFrame) -> Section:
+    rows = []
+    if len(ph):
+        shown = ph[(ph["model"] == "multivariable") | ((ph["model"] == "univariable") & (ph["term"] == "group"))]
+        for _, r in shown.iterrows():
+            rows.append({"Endpoint": r["endpoint"], "Model": r["model"],
+                         "Term": "GLOBAL" if r["term"] == "GLOBAL" else _term(r["term"]),
+                         "\u03c7\u00b2": "" if pd.isna(r["chisq"]) else f"{r['chisq']:.3f}",
+                         "df": "" if pd.isna(r["df"]) else int(r["df"]), "p": format_p(r["p_value"]),
+                         "Note": _s(r["note"])})
+    return Section("Proportional-hazards tests", pd.DataFrame(rows) if rows else None, level=3,
+                   lead=[ph_sentence(e, ph) for e in ENDPOINTS],
+                   notes=["R cox.zph(fit, transform = \"km\") (survival \u2265 3 score test) for every Cox model of "
+                          "Tables 3\u20134, per term and GLOBAL; shown: the multivariable models and the univariable "
+                          "group model (every univariable model is in analysis.ph_tests). p < 0.05 = evidence "
+                          "that the hazard ratio changes over follow-up."])
+
+
+def beyond_sections(con: duckdb.DuckDBPyConnection) -> list[Section]:
+    """The "Beyond the paper" section (study_spec §5) and its parts, from the analysis tables."""
+    pm = read_table(con, "propensity_model")
+    if not len(pm):
+        return []
+    weighted = _weights_ok(pm)
+    return [beyond_intro(pm, read_table(con, "iptw_weights")),
+            balance_part(read_table(con, "balance"), weighted),
+            effects_part(read_table(con, "iptw_effects"), read_table(con, "cox_models")),
+            medians_part(read_table(con, "iptw_km_summary"), read_table(con, "km_summary")),
+            rmst_part(read_table(con, "rmst")),
+            ph_part(read_table(con, "ph_tests"))]
+
+
 def sections(con: duckdb.DuckDBPyConnection) -> list[Section]:
     out = []
     inter = interventions_section(con)
@@ -253,6 +634,7 @@ def sections(con: duckdb.DuckDBPyConnection) -> list[Section]:
     models, excluded = read_table(con, "cox_models"), read_table(con, "cox_excluded")
     out.append(cox_section(3, "OS", models, excluded))
     out.append(cox_section(4, "PFS", models, excluded))
+    out += beyond_sections(con)
     hist = history_section(read_table(con, "refresh_history"))
     if hist:
         out.append(hist)
@@ -268,12 +650,18 @@ METHODS = ("Times in months of 30.4375 days. Kaplan-Meier with Greenwood varianc
 
 
 def _figure_png(reports: Path, name: str, con: duckdb.DuckDBPyConnection) -> bytes:
-    path = reports / "figures" / f"{name}.png"
+    """The figure's PNG (its SVG for BEYOND_FIGURES) as written by build_figures, drawn here
+    if it is not on disk."""
+    svg = name in BEYOND_FIGURES
+    path = reports / "figures" / f"{name}.{'svg' if svg else 'png'}"
     if path.exists():
         return path.read_bytes()
     from .build import render_figure
 
-    return F.png_bytes(render_figure(con, name))
+    fig = render_figure(con, name)
+    if svg:
+        return F.svg_bytes(fig)
+    return F.png_bytes(fig)
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -296,13 +684,16 @@ CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-
 color:#222;line-height:1.4}table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left}th{background:#f3f3f3}
 .note{color:#555;font-size:.88em;margin:.2em 0}.prov{background:#f7f7f0;padding:.5em .8em;border-left:4px solid #bba}
-figure{margin:1em 0}figure img{max-width:100%}figcaption{font-weight:bold;font-size:.95em}"""
+figure{margin:1em 0}figure img{max-width:100%}figcaption{font-weight:bold;font-size:.95em}
+h3{margin-top:1.4em}"""
 
 
 def render_markdown(secs: list[Section], prov: str) -> str:
     out = [f"# {TITLE}", "", f"> Provenance: {prov}.", "", METHODS, ""]
     for s in secs:
-        out += [f"## {s.title}", ""]
+        out += [f"{'#' * s.level} {s.title}", ""]
+        for sentence in s.lead:
+            out += [sentence, ""]
         if s.table is not None:
             out += [_md_table(s.table), ""]
         out += [f"- {n}" for n in s.notes]
@@ -320,14 +711,16 @@ def render_html(secs: list[Section], prov: str, pngs: dict[str, bytes]) -> str:
            f"<p class=\"prov\">Provenance: {html.escape(prov)}.</p>",
            f"<p class=\"note\">{html.escape(METHODS)}</p>"]
     for s in secs:
-        out.append(f"<h2>{html.escape(s.title)}</h2>")
+        out.append(f"<h{s.level}>{html.escape(s.title)}</h{s.level}>")
+        out += [f"<p>{html.escape(sentence)}</p>" for sentence in s.lead]
         if s.table is not None:
             out.append(_html_table(s.table))
         out += [f"<p class=\"note\">{html.escape(n)}</p>" for n in s.notes]
         for name, caption in s.figures:
             b64 = base64.b64encode(pngs[name]).decode("ascii")
+            mime = "image/svg+xml" if name in BEYOND_FIGURES else "image/png"
             out.append(f"<figure><figcaption>{html.escape(caption)}</figcaption>"
-                       f"<img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{b64}\"></figure>")
+                       f"<img alt=\"{html.escape(caption)}\" src=\"data:{mime};base64,{b64}\"></figure>")
     out.append("</body></html>")
     return "\n".join(out)
 

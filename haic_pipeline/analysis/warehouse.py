@@ -1,4 +1,5 @@
-"""The ``analysis.*`` tables of study_spec §4: column names and types, and how they are written.
+"""The ``analysis.*`` tables of study_spec §4 (:data:`TABLES`) and §5.5 (:data:`BEYOND_TABLES`):
+column names and types, and how they are written.
 
 Every table has the spec's columns first, then (where noted) explanatory columns
 (``note``, ``detail``), then the provenance columns ``data_cutoff`` and ``extract_id``: the
@@ -65,15 +66,67 @@ TABLES: dict[str, list[tuple[str, str]]] = {
 }
 
 
+#: study_spec §5.5 ("beyond the paper"), plus iptw_weights (§5.1's weight summary per group) and
+#: iptw_km_curves (the weighted curves the IPTW figures are drawn from). ``weighting``: ``none``
+#: (unweighted), ``stabilized`` (stabilized ATE weights) or ``truncated`` (those weights clipped
+#: at their 1st and 99th percentiles). Built by haic_pipeline.analysis.beyond.
+BEYOND_TABLES: dict[str, list[tuple[str, str]]] = {
+    "propensity_model": [
+        ("term", "VARCHAR"), ("coef", "DOUBLE"), ("se", "DOUBLE"), ("p_value", "DOUBLE"),
+        ("n", "INTEGER"), ("n_excluded_missing", "INTEGER"), ("status", "VARCHAR"),
+        ("note", "VARCHAR"), *PROVENANCE],
+    "balance": [
+        ("covariate", "VARCHAR"), ("share_first_line", "DOUBLE"), ("share_post_ate_beva", "DOUBLE"),
+        ("smd_before", "DOUBLE"), ("smd_after", "DOUBLE"), ("balanced_after", "BOOLEAN"),
+        ("share_first_line_weighted", "DOUBLE"), ("share_post_ate_beva_weighted", "DOUBLE"),
+        ("balanced_before", "BOOLEAN"), ("smd_after_truncated", "DOUBLE"), ("n", "INTEGER"),
+        ("note", "VARCHAR"), *PROVENANCE],
+    "iptw_weights": [
+        ("group", "VARCHAR"), ("weighting", "VARCHAR"), ("n", "INTEGER"), ("sum_weights", "DOUBLE"),
+        ("weight_min", "DOUBLE"), ("weight_max", "DOUBLE"), ("ess", "DOUBLE"),
+        ("truncated_below", "DOUBLE"), ("truncated_above", "DOUBLE"), ("note", "VARCHAR"), *PROVENANCE],
+    "iptw_km_summary": [
+        ("endpoint", "VARCHAR"), ("group", "VARCHAR"), ("weighting", "VARCHAR"), ("n", "INTEGER"),
+        ("ess", "DOUBLE"), ("events", "INTEGER"), ("median_months", "DOUBLE"),
+        ("median_lower", "DOUBLE"), ("median_upper", "DOUBLE"), ("rate_12m", "DOUBLE"),
+        ("rate_12m_lower", "DOUBLE"), ("rate_12m_upper", "DOUBLE"), ("sum_weights", "DOUBLE"),
+        ("note", "VARCHAR"), *PROVENANCE],
+    "iptw_effects": [
+        ("endpoint", "VARCHAR"), ("weighting", "VARCHAR"), ("hr", "DOUBLE"), ("hr_lower", "DOUBLE"),
+        ("hr_upper", "DOUBLE"), ("p_value", "DOUBLE"), ("robust_score", "DOUBLE"),
+        ("robust_score_p", "DOUBLE"), ("robust_se", "DOUBLE"), ("n", "INTEGER"), ("events", "INTEGER"),
+        ("note", "VARCHAR"), *PROVENANCE],
+    "rmst": [
+        ("endpoint", "VARCHAR"), ("weighting", "VARCHAR"), ("tau_months", "DOUBLE"),
+        ("rmst_first_line", "DOUBLE"), ("rmst_first_line_se", "DOUBLE"),
+        ("rmst_post_ate_beva", "DOUBLE"), ("rmst_post_ate_beva_se", "DOUBLE"),
+        ("difference", "DOUBLE"), ("difference_lower", "DOUBLE"), ("difference_upper", "DOUBLE"),
+        ("difference_p", "DOUBLE"), ("ratio", "DOUBLE"), ("ratio_lower", "DOUBLE"),
+        ("ratio_upper", "DOUBLE"), ("ratio_p", "DOUBLE"), ("tau_requested", "DOUBLE"),
+        ("tau_truncated", "BOOLEAN"), ("n", "INTEGER"), ("note", "VARCHAR"), *PROVENANCE],
+    "ph_tests": [
+        ("endpoint", "VARCHAR"), ("model", "VARCHAR"), ("term", "VARCHAR"), ("chisq", "DOUBLE"),
+        ("df", "INTEGER"), ("p_value", "DOUBLE"), ("model_terms", "VARCHAR"), ("n", "INTEGER"),
+        ("events", "INTEGER"), ("note", "VARCHAR"), *PROVENANCE],
+    "iptw_km_curves": [
+        ("endpoint", "VARCHAR"), ("group", "VARCHAR"), ("weighting", "VARCHAR"),
+        ("time_months", "DOUBLE"), ("n_at_risk", "INTEGER"), ("n_events", "INTEGER"),
+        ("n_censored", "INTEGER"), ("weighted_at_risk", "DOUBLE"), ("weighted_events", "DOUBLE"),
+        ("survival", "DOUBLE"), ("lower", "DOUBLE"), ("upper", "DOUBLE"), *PROVENANCE],
+}
+#: every table this module writes (§4 and §5.5)
+ALL_TABLES = {**TABLES, **BEYOND_TABLES}
+
+
 def _ddl(table: str) -> str:
-    cols = ", ".join(f'"{c}" {t}' for c, t in TABLES[table])
+    cols = ", ".join(f'"{c}" {t}' for c, t in ALL_TABLES[table])
     return f"analysis.{table} ({cols})"
 
 
 def _prepared(table: str, frame: pd.DataFrame, prov: Provenance | None) -> pd.DataFrame:
     """The frame with the table's columns in order, provenance filled, NaN -> None."""
     df = frame.copy()
-    names = [c for c, _ in TABLES[table]]
+    names = [c for c, _ in ALL_TABLES[table]]
     if prov is not None and table != "refresh_history":
         df["data_cutoff"] = prov.data_cutoff
         df["extract_id"] = prov.extract_id
@@ -87,7 +140,7 @@ def _prepared(table: str, frame: pd.DataFrame, prov: Provenance | None) -> pd.Da
 def _insert(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> None:
     if not len(df):
         return
-    cols = TABLES[table]
+    cols = ALL_TABLES[table]
     select = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in cols)
     con.register("_analysis_rows", df)
     try:
@@ -134,7 +187,7 @@ def read_table(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
     exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'analysis' "
                          "AND table_name = ?", [table]).fetchall()[0][0]
     if not exists:
-        return pd.DataFrame(columns=[c for c, _ in TABLES.get(table, [])])
+        return pd.DataFrame(columns=[c for c, _ in ALL_TABLES.get(table, [])])
     return con.execute(f"SELECT * FROM analysis.{table}").df()
 
 

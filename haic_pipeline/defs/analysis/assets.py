@@ -1,4 +1,4 @@
-"""The study's results (study_spec §3-§4) and its figures and report, as Dagster assets.
+"""The study's results (study_spec §3-§5) and its figures and report, as Dagster assets.
 
 Wiring only: every computation is in haic_pipeline.analysis (tables with haic_pipeline.stats,
 figures with matplotlib). Each asset reads staging.cohort / staging.endpoints (or the analysis
@@ -54,6 +54,27 @@ COX_TABLES = {
     "cox_excluded": "Cox candidates left out per endpoint (missing_over_20pct, no_variation, "
                     "not_estimable, multivariable_not_estimable) with the reason's detail.",
 }
+BEYOND_TABLES = {
+    "propensity_model": "Propensity score (study_spec §5.1): logistic model of post_ate_beva vs first_line on the "
+                        "§3 candidates that pass the exclusion rule, complete cases; coef, se, p per term, n and "
+                        "n_excluded_missing; status/note say why when the fit separates, does not converge or is "
+                        "left out.",
+    "balance": "Covariate balance (§5.2): shares per group, standardized mean differences before and after the "
+               "stabilized IPTW weights (cobalt convention, signed), balanced_after = |SMD| < 0.1.",
+    "iptw_weights": "The IPTW weights per group and weighting (stabilized / truncated at the 1st and 99th "
+                    "percentiles): n, sum, min, max, Kish effective sample size.",
+    "iptw_km_summary": "IPTW Kaplan-Meier (§5.3) per endpoint x group x weighting: n, ESS, events, median and "
+                       "12-month rate with robust (IJ) log-scale 95% CI.",
+    "iptw_km_curves": "Every step of the IPTW Kaplan-Meier curves: patients at risk / events / censored, the "
+                      "weighted sums, survival and its robust 95% CI.",
+    "iptw_effects": "IPTW Cox for group per endpoint x weighting (§5.3): HR post_ate_beva vs first_line, robust "
+                    "(dfbeta) 95% CI and p, robust score test.",
+    "rmst": "Restricted mean survival time at 12 months (§5.4), unweighted (survRM2) and IPTW (IJ variance): "
+            "per-group RMST with se, difference and ratio with CI and p; tau lowered (and said) when follow-up "
+            "is shorter.",
+    "ph_tests": "Proportional-hazards tests (§5.4): cox.zph (transform km) of every Cox model of "
+                "analysis.cox_models, per term and GLOBAL.",
+}
 FIGURE_KEYS = {
     "km_os": (R("km_os_figure"), "Figure 1: Kaplan-Meier curves of overall survival by group",
               [A("km_curves"), A("km_summary"), A("survival_tests")]),
@@ -63,6 +84,16 @@ FIGURE_KEYS = {
                   [A("cox_models"), A("cox_excluded")]),
     "forest_pfs": (R("forest_pfs_figure"), "Forest plot of the Cox models for progression-free survival",
                    [A("cox_models"), A("cox_excluded")]),
+}
+
+
+BEYOND_FIGURE_KEYS = {
+    "love": (R("love_figure"), "Love plot: |SMD| of each covariate before and after IPTW, line at 0.1",
+             [A("balance"), A("propensity_model")]),
+    "iptw_km_os": (R("iptw_km_os_figure"), "IPTW-adjusted Kaplan-Meier curves of overall survival by group",
+                   [A("iptw_km_curves"), A("iptw_km_summary"), A("iptw_effects")]),
+    "iptw_km_pfs": (R("iptw_km_pfs_figure"), "IPTW-adjusted Kaplan-Meier curves of progression-free survival "
+                    "by group", [A("iptw_km_curves"), A("iptw_km_summary"), A("iptw_effects")]),
 }
 
 
@@ -128,6 +159,8 @@ def baseline_characteristics(context: dg.AssetExecutionContext, duckdb: Warehous
 survival = _table_multi_asset("analysis_survival", SURVIVAL_TABLES, "build_survival")
 response = _table_multi_asset("analysis_response", RESPONSE_TABLES, "build_response")
 cox = _table_multi_asset("analysis_cox", COX_TABLES, "build_cox")
+# beyond the paper (§5): one step, one read of the cohort; ph_tests needs the Cox models
+beyond = _table_multi_asset("analysis_beyond", BEYOND_TABLES, "build_beyond", extra_deps=[A("cox_models")])
 
 
 @dg.asset(
@@ -160,21 +193,30 @@ def km_summary_matches_staging_endpoints(duckdb: WarehouseResource) -> dg.AssetC
     )
 
 
-@dg.multi_asset(
-    name="report_figures",
-    specs=[dg.AssetSpec(key, deps=deps, group_name="reports", kinds={"matplotlib", "png", "svg"},
-                        description=f"{desc}; <reports>/figures/{name}.png and .svg",
-                        automation_condition=STUDY_AUTOMATION)
-           for name, (key, desc, deps) in FIGURE_KEYS.items()],
-    pool=DUCKDB_POOL,
+@dg.multi_asset_check(
+    specs=[dg.AssetCheckSpec("stores_no_nan_or_inf", asset=A(t), blocking=True,
+                             description=f"analysis.{t} holds no NaN and no infinite number (an analysis that "
+                             "cannot be computed is NULL with a note); blocks the figures, the report and the "
+                             "analysts' copy otherwise.")
+           for t in BEYOND_TABLES],
+    name="beyond_tables_are_finite",
 )
-def report_figures(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig):
-    reports = Path(haic.settings().reports)
+def beyond_tables_are_finite(duckdb: WarehouseResource):
+    from haic_pipeline.analysis.checks import finite_values  # noqa: PLC0415
+
     with duckdb.get_connection() as con:
-        saved = _analysis().build_figures(con, reports)
-        prov = _analysis().table_provenance(con, "km_curves")
+        found = finite_values(con, tuple(BEYOND_TABLES))
+    for table, bad in found.items():
+        yield dg.AssetCheckResult(
+            asset_key=A(table), check_name="stores_no_nan_or_inf", passed=not bad,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=None if not bad else f"analysis.{table} stores NaN or infinite numbers: {'; '.join(bad)}",
+            metadata={"non_finite": dg.MetadataValue.md("\n".join(f"- {b}" for b in bad) or "none")})
+
+
+def _figure_results(saved: dict, keys: dict, prov):
     for name, fig in saved.items():
-        key, desc, _ = FIGURE_KEYS[name]
+        key, desc, _ = keys[name]
         yield dg.MaterializeResult(asset_key=key, metadata={
             "figure": dg.MetadataValue.md(fig.markdown_image(desc)),
             "png": dg.MetadataValue.path(str(fig.png)),
@@ -186,17 +228,51 @@ def report_figures(context: dg.AssetExecutionContext, duckdb: WarehouseResource,
         })
 
 
+@dg.multi_asset(
+    name="report_figures",
+    specs=[dg.AssetSpec(key, deps=deps, group_name="reports", kinds={"matplotlib", "png", "svg"},
+                        description=f"{desc}; <reports>/figures/{name}.png and .svg",
+                        automation_condition=STUDY_AUTOMATION)
+           for name, (key, desc, deps) in FIGURE_KEYS.items()],
+    pool=DUCKDB_POOL,
+)
+def report_figures(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig):
+    reports = Path(haic.settings().reports)
+    with duckdb.get_connection() as con:
+        saved = _analysis().build_figures(con, reports, tuple(FIGURE_KEYS))
+        prov = _analysis().table_provenance(con, "km_curves")
+    yield from _figure_results(saved, FIGURE_KEYS, prov)
+
+
+@dg.multi_asset(
+    name="beyond_figures",
+    specs=[dg.AssetSpec(key, deps=deps, group_name="reports", kinds={"matplotlib", "png", "svg"},
+                        description=f"{desc} (study_spec §5); <reports>/figures/{name}.png and .svg",
+                        automation_condition=STUDY_AUTOMATION)
+           for name, (key, desc, deps) in BEYOND_FIGURE_KEYS.items()],
+    pool=DUCKDB_POOL,
+)
+def beyond_figures(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig):
+    reports = Path(haic.settings().reports)
+    with duckdb.get_connection() as con:
+        saved = _analysis().build_figures(con, reports, tuple(BEYOND_FIGURE_KEYS))
+        prov = _analysis().table_provenance(con, "balance")
+    yield from _figure_results(saved, BEYOND_FIGURE_KEYS, prov)
+
+
 @dg.asset(
     key=R("study_report"),
     deps=[ATTRITION, A("baseline_characteristics"), *[A(t) for t in SURVIVAL_TABLES],
           *[A(t) for t in RESPONSE_TABLES], *[A(t) for t in COX_TABLES], A("refresh_history"),
-          *[k for k, _, _ in FIGURE_KEYS.values()]],
+          *[A(t) for t in BEYOND_TABLES], *[k for k, _, _ in FIGURE_KEYS.values()],
+          *[k for k, _, _ in BEYOND_FIGURE_KEYS.values()]],
     group_name="reports",
     kinds={"html", "markdown"},
     pool=DUCKDB_POOL,
     automation_condition=STUDY_AUTOMATION,
-    description="The study report: attrition, Tables 1-4, survival summary, Figures 1-4 and the refresh "
-    "history; <reports>/study_report.html (self-contained) and study_report.md, regenerated on every refresh.",
+    description="The study report: attrition, Tables 1-4, survival summary, Figures 1-4, 'Beyond the paper' "
+    "(balance, IPTW, RMST, proportional hazards, Figures 5-7) and the refresh history; "
+    "<reports>/study_report.html (self-contained) and study_report.md, regenerated on every refresh.",
 )
 def study_report(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig) -> dg.MaterializeResult:
     reports = Path(haic.settings().reports)
