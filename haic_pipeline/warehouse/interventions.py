@@ -22,6 +22,8 @@ import re
 
 import duckdb
 
+from haic_pipeline.warehouse.transaction import transaction
+
 ACTIONS = ("retract", "restore", "waive", "revoke")
 
 INTERVENTIONS_DDL = [
@@ -92,64 +94,51 @@ def drop_status(con: duckdb.DuckDBPyConnection, extract_id: str) -> str | None:
     return next((s for s in ("loaded", "retracted", "rejected") if s in rows), None)
 
 
-def _set_drop_status(con, extract_id: str, old: str, new: str, reason: str, who: str, at) -> None:
-    con.execute("UPDATE ops.drops SET status = ? WHERE extract_id = ? AND status = ?", [new, extract_id, old])
-    con.execute(
-        "INSERT INTO ops.load_log SELECT extract_id, file, rows, sha256, ?, ?, ? FROM ops.load_log "
-        "WHERE extract_id = ? AND status = 'loaded'", [new if new == "retracted" else "restored",
-                                                       f"{reason} ({who})", at, extract_id])
+def _move_drop(con, extract_id: str, old: str, new: str, action: str, reason: str) -> None:
+    """The drop's status old -> new, a load_log row per file and the intervention, in one transaction."""
+    reason, who, at = _reason(reason), actor(), _now()
+    with transaction(con):
+        con.execute("UPDATE ops.drops SET status = ? WHERE extract_id = ? AND status = ?", [new, extract_id, old])
+        con.execute(
+            "INSERT INTO ops.load_log SELECT extract_id, file, rows, sha256, ?, ?, ? FROM ops.load_log "
+            "WHERE extract_id = ? AND status = 'loaded'",
+            ["retracted" if new == "retracted" else "restored", f"{reason} ({who})", at, extract_id])
+        _record(con, action, extract_id, None, reason, who, at)
 
 
-def retract(con: duckdb.DuckDBPyConnection, extract_id: str, reason: str, who: str | None = None) -> None:
-    reason, who, at = _reason(reason), who or actor(), _now()
+def retract(con: duckdb.DuckDBPyConnection, extract_id: str, reason: str) -> None:
     status = drop_status(con, extract_id)
     if status != "loaded":
         raise InterventionError(f"drop {extract_id} is {status or 'not in the warehouse'}; only a loaded drop "
                                 "can be retracted")
-    con.execute("BEGIN TRANSACTION")
-    try:
-        _set_drop_status(con, extract_id, "loaded", "retracted", reason, who, at)
-        _record(con, "retract", extract_id, None, reason, who, at)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    _move_drop(con, extract_id, "loaded", "retracted", "retract", reason)
 
 
-def restore(con: duckdb.DuckDBPyConnection, extract_id: str, reason: str, who: str | None = None) -> None:
-    reason, who, at = _reason(reason), who or actor(), _now()
+def restore(con: duckdb.DuckDBPyConnection, extract_id: str, reason: str) -> None:
     if drop_status(con, extract_id) != "retracted":
         raise InterventionError(f"drop {extract_id} is not retracted; nothing to restore")
-    con.execute("BEGIN TRANSACTION")
-    try:
-        _set_drop_status(con, extract_id, "retracted", "loaded", reason, who, at)
-        _record(con, "restore", extract_id, None, reason, who, at)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    _move_drop(con, extract_id, "retracted", "loaded", "restore", reason)
 
 
 def waive(con: duckdb.DuckDBPyConnection, check_name: str, extract_id: str, reason: str,
-          failing: list[str], who: str | None = None) -> None:
+          failing: list[str]) -> None:
     """Waive `check_name` for drop `extract_id`; `failing`: the rules of that check the drop
     fails now (the caller reads them from ops.dq_results): a waiver is for a known failure."""
-    reason, who = _reason(reason), who or actor()
+    reason = _reason(reason)
     if drop_status(con, extract_id) != "loaded":
         raise InterventionError(f"drop {extract_id} is not a loaded drop; nothing to waive")
     if not failing:
         raise InterventionError(f"{check_name} does not fail for drop {extract_id}; nothing to waive")
     if (check_name, extract_id) in active_waivers(con):
         raise InterventionError(f"{check_name} is already waived for drop {extract_id}")
-    _record(con, "waive", extract_id, check_name, f"{reason} [rules: {', '.join(failing)}]", who, _now())
+    _record(con, "waive", extract_id, check_name, f"{reason} [rules: {', '.join(failing)}]", actor(), _now())
 
 
-def revoke(con: duckdb.DuckDBPyConnection, check_name: str, extract_id: str, reason: str,
-           who: str | None = None) -> None:
-    reason, who = _reason(reason), who or actor()
+def revoke(con: duckdb.DuckDBPyConnection, check_name: str, extract_id: str, reason: str) -> None:
+    reason = _reason(reason)
     if (check_name, extract_id) not in active_waivers(con):
         raise InterventionError(f"{check_name} is not waived for drop {extract_id}; nothing to revoke")
-    _record(con, "revoke", extract_id, check_name, reason, who, _now())
+    _record(con, "revoke", extract_id, check_name, reason, actor(), _now())
 
 
 def active_waivers(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict]:
