@@ -201,7 +201,7 @@ def km_figure(curves: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame, 
     ax.tick_params(labelbottom=True)
 
     what = ("Kaplan-Meier estimates, shaded 95% CI (log scale)" if iptw is None else
-            "IPTW Kaplan-Meier (stabilized weights), shaded 95% CI (robust, log scale); at risk: patients")
+            "IPTW Kaplan-Meier (stabilized weights), robust 95% CI (log scale); at risk: patients")
     fig.text(0.02, 0.015, f"{title}: {what}; + censored; "
              f"dotted lines: medians; months of 30.4375 days.\nData: {provenance.describe()}.",
              fontsize=8, color="#444444", ha="left", va="bottom", linespacing=1.4)
