@@ -1,8 +1,10 @@
 """`haic run` (what `make run` calls), end to end in a child process, honouring HAIC_* variables."""
 
 import os
+import re
 import subprocess
 import sys
+import time
 
 import duckdb
 
@@ -14,14 +16,44 @@ def _haic(*args, env):
                           capture_output=True, text=True, timeout=600)
 
 
+def _haic_timed(*args, env) -> tuple[int, list[tuple[float, str]], str]:
+    """`haic ...` with every line of its standard output stamped with the time it arrived."""
+    proc = subprocess.Popen([sys.executable, "-m", "haic_pipeline.cli", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = [(time.monotonic(), line.rstrip("\n")) for line in proc.stdout]
+    stderr = proc.stderr.read()
+    return proc.wait(timeout=600), lines, stderr
+
+
+STEP_LINE = re.compile(r"^  (\w+) +(\d+\.\d) s(  .*)?$")
+
+
+def _step_lines(lines: list[tuple[float, str]]) -> dict[str, tuple[float, str]]:
+    """The refresh's step lines (`  staging__labs  12.3 s`): step -> (time it arrived, line)."""
+    start = next(i for i, (_, text) in enumerate(lines) if text.startswith("refreshing staging"))
+    end = next(i for i, (_, text) in enumerate(lines) if text.startswith("drops landed now"))
+    return {m.group(1): (t, text) for t, text in lines[start + 1:end] if (m := STEP_LINE.match(text))}
+
+
 def test_run_writes_demo_drops_into_an_empty_inbox_then_a_second_run_changes_nothing(env):
     environ = dict(os.environ)
-    first = _haic("run", env=environ)
-    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    code, lines, stderr = _haic_timed("run", env=environ)
+    stdout = "\n".join(text for _, text in lines)
+    assert code == 0, stdout[-2000:] + stderr[-2000:]
+    # each drop's landing with its seconds, then each refresh step as it ends, with its seconds
+    assert "landing 6 new drop(s)" in stdout
+    assert len(re.findall(r"^  \[\d/6\] \d{8}T\d{6}Z +\d+\.\d s$", stdout, re.M)) == 6, stdout
+    steps = _step_lines(lines)
+    assert {"staging__patients", "staging__labs", "labs_rules", "staging__cohort", "staging__endpoints",
+            "analysis_survival", "reports__study_report", "analytics__analysts_copy"} <= set(steps), stdout
+    assert not any("FAILED" in text for _, text in steps.values()), stdout
+    # printed while the refresh ran, not all at the end
+    summary_at = next(t for t, text in lines if text.startswith("refresh succeeded"))
+    assert steps["staging__patients"][0] < steps["analytics__analysts_copy"][0] - 1.0 < summary_at
     drops = sorted(p.name for p in (env / "inbox").iterdir() if (p / "manifest.json").exists())
     assert len(drops) == 6
-    assert "drops landed now: 6, rejected now: 0" in first.stdout
-    assert str(env / "wh" / "haic.duckdb") in first.stdout
+    assert "drops landed now: 6, rejected now: 0" in stdout
+    assert str(env / "wh" / "haic.duckdb") in stdout
     with duckdb.connect(os.environ["HAIC_WAREHOUSE"], read_only=True) as con:
         staged = table_counts(con, "staging")
         raw = table_counts(con, "raw")
@@ -37,6 +69,8 @@ def test_run_writes_demo_drops_into_an_empty_inbox_then_a_second_run_changes_not
     second = _haic("run", env=environ)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "drops landed now: 0" in second.stdout
+    assert "nothing new since the last successful refresh" in second.stdout
+    assert not re.search(r"^  staging__\w+ +\d+\.\d s$", second.stdout, re.M)
     with duckdb.connect(os.environ["HAIC_WAREHOUSE"], read_only=True) as con:
         assert table_counts(con, "staging") == staged
         assert table_counts(con, "raw") == raw
@@ -56,3 +90,22 @@ def test_run_reports_a_rejected_drop_and_exits_non_zero(env):
     assert "REJECTED" in result.stdout and "sha256" in result.stdout
     assert "10000001" not in result.stdout + result.stderr
     assert (folder / "manifest.json").exists()
+
+
+def test_run_shows_the_failed_blocking_check_and_the_steps_it_held_back(env):
+    from .dropkit import write_drop
+    from .quality.test_quality import E1, E2, cohort
+
+    write_drop(env / "inbox", E1, cohort(40))
+    write_drop(env / "inbox", E2, cohort(20, start=41, bad_ecog=10))   # 10 of 20 ECOG values out of range
+    code, lines, stderr = _haic_timed("run", "--no-demo", env=dict(os.environ))
+    stdout = "\n".join(text for _, text in lines)
+    assert code == 1, stdout[-2000:] + stderr[-2000:]
+    steps = _step_lines(lines)
+    assert re.search(r" \d+\.\d s  FAILED, check failed: assessments_error_rules \(blocking\); `haic status`",
+                     steps["assessments_rules"][1]), stdout
+    assert STEP_LINE.match(steps["staging__assessments"][1]).group(3) is None
+    held_back = stdout[stdout.index("not run, downstream of the failure"):stdout.index("drops landed now")]
+    assert "staging__cohort" in held_back and "reports__study_report" in held_back
+    assert "staging__cohort" not in steps
+    assert "refresh FAILED" in stdout

@@ -2,8 +2,8 @@
 
 `haic run` is what `make run` calls: it writes the demo drops if the inbox holds none, lands
 every new drop (one Dagster run per drop, recorded in DAGSTER_HOME like any other run, so the
-web UI shows them), then runs the refresh job (staging and everything downstream), and prints
-where the results are.
+web UI shows them), then runs the refresh job (staging and everything downstream), printing each
+drop and each refresh step as it ends with its seconds, and prints where the results are.
 """
 
 from __future__ import annotations
@@ -95,6 +95,84 @@ def _refresh_is_current(instance, last_landing, settings) -> str | None:
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
+
+
+class _StepProgress:
+    """Prints each step of one Dagster run as it ends, with its seconds (`  staging__labs  12.3 s`),
+    so a long refresh is not a silent wait; a failed step says why (the blocking checks that
+    failed, or the first line of its error), and a failed run names the steps it did not reach.
+    Called by the instance with every event of the run as it is stored
+    (`DagsterInstance.add_event_listener`); Dagster's console logger stays quiet."""
+
+    def __init__(self, indent: str = "  ", width: int = 34):
+        self.indent, self.width = indent, width
+        self.planned: dict[str, None] = {}   # step keys in plan order
+        self.started: dict[str, float] = {}
+        self.failed_checks: dict[str, list[str]] = {}
+
+    def __call__(self, record) -> None:
+        try:
+            self._show(record)
+        except Exception:  # noqa: BLE001 - progress output must never fail the run
+            pass
+
+    def _line(self, step: str, seconds: float, note: str = "") -> None:
+        _say(f"{self.indent}{step:<{self.width}} {seconds:6.1f} s" + (f"  {note}" if note else ""))
+
+    def _show(self, record) -> None:
+        import dagster as dg
+
+        kind = record.dagster_event.event_type if record.dagster_event is not None else None
+        step = record.step_key
+        if kind is None:
+            return
+        if kind == dg.DagsterEventType.RUN_FAILURE:
+            not_run = [s for s in self.planned if s not in self.started]
+            if not_run:
+                import textwrap
+
+                _say(textwrap.fill(f"not run, downstream of the failure ({len(not_run)} steps): {', '.join(not_run)}",
+                                   width=100, initial_indent=self.indent, subsequent_indent=self.indent * 2))
+            return
+        if step is None:
+            return
+        if kind in (dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+                    dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED):
+            self.planned.setdefault(step)
+        elif kind == dg.DagsterEventType.STEP_START:
+            self.started[step] = record.timestamp
+        elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = record.dagster_event.event_specific_data
+            if not evaluation.passed:
+                kind_of = "blocking" if getattr(evaluation, "blocking", False) else "warn"
+                self.failed_checks.setdefault(step, []).append(f"{evaluation.check_name} ({kind_of})")
+        elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE,
+                      dg.DagsterEventType.STEP_UP_FOR_RETRY):
+            seconds = record.timestamp - self.started.get(step, record.timestamp)
+            checks = self.failed_checks.pop(step, [])
+            note = f"check failed: {', '.join(checks)}" if checks else ""
+            if kind == dg.DagsterEventType.STEP_FAILURE:
+                if checks:
+                    note += "; `haic status` says why and the ways out"
+                else:
+                    error = getattr(record.dagster_event.event_specific_data, "error", None)
+                    note = (error.message.strip().splitlines() or [""])[0][:160] if error is not None else ""
+                note = "FAILED" + (f", {note}" if note else "")
+            elif kind == dg.DagsterEventType.STEP_UP_FOR_RETRY:
+                note = "failed, retrying"
+            self._line(step, seconds, note)
+
+
+def _execute(job, instance, progress=None, **kwargs):
+    """`job.execute_in_process` under the CLI's run config and tags; `progress` (if given) sees
+    every event of the run as it is stored."""
+    import uuid
+
+    run_id = str(uuid.uuid4())
+    if progress is not None:
+        instance.add_event_listener(run_id, progress)
+    return job.execute_in_process(instance=instance, run_id=run_id, raise_on_error=False, run_config=QUIET,
+                                  tags=CLI_TAGS, **kwargs)
 
 
 def _storage_fault_in(result) -> str | None:
@@ -196,10 +274,12 @@ def _cmd_run_locked(args) -> int:
         preload.start(analysis=True)
     loaded, failed = [], []
     storage_fault = None  # a full disk / read-only folder: stop, the drop stays in the inbox
+    if pending:
+        _say(f"landing {len(pending)} new drop(s) (each as it lands):")
     for i, drop in enumerate(pending, 1):
-        _say(f"[{i}/{len(pending)}] landing drop {drop.extract_id} ...")
-        result = ingest.execute_in_process(partition_key=drop.extract_id, instance=instance,
-                                           raise_on_error=False, run_config=QUIET, tags=CLI_TAGS)
+        t_drop = time.perf_counter()
+        result = _execute(ingest, instance, partition_key=drop.extract_id)
+        _say(f"  {f'[{i}/{len(pending)}] {drop.extract_id}':<34} {time.perf_counter() - t_drop:6.1f} s")
         storage_fault = None if result.success else _storage_fault_in(result)
         if storage_fault:
             _say(f"    NOT LANDED (it stays in the inbox): {storage_fault}")
@@ -220,9 +300,8 @@ def _cmd_run_locked(args) -> int:
              "(`haic run --force` refreshes anyway)")
         refresh = None
     else:
-        _say("refreshing staging and everything downstream ...")
-        refresh = defs.resolve_job_def("refresh").execute_in_process(instance=instance, raise_on_error=False,
-                                                                 run_config=QUIET, tags=CLI_TAGS)
+        _say("refreshing staging and everything downstream (each step as it ends):")
+        refresh = _execute(defs.resolve_job_def("refresh"), instance, progress=_StepProgress())
         if not refresh.success:
             storage_fault = _storage_fault_in(refresh)
 
