@@ -111,18 +111,20 @@ def propensity_covariates(terms: pd.DataFrame) -> tuple[list[str], dict[str, str
     return covariates, left_out
 
 
-def iptw_weights(terms: pd.DataFrame, covariates: list[str]) -> tuple[PropensityResult, dict[str, pd.Series]]:
+def iptw_weights(terms: pd.DataFrame,
+                 covariates: list[str]) -> tuple[PropensityResult, dict[str, pd.Series], tuple | None]:
     """The propensity fit (stats.propensity_weights: R ``glm(group ~ covariates, binomial)`` on
     the complete cases, stabilized ATE weights) and the weights per weighting, aligned with
     ``terms`` (NaN for a patient left out for a missing covariate); no weights unless the fit is
     ``ok``. ``truncated`` clips the stabilized weights to their 1st and 99th percentiles (R
-    ``quantile(type = 3)``), propensity_weights' own ``truncate`` rule, without fitting twice."""
+    ``quantile(type = 3)``), propensity_weights' own ``truncate`` rule, without fitting twice;
+    the third value is that pair of bounds."""
     ps = propensity_weights(terms, "group", covariates, stabilized=True)
     if not ps.ok:
-        return ps, {}
+        return ps, {}, None
     w = ps.weights
-    lo, hi = quantile_type3(w.dropna().to_numpy(), list(TRUNCATION))
-    return ps, {"stabilized": w, "truncated": w.clip(lower=float(lo), upper=float(hi))}
+    lo, hi = (float(b) for b in quantile_type3(w.dropna().to_numpy(), list(TRUNCATION)))
+    return ps, {"stabilized": w, "truncated": w.clip(lower=lo, upper=hi)}, (lo, hi)
 
 
 def _propensity_rows(ps: PropensityResult, covariates: list[str], left_out: dict[str, str]) -> pd.DataFrame:
@@ -145,7 +147,8 @@ def _propensity_rows(ps: PropensityResult, covariates: list[str], left_out: dict
                                        "status", "note"])
 
 
-def _weight_rows(terms: pd.DataFrame, ps: PropensityResult, weights: dict[str, pd.Series]) -> pd.DataFrame:
+def _weight_rows(terms: pd.DataFrame, ps: PropensityResult, weights: dict[str, pd.Series],
+                 bounds: tuple | None) -> pd.DataFrame:
     rows = []
     for weighting in WEIGHTINGS:
         if weighting not in weights:
@@ -155,13 +158,12 @@ def _weight_rows(terms: pd.DataFrame, ps: PropensityResult, weights: dict[str, p
             continue
         w = weights[weighting]
         summary = weight_summary(terms["group"], w).set_index("treatment")
-        bounds = (w.min(), w.max()) if weighting == "truncated" else (None, None)
+        lo, hi = bounds if weighting == "truncated" else (None, None)
         for code, g in enumerate(GROUPS):
             s = summary.loc[code]
             rows.append({"group": g, "weighting": weighting, "n": int(s["n"]), "sum_weights": _num(s["sum"]),
                          "weight_min": _num(s["min"]), "weight_max": _num(s["max"]), "ess": _num(s["ess"]),
-                         "truncated_below": _num(bounds[0]), "truncated_above": _num(bounds[1]),
-                         "note": None})
+                         "truncated_below": _num(lo), "truncated_above": _num(hi), "note": None})
     return pd.DataFrame(rows)
 
 
@@ -420,12 +422,12 @@ def beyond_tables(frame: pd.DataFrame, cox_models: pd.DataFrame) -> BeyondTables
     (the §3 models whose proportional hazards are tested)."""
     terms = cox_terms(frame)
     covariates, left_out = propensity_covariates(terms)
-    ps, weights = iptw_weights(terms, covariates)
+    ps, weights, bounds = iptw_weights(terms, covariates)
     km_summary, km_curves = iptw_km_rows(terms, ps, weights)
     out = BeyondTables(
         propensity_model=_propensity_rows(ps, covariates, left_out),
         balance=balance_rows(terms, covariates, ps, weights),
-        iptw_weights=_weight_rows(terms, ps, weights),
+        iptw_weights=_weight_rows(terms, ps, weights, bounds),
         iptw_km_summary=km_summary, iptw_km_curves=km_curves,
         iptw_effects=iptw_effect_rows(terms, ps, weights),
         rmst=rmst_rows(terms, ps, weights),
@@ -434,13 +436,8 @@ def beyond_tables(frame: pd.DataFrame, cox_models: pd.DataFrame) -> BeyondTables
     if not ps.ok:
         out.problems.append(f"propensity model not estimable ({ps.status}): {ps.reason}; the weighted "
                             "analyses are rows with a note")
-    for t, table in out.tables().items():
-        if "note" not in table or t in ("propensity_model", "iptw_weights"):
-            continue
-        for _, r in table.iterrows():
-            note = r["note"]
-            if note and str(note).startswith("not computed") and ps.ok:
-                where = " ".join(str(r[c]) for c in ("endpoint", "group", "weighting", "model", "term", "covariate")
-                                 if c in r and r[c] is not None)
-                out.problems.append(f"{t} {where}: {note}")
+    else:  # an analysis left out although the weights exist (e.g. a group without patients)
+        notes = [f"analysis.{t}: {n}" for t, table in out.tables().items() if "note" in table
+                 for n in table["note"].dropna() if str(n).startswith("not computed")]
+        out.problems += list(dict.fromkeys(notes))
     return out

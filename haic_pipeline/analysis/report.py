@@ -305,7 +305,8 @@ def balance_sentence(balance: pd.DataFrame, weighted: bool) -> str:
     before = pd.to_numeric(rows["smd_before"], errors="coerce")
     bad = rows[before.isna() | (before.abs() >= BALANCED)]
     if len(bad):
-        first = (f"Before weighting {len(bad)} of {m} covariates differ between the groups "
+        verb = "covariate differs" if len(bad) == 1 else "covariates differ"
+        first = (f"Before weighting {len(bad)} of {m} {verb} between the groups "
                  f"(|SMD| \u2265 0.1: {', '.join(_term(c) for c in bad['covariate'])})")
     else:
         first = f"Before weighting the groups differ little on every one of the {m} covariates (|SMD| < 0.1)"
@@ -649,7 +650,7 @@ METHODS = ("Times in months of 30.4375 days. Kaplan-Meier with Greenwood varianc
            "p-values shown with 3 decimals (<0.001 below); the analysis.* tables hold them unrounded.")
 
 
-def _figure_png(reports: Path, name: str, con: duckdb.DuckDBPyConnection) -> bytes:
+def _figure_bytes(reports: Path, name: str, con: duckdb.DuckDBPyConnection) -> bytes:
     """The figure's PNG (its SVG for BEYOND_FIGURES) as written by build_figures, drawn here
     if it is not on disk."""
     svg = name in BEYOND_FIGURES
@@ -704,7 +705,7 @@ def render_markdown(secs: list[Section], prov: str) -> str:
     return "\n".join(out)
 
 
-def render_html(secs: list[Section], prov: str, pngs: dict[str, bytes]) -> str:
+def render_html(secs: list[Section], prov: str, images: dict[str, bytes]) -> str:
     out = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
            f"<title>{html.escape(TITLE)}</title><style>{CSS}</style></head><body>",
            f"<h1>{html.escape(TITLE)}</h1>",
@@ -717,7 +718,7 @@ def render_html(secs: list[Section], prov: str, pngs: dict[str, bytes]) -> str:
             out.append(_html_table(s.table))
         out += [f"<p class=\"note\">{html.escape(n)}</p>" for n in s.notes]
         for name, caption in s.figures:
-            b64 = base64.b64encode(pngs[name]).decode("ascii")
+            b64 = base64.b64encode(images[name]).decode("ascii")
             mime = "image/svg+xml" if name in BEYOND_FIGURES else "image/png"
             out.append(f"<figure><figcaption>{html.escape(caption)}</figcaption>"
                        f"<img alt=\"{html.escape(caption)}\" src=\"data:{mime};base64,{b64}\"></figure>")
@@ -728,9 +729,9 @@ def render_html(secs: list[Section], prov: str, pngs: dict[str, bytes]) -> str:
 def write_report(con: duckdb.DuckDBPyConnection, reports: Path, prov: Provenance) -> dict[str, Path]:
     reports.mkdir(parents=True, exist_ok=True)
     secs = sections(con)
-    pngs = {name: _figure_png(reports, name, con) for s in secs for name, _ in s.figures}
+    images = {name: _figure_bytes(reports, name, con) for s in secs for name, _ in s.figures}
     paths = {"html": reports / "study_report.html", "md": reports / "study_report.md"}
     line = provenance_line(con, prov)
-    write_atomic(paths["html"], render_html(secs, line, pngs))
+    write_atomic(paths["html"], render_html(secs, line, images))
     write_atomic(paths["md"], render_markdown(secs, line))
     return paths
