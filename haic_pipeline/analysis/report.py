@@ -368,7 +368,8 @@ def median_sentence(endpoint: str, iptw: pd.DataFrame, km: pd.DataFrame) -> str:
            f"with post-ate-beva HAIC (unadjusted {med(u['first_line'])} vs {med(u['post_ate_beva'])})")
     if all(r is not None and pd.notna(r["rate_12m"]) for r in w.values()):
         out += (f"; at 12 months {rate(w['first_line'])} vs {rate(w['post_ate_beva'])} are free of "
-                f"{EVENTS[endpoint]} after weighting (unadjusted {rate(u['first_line'])} vs {rate(u['post_ate_beva'])})")
+                f"{EVENTS[endpoint]} after weighting (unadjusted {rate(u['first_line'])} vs "
+                f"{rate(u['post_ate_beva'])})")
 
     def gap(r):
         if any(x is None or pd.isna(x["median_months"]) for x in r.values()):
@@ -502,7 +503,8 @@ def balance_part(balance: pd.DataFrame, weighted: bool) -> Section:
                      f"{100 * r['share_post_ate_beva']:.1f}",
                      "SMD before": smd(r["smd_before"]), "SMD after IPTW": smd(r["smd_after"]),
                      "SMD after (truncated)": smd(r["smd_after_truncated"]),
-                     "Balanced after": "" if pd.isna(r["balanced_after"]) else ("yes" if r["balanced_after"] else "no")})
+                     "Balanced after": "" if pd.isna(r["balanced_after"]) else
+                     ("yes" if r["balanced_after"] else "no")})
     return Section("Covariate balance before and after weighting", pd.DataFrame(rows) if rows else None,
                    lead=[balance_sentence(balance, weighted)], level=3,
                    notes=["Standardized mean difference (cobalt convention, signed: positive = more frequent with "

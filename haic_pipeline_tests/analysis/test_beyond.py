@@ -382,4 +382,4 @@ def test_beyond_tables_at_100k_patients_within_budget():
     elapsed = time.perf_counter() - t0
     assert res.propensity.ok and math.isfinite(float(res.iptw_effects.hr.iloc[0]))
     assert np.isfinite(res.balance.smd_after.to_numpy(float)).all()
-    assert elapsed < 30, f"{elapsed:.1f} s"  # a few seconds on 2 cores (Cox refits of cox.zph dominate); generous for a shared machine
+    assert elapsed < 30, f"{elapsed:.1f} s"  # a few seconds on 2 cores (cox.zph's refits dominate); loose: shared

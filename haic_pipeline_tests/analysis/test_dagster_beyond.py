@@ -75,7 +75,8 @@ def test_refresh_fills_publishes_and_checks_the_beyond_tables(env):
         figs = {m.asset_key: m for m in run.asset_materializations_for_node("beyond_figures")}
         assert set(figs) == FIGURES
         for key, m in figs.items():
-            assert m.metadata["figure"].value.startswith("![") and "](data:image/png;base64," in m.metadata["figure"].value
+            md = m.metadata["figure"].value
+            assert md.startswith("![") and "](data:image/png;base64," in md
             png, svg = Path(m.metadata["png"].value), Path(m.metadata["svg"].value)
             assert png.is_file() and svg.is_file() and png.parent == settings.reports / "figures"
             assert ("love" if key.path[-1] == "love_figure" else "iptw") in png.name
