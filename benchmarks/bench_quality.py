@@ -33,7 +33,7 @@ from _memory import run_measured  # noqa: E402
 CHILD = r"""
 import json, sys, time, duckdb
 t0 = time.perf_counter()
-from haic_pipeline.quality import parallel
+from haic_pipeline.quality.speed import parallel
 from haic_pipeline.quality.gate import run_all
 con = duckdb.connect(sys.argv[1]); con.execute("SET memory_limit='2GB'"); con.execute("SET enable_progress_bar = false")
 outcomes = run_all(con, reports_dir=sys.argv[2], refresh=sys.argv[3])

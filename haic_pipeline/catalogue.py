@@ -40,8 +40,9 @@ WITHDRAWN = "(SELECT patient_key FROM staging.patients WHERE consent_status = 'w
 
 @dataclass
 class RuleSpec:
-    """One expectation, generated from a contract. `condition` is a list of (column, op, value)
-    AND-ed into a GX row condition (op: ne) and into the SQL predicate."""
+    """One expectation, generated from a contract, over frame columns whose SQL it names; a rule
+    that applies to some rows only reads a column that is NULL elsewhere (GX ignores missing
+    values, and a NULL predicate is no offence), so no GX row condition is needed."""
 
     check: str
     domain: str | None
@@ -52,7 +53,6 @@ class RuleSpec:
     scope: str
     expectation: str
     kwargs: dict
-    condition: list = field(default_factory=list)
     identifier: bool = False
     description: str = ""
     sql: dict = field(default_factory=dict)      # drop frame: column -> SQL over t (typed view)
@@ -73,14 +73,13 @@ class RuleSpec:
     def columns(self) -> list[str]:
         cols = [self.kwargs[k] for k in ("column", "column_A", "column_B") if k in self.kwargs]
         cols += list(self.kwargs.get("column_list", ()))
-        cols += [c for c, _op, _v in self.condition]
         return list(dict.fromkeys(cols))
 
     def as_dict(self) -> dict:
         return {"check": self.check, "domain": self.domain, "name": self.name, "family": self.family,
                 "severity": self.severity, "max_share": self.max_share, "scope": self.scope,
                 "expectation": self.expectation, "kwargs": self.kwargs,
-                "condition": [list(c) for c in self.condition], "sql": self.sql,
+                "sql": self.sql,
                 "source": self.source, "unit": self.unit, "min_count": self.min_count}
 
 
@@ -115,12 +114,13 @@ def min_count(max_share: float, unit: str, override: int | None, defaults: dict)
 # frame columns
 
 
-def _q(text) -> str:
+def quote(text) -> str:
+    """A SQL string literal."""
     return "'" + str(text).replace("'", "''") + "'"
 
 
 def _in_list(values) -> str:
-    return ", ".join(_q(v) for v in values)
+    return ", ".join(quote(v) for v in values)
 
 
 def delivered(col: Column) -> tuple[str, str]:
@@ -185,14 +185,14 @@ def column_rules(c: Contract, col: Column, check_of) -> list[RuleSpec]:
     if col.identifier == "pseudonymise":
         col_d, sql_d = delivered(col)
         add(f"{col.name}_required", "required", "error", "ExpectColumnValuesToNotBeNull",
-            {"column": col_d}, {col_d: sql_d}, _q(f"{col.name} is missing"),
+            {"column": col_d}, {col_d: sql_d}, quote(f"{col.name} is missing"),
             description=f"{col.name} delivered (counts only)")
         if col.pattern:
             name = f"{col.name}__valid"
             add(f"{col.name}_pattern", "pattern", "error", "ExpectColumnValuesToBeInSet",
                 {"column": name, "value_set": [True]},
                 {name: "CASE WHEN t.patient_key IS NOT NULL THEN t._patient_id_valid END"},
-                _q(f"{col.name} does not match {col.pattern} (value withheld)"),
+                quote(f"{col.name} does not match {col.pattern} (value withheld)"),
                 description=f"{col.name} matches {col.pattern} (checked at landing; counts only)")
         return out
     sev = col.severity
@@ -200,19 +200,19 @@ def column_rules(c: Contract, col: Column, check_of) -> list[RuleSpec]:
     present = parsed(col) if typed else delivered(col)
     if col.required or col.name in c.natural_key:
         add(f"{col.name}_required", "required", sev, "ExpectColumnValuesToNotBeNull",
-            {"column": present[0]}, [present], _q(f"{col.name} is missing"), description=f"{col.name} delivered")
+            {"column": present[0]}, [present], quote(f"{col.name} is missing"), description=f"{col.name} delivered")
     if typed:
         kind = {"date": "a YYYY-MM-DD date", "datetime": "a YYYY-MM-DD[ HH:MM[:SS]] date-time",
                 "integer": "an integer", "decimal": "a number",
                 "lab_value": "a number with an optional < or > sign"}[col.type]
         add(f"{col.name}_type", "type", sev, "ExpectColumnValuesToBeInSet",
             {"column": present[0], "value_set": [True]}, [present],
-            f"{_q(col.name + ' ')} || {_show(col)} || {_q(' is not ' + kind)}",
+            f"{quote(col.name + ' ')} || {_show(col)} || {quote(' is not ' + kind)}",
             description=f"{col.name} parses as {col.type}")
     if col.type == "code":
         add(f"{col.name}_code", "code", sev, "ExpectColumnValuesToBeInSet",
             {"column": col.name, "value_set": list(col.codes)}, [(col.name, f"t.{col.name}")],
-            f"{_q(col.name + ' ')} || {_show(col)} || {_q(' is not one of ' + ', '.join(col.codes))}",
+            f"{quote(col.name + ' ')} || {_show(col)} || {quote(' is not one of ' + ', '.join(col.codes))}",
             description=f"{col.name} in {', '.join(col.codes)}")
     lower = lower_bound(col)
     if lower is not None or col.max is not None:
@@ -228,7 +228,7 @@ def column_rules(c: Contract, col: Column, check_of) -> list[RuleSpec]:
             kwargs["max_value"] = col.max
             bounds.append(f"<= {col.max}")
         add(f"{col.name}_range", "range", sev, "ExpectColumnValuesToBeBetween", kwargs, [vcol],
-            f"{_q(col.name + ' ')} || {_show(col)} || {_q(' outside the allowed range (' + ' and '.join(bounds) + ')')}",
+            f"{quote(col.name + ' ')} || {_show(col)} || {quote(' outside the allowed range (' + ' and '.join(bounds) + ')')}",
             description=f"{col.name} {' and '.join(bounds)}")
     return out
 
@@ -244,7 +244,7 @@ def contract_rule(c: Contract, rule: Rule, check_of) -> RuleSpec:
         a, b = (c.column(x) for x in rule.columns)
         da, db = as_date(a), as_date(b)
         return spec("date_order", "ExpectColumnPairValuesAToBeGreaterThanB", _pair_not_before(da[0], db[0]),
-                    [da, db], f"{_q(b.name + ' ')} || {_show(b)} || {_q(' is before ' + a.name + ' ')} || {_show(a)}",
+                    [da, db], f"{quote(b.name + ' ')} || {_show(b)} || {quote(' is before ' + a.name + ' ')} || {_show(a)}",
                     identifier=bool(a.identifier or b.identifier), description=f"{b.name} on or after {a.name}")
     if rule.kind == "not_future":
         (a,) = (c.column(x) for x in rule.columns)
@@ -253,14 +253,14 @@ def contract_rule(c: Contract, rule: Rule, check_of) -> RuleSpec:
                     {"column_A": "_extract_date", "column_B": da[0], "or_equal": True,
                      "ignore_row_if": "either_value_is_missing"},
                     [("_extract_date", "t._extract_date"), da],
-                    f"{_q(a.name + ' ')} || {_show(a)} || ' is after the drop''s extraction date ' || _extract_date::VARCHAR",
+                    f"{quote(a.name + ' ')} || {_show(a)} || ' is after the drop''s extraction date ' || _extract_date::VARCHAR",
                     identifier=bool(a.identifier), description=f"{a.name} not after the drop's extraction date")
     if rule.kind == "orphan":
         # judged per patient by the gate (frames.drop_patient_frame_sql: one row per drop and patient)
         out = spec("orphan", "ExpectColumnValuesToBeInSet", {"column": "patient_in_staging", "value_set": [True]},
                    [("patient_in_staging", "CASE WHEN t.patient_key IS NOT NULL THEN t.patient_key IN "
                                            "(SELECT patient_key FROM staging.patients) END")],
-                   _q("patient is in no delivered patients.csv (or its patient row is quarantined)"),
+                   quote("patient is in no delivered patients.csv (or its patient row is quarantined)"),
                    description="patients of the drop's rows present in staging.patients (counted per patient)")
         out.scope, out.unit = SCOPE_DROP_PATIENT, "patient"
         return out
@@ -309,7 +309,7 @@ def duplicate_key_rule(c: Contract, check_of) -> RuleSpec:
 
 def row_rules(c: Contract, defaults: dict | None = None) -> list[RuleSpec]:
     """Every row rule of one contract, in order: column rules, contract rules,
-    duplicate_key_conflict; with unit, min_count and (patients) the consent condition."""
+    duplicate_key_conflict; with unit, min_count and (patients) the consent gate."""
     defaults = defaults or load_defaults()
 
     def check_of(severity: str) -> str:
@@ -321,13 +321,11 @@ def row_rules(c: Contract, defaults: dict | None = None) -> list[RuleSpec]:
             rules.extend(column_rules(c, col, check_of))
     rules.extend(contract_rule(c, r, check_of) for r in c.rules)
     if c.domain == "patients":
-        # a withdrawn patient is judged on its key only (staging keeps nothing else of it)
         for r in rules:
             if not r.name.startswith("patient_id"):
-                r.condition.append(("consent_status", "ne", "withdrawn"))
-                r.sql["consent_status"] = "t.consent_status"
+                consent_gate(r)
     if c.natural_key:
-        # after the consent conditions: staging ranks a withdrawn patient's key like any other
+        # after the consent gate: staging ranks a withdrawn patient's key like any other
         rules.append(duplicate_key_rule(c, check_of))
     if c.staging_key == ["patient_key"]:
         for r in rules:   # one row per patient: a patient's missing or conflicting demographics
@@ -341,6 +339,22 @@ def row_rules(c: Contract, defaults: dict | None = None) -> list[RuleSpec]:
     return rules
 
 
+CONSENTED = "t.consent_status IS DISTINCT FROM 'withdrawn'"
+
+
+def consent_gate(rule: RuleSpec) -> None:
+    """A withdrawn patient's row of patients.csv is judged on its key only (staging keeps nothing
+    else of it): each of the rule's frame columns is NULL for it. A required-value rule becomes
+    "present is true" over `<col>__present` (true / false, NULL when withdrawn), since a
+    not-null expectation would count the NULL as missing."""
+    if rule.expectation == "ExpectColumnValuesToNotBeNull":
+        base = rule.name.removesuffix("_required")
+        name = f"{base}__present"
+        rule.expectation, rule.kwargs = "ExpectColumnValuesToBeInSet", {"column": name, "value_set": [True]}
+        rule.sql = {name: f"t.raw_{base} IS NOT NULL"}
+    rule.sql = {k: f"CASE WHEN {CONSENTED} THEN {v} END" for k, v in rule.sql.items()}
+
+
 def judged_rows(c: Contract, alias: str = "") -> str:
     """SQL condition on the rows both judges see (empty: every row): outside patients, the rows
     of a patient who withdrew consent are neither judged nor staged."""
@@ -352,7 +366,7 @@ def judged_rows(c: Contract, alias: str = "") -> str:
 def offending_sql(rule: RuleSpec) -> str:
     """The expectation's unexpected rows as a DuckDB predicate over the frame columns' SQL:
     true where the row offends, false or NULL where it does not or is not evaluated (a missing
-    value, a row outside the rule's condition), as GX's pandas engine reads them."""
+    value: a row the rule does not apply to), as GX's pandas engine reads them."""
     k = rule.kwargs
 
     def col(name: str) -> str:
@@ -376,9 +390,4 @@ def offending_sql(rule: RuleSpec) -> str:
         pred = f"NOT ({col(k['column_A'])} {'>=' if k.get('or_equal') else '>'} {col(k['column_B'])})"
     else:
         raise ValueError(f"{rule.name}: no SQL for expectation {e} {k}")
-    conditions = []
-    for name, op, value in rule.condition:
-        if op != "ne":
-            raise ValueError(f"{rule.name}: no SQL for condition operator {op!r}")
-        conditions.append(f"{col(name)} IS DISTINCT FROM {_q(value)}")   # GX: NaN != value is true
-    return " AND ".join(conditions + [f"({pred})"])
+    return f"({pred})"

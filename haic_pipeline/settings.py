@@ -8,6 +8,16 @@
 | HAIC_ENV             | demo                        | `production` makes HAIC_PSEUDONYM_KEY mandatory |
 | HAIC_REPORTS         | <warehouse folder>/reports  | figures, reports, data-quality pages          |
 | HAIC_DUCKDB_MEMORY   | 2GB                         | DuckDB memory_limit (it spills to disk beyond) |
+| HAIC_REFRESH_CRON    | 0 2 * * *                   | when the nightly refresh runs                 |
+| HAIC_TIMEZONE        | Asia/Seoul                  | the time zone of HAIC_REFRESH_CRON            |
+| HAIC_ACTOR           | (the operating-system user) | who `haic drop` / `haic check` record as acting |
+| HAIC_DQ_FAST         | 1                           | 0: the data-quality gate without its speed layer (same verdicts) |
+| HAIC_DQ_WORKERS      | the cores, at most 4        | GX worker processes for a large backlog (0 or 1: none) |
+| HAIC_DQ_PARALLEL_MIN_ROWS | 5000000                | pending rows from which the workers are used  |
+| HAIC_DQ_START_METHOD | fork                        | how the workers start (fork, or spawn)        |
+| HAIC_SYNTH_DEBUG     | (unset)                     | the synthetic writer reports each drop's edits |
+
+Every HAIC_* variable is read here and nowhere else.
 
 Relative paths are resolved against the project root (the folder holding pyproject.toml), so
 the pipeline behaves the same from `make run`, `dagster dev` and the tests.
@@ -99,3 +109,42 @@ DEMO_KEY_WARNING = (
 def warn_if_demo_key(settings: Settings, logger: logging.Logger | None = None) -> None:
     if settings.key_is_demo:
         (logger or log).warning("!!! %s", DEMO_KEY_WARNING)
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """How the data-quality gate runs (never what it decides)."""
+
+    fast: bool = True
+    workers: int = 2
+    parallel_min_rows: int = 5_000_000
+    start_method: str = "fork"
+
+
+def quality_settings(environ: dict[str, str] | None = None) -> QualitySettings:
+    env = os.environ if environ is None else environ
+    workers = (env.get("HAIC_DQ_WORKERS") or "").strip()
+    min_rows = (env.get("HAIC_DQ_PARALLEL_MIN_ROWS") or "").strip()
+    return QualitySettings(
+        fast=(env.get("HAIC_DQ_FAST") or "1").strip().lower() not in ("0", "false", "no", "off"),
+        workers=max(0, int(workers)) if workers else min(4, os.cpu_count() or 1),
+        parallel_min_rows=int(min_rows) if min_rows else 5_000_000,
+        start_method=(env.get("HAIC_DQ_START_METHOD") or "fork").strip(),
+    )
+
+
+def refresh_schedule(environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """(cron, time zone) of the nightly refresh."""
+    env = os.environ if environ is None else environ
+    return env.get("HAIC_REFRESH_CRON") or "0 2 * * *", env.get("HAIC_TIMEZONE") or "Asia/Seoul"
+
+
+def actor_override(environ: dict[str, str] | None = None) -> str | None:
+    """HAIC_ACTOR: who an intervention is recorded as (a service account acting for someone)."""
+    env = os.environ if environ is None else environ
+    return env.get("HAIC_ACTOR") or None
+
+
+def synth_debug(environ: dict[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return bool(env.get("HAIC_SYNTH_DEBUG"))

@@ -1,5 +1,5 @@
 from haic_pipeline.cli.main import program
 
-# guarded: worker processes (quality/parallel.py, spawned) import the main module again
+# guarded: worker processes (quality/speed/parallel.py, spawned) import the main module again
 if __name__ == "__main__":
     program()

@@ -6,7 +6,7 @@ extract overwrite newer rows, and follow-up would shrink).
 
 `drop_changes` (warn): a sharp change from one drop to the next, with the figures:
 - rows per domain: the ratio to the previous drop's rows at or beyond ROW_RATIO_MIN (half the
-  rows, issue 4's example) or ROW_RATIO_MAX (twice), and the rows gained or lost at least
+  rows is a sharp change) or ROW_RATIO_MAX (twice), and the rows gained or lost at least
   `min_count_rows` (`_defaults.yaml`), so a small domain is compared too but never flagged on a
   handful of rows; a domain that vanishes (0 rows) is flagged, one the previous drop lacked is
   not (nothing to compare with);

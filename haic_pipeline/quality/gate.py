@@ -1,22 +1,26 @@
-"""The gate: run one check (validate what is new, reuse what is stored), record it, report it.
+"""The gate: which drops a check must judge, their verdicts, the record and the report.
 
 `run_checks(con, names, ...)` is what each Dagster step calls for its group of checks
-(`CheckSpec.group`: a domain's error and warn checks are validated from one read of its rows),
-`run_all` what the benchmark calls, `run_check(con, name)` one check alone (tests). For a suite
-check:
+(`CheckSpec.group`: a domain's error and warn checks), `run_all` what the benchmark calls,
+`run_check(con, name)` one check alone (tests). To answer "why did drop X fail rule Y", read in
+this order: `catalogue.py` (the rule), `suites.py` (its check), this module's `run_checks`, then
+`validate.validate_plain` (the frame of one drop through GX) and `validate.verdict` (the judge).
+
+For a suite check:
 
 1. the loaded drops (ops.drops) not yet validated by this check under the current suite
-   fingerprint (ops.dq_results) are validated together, in ~2 M-row pandas chunks, each drop's
-   counts attributed to it and each drop judged on its own (validate.run_frame);
-   staging-wide rules (schema, natural-key uniqueness) are validated when the staging state
-   changed;
-2. every result is written to ops.dq_results (one row per rule and drop);
-3. the verdict covers every loaded drop: the check fails while any loaded drop fails a rule (a
-   bad drop keeps failing until it is dealt with, it is not forgotten at the next refresh);
-4. the HTML report is rewritten from ops.dq_results.
+   fingerprint (ops.dq_results) are validated, each drop counted on its own (validate.py, or the
+   speed layer quality/speed/ with the same counts); staging-wide rules (schema, natural-key
+   uniqueness) are validated when the staging state changed;
+2. a drop that failed is judged again on what it still contributes (`rejudge`);
+3. every result is written to ops.dq_results (one row per rule and drop);
+4. the verdict covers every loaded drop: the check fails while any loaded drop fails a rule and
+   no waiver stands for it (a bad drop keeps failing until it is dealt with: a later drop, a
+   retraction or a waiver);
+5. the HTML report is rewritten from ops.dq_results.
 
 When nothing is new the stored results are returned as they are (`cached`), without importing
-Great Expectations: a refresh with no new drop takes well under a second per check.
+Great Expectations.
 """
 
 from __future__ import annotations
@@ -29,14 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import numpy as np
 
 from haic_pipeline import preload
 from haic_pipeline.contracts import Contract, load_contracts
 from haic_pipeline.quality import drops as drop_level
-from haic_pipeline.quality import frames, parallel, store
+from haic_pipeline.quality import store
 from haic_pipeline.quality.report import write_report
-from haic_pipeline.quality.validate import verdict
 from haic_pipeline.quality.suites import (
     SCOPE_DROP,
     SCOPE_DROP_PATIENT,
@@ -47,6 +49,8 @@ from haic_pipeline.quality.suites import (
     generate_checks,
     suite_fingerprint,
 )
+from haic_pipeline.quality.validate import verdict
+from haic_pipeline.settings import quality_settings
 from haic_pipeline.warehouse import interventions
 from haic_pipeline.warehouse.refresh import staging_fingerprint
 
@@ -168,78 +172,26 @@ def _suite_pending(con, check: CheckSpec, contracts, suite_fp, drops) -> tuple[d
 def _validate_suites(con, checks: list[CheckSpec], contracts, suite_fp, refresh,
                      pending: dict[str, tuple[list, list]]) -> dict[str, list[dict]]:
     """Validate every pending frame of `checks` (checks of one group: a domain's error and warn
-    rules; pending: check name -> its pending drops and staging state) as one stream of ~2 M-row
-    frames: in worker processes for a large backlog (quality/parallel.py), else here; the
-    verdicts are the same. The pending drops' rows are read once for every check of the group
-    that validates them (each check's suite sees only its own columns: the frame it would have
-    on its own); several drops share a frame (validate.run_frame attributes the counts to each
-    drop). Results are written once every frame is read (a statement on the connection would end
-    the result being read). Check name -> its new rows."""
-    from haic_pipeline.quality.validate import (  # noqa: PLC0415 (GX only when needed)
-        add_chunk, finish, new_results, run_members)
+    rules; pending: check name -> its pending drops and staging state), each drop's counts in
+    its own results: with the speed layer (quality/speed/) unless `HAIC_DQ_FAST=0`, else drop by
+    drop (validate.validate_plain); the counts are the same. Check name -> its new rows."""
+    from haic_pipeline.quality import speed  # noqa: PLC0415 (GX only when needed)
+    from haic_pipeline.quality.validate import finish, new_results, validate_plain  # noqa: PLC0415
 
     t0 = time.perf_counter()
     ids = next((ids for ids in ([eid for eid, _ in pending[c.name][0]] for c in checks) if ids), [])
     if any(pending[c.name][0] and [eid for eid, _ in pending[c.name][0]] != ids for c in checks):
         raise ValueError("checks validated together must have the same pending drops")
-    domain = checks[0].asset.split("/")[1]
-    c = contracts.get(domain)
-    rules_of = {(ch.name, scope): [r for r in ch.rules if r.scope == scope]
-                for ch in checks for scope in {r.scope for r in ch.rules}}
-    # a stream: (scope, [(check, its frame columns or None = all)], iterator of (frame, labels, codes))
-    streams: list[tuple[str, list[tuple[CheckSpec, list[str] | None]], object]] = []
-
-    def patient_stream(rules):
-        frames.build_patient_dates(con, contracts, rules)
-        try:
-            sql, n = frames.patient_frame_sql(contracts, rules)
-            yield from frames.iter_labelled(con, sql, ids, n)
-            frames.flag_cross_table(con, rules)   # the frames are all read
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS {frames.PATIENT_DATES}")
-
-    def unlabelled(make_frames):
-        for df in make_frames():
-            yield df, [None], np.zeros(len(df), dtype=np.int8)
-
-    drop_members = [ch for ch in checks if pending[ch.name][0] and (ch.name, SCOPE_DROP) in rules_of]
-    if drop_members:
-        union = [r for ch in drop_members for r in rules_of[(ch.name, SCOPE_DROP)]]
-        sql = frames.drop_frame_sql(c, union)
-        known = frames.typed_text_values(con, c, union, ids)
-        members = [(ch, list(frames.frame_columns(rules_of[(ch.name, SCOPE_DROP)])) if len(drop_members) > 1 else None)
-                   for ch in drop_members]
-        streams.append((SCOPE_DROP, members, frames.iter_labelled(con, sql, ids, known=known)))
+    results: dict[tuple[str, str, str | None], dict] = {}
     for ch in checks:
         pending_drop, pending_staging = pending[ch.name]
-        if pending_drop and (ch.name, SCOPE_DROP_PATIENT) in rules_of:
-            sql = frames.drop_patient_frame_sql(c, rules_of[(ch.name, SCOPE_DROP_PATIENT)])
-            streams.append((SCOPE_DROP_PATIENT, [(ch, None)], frames.iter_labelled(con, sql, ids)))
-        if pending_drop and (ch.name, SCOPE_PATIENT) in rules_of:
-            streams.append((SCOPE_PATIENT, [(ch, None)], patient_stream(rules_of[(ch.name, SCOPE_PATIENT)])))
-        if pending_staging and (ch.name, SCOPE_SCHEMA) in rules_of:
-            streams.append((SCOPE_SCHEMA, [(ch, None)], unlabelled(lambda: [frames.schema_frame(con, c)])))
-        if pending_staging and (ch.name, SCOPE_STAGING) in rules_of:
-            streams.append((SCOPE_STAGING, [(ch, None)], unlabelled(lambda: frames.staging_frames(con, c))))
-
-    results: dict[tuple[str, str, str | None], dict] = {}
-    for scope, members, _stream in streams:
-        for ch, _cols in members:
-            for label in (ids if scope in DROP_SCOPES else [None]):
-                results[(ch.name, scope, label)] = new_results(rules_of[(ch.name, scope)], label)
-
-    def on_result(scope: str, members, labels: list, per_member: list[dict]) -> None:
-        for (ch, _cols), per_code in zip(members, per_member, strict=True):
-            for code, got in per_code.items():
-                add_chunk(results[(ch.name, scope, labels[code])], got)
-
-    chunks = ((scope, members, df, labels, codes)
-              for scope, members, stream in streams for df, labels, codes in stream)
-    if parallel.wanted(frames.pending_rows(con, contracts, ids)):
-        parallel.validate_chunks(chunks, on_result)
-    else:
-        for scope, members, df, labels, codes in chunks:
-            on_result(scope, members, labels, run_members(members, scope, df, codes))
+        for scope in dict.fromkeys(r.scope for r in ch.rules):
+            rules = [r for r in ch.rules if r.scope == scope]
+            labels = (ids if pending_drop else []) if scope in DROP_SCOPES else ([None] if pending_staging else [])
+            for label in labels:
+                results[(ch.name, scope, label)] = new_results(rules, label)
+    validate = speed.validate if quality_settings().fast else validate_plain
+    validate(con, checks, contracts, pending, ids, results)
 
     at = store.now()  # one timestamp per validation: the cache reads the latest rows
     out: dict[str, list[dict]] = {ch.name: [] for ch in checks}
@@ -357,7 +309,7 @@ def run_checks(con: duckdb.DuckDBPyConnection, names: list[str], *, reports_dir:
     interventions.ensure(con)
     suite_fp = suite_fingerprint(contracts, folder)
     drops = store.loaded_drops(con)
-    if not parallel.started() and store.unvalidated_rows(con, suite_fp) > 0:
+    if store.unvalidated_rows(con, suite_fp) > 0:
         preload.start()  # a drop to validate: GX is imported while the drop-level checks run
 
     done: dict[str, tuple[list[dict], list[dict], list[str]]] = {}   # name -> kept, new, validated

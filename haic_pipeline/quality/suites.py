@@ -216,17 +216,13 @@ def suite_document(check: CheckSpec) -> str:
     return json.dumps([r.as_dict() for r in check.rules], sort_keys=True, indent=1, default=str)
 
 
-def build_suite(gx, check: CheckSpec, scope: str, condition_builder):
+def build_suite(gx, check: CheckSpec, scope: str):
     """The GX `ExpectationSuite` for the rules of `check` validated on frames of `scope`."""
     suite = gx.ExpectationSuite(name=f"{check.name}.{scope}")
     for r in check.rules:
         if r.scope != scope:
             continue
         cls = getattr(gx.expectations, r.expectation)
-        kwargs = dict(r.kwargs)
-        kwargs["mostly"] = r.mostly
-        if r.condition:
-            kwargs["row_condition"] = condition_builder(r.condition)
-        suite.add_expectation(cls(**kwargs, meta={"rule": r.name, "severity": r.severity,
-                                                  "max_share": r.max_share}))
+        suite.add_expectation(cls(**r.kwargs, mostly=r.mostly, meta={"rule": r.name, "severity": r.severity,
+                                                                     "max_share": r.max_share}))
     return suite

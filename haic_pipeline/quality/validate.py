@@ -1,32 +1,25 @@
-"""Run a generated suite on pandas batches and turn GX's results into rule results.
+"""Validate a frame with a generated suite and judge each drop: counts from GX, one verdict.
 
 GX counts, `verdict` judges. Each expectation carries `mostly = 1 - max_share`; a drop's rule
-passes when the share of offences (among the rows, or patients, the expectation applies to:
-non-missing values, rows matching its row condition) is within the threshold, by GX's own formula
-(`(evaluated - unexpected) / evaluated >= mostly`, as `great_expectations...._mostly_success`),
-whether the drop was read in one chunk or several. A rule with a non-zero threshold also needs
-`min_count` offences to fail (OHDSI DQD style: a share of a ten-row delta drop means nothing, a
-truncated patients.csv still blocks); structural rules (threshold 0) fail on one. GX's own
-`success` is kept in `ops.dq_results.gx_success` for the record.
+passes when the share of offences (among the rows, or patients, the expectation applies to: its
+non-missing values) is within the threshold, by GX's own formula (`(evaluated - unexpected) /
+evaluated >= mostly`, as `great_expectations...._mostly_success`), however the drop was read. A
+rule with a non-zero threshold also needs `min_count` offences to fail (OHDSI DQD style: a share
+of a ten-row delta drop means nothing, a truncated patients.csv still blocks); structural rules
+(threshold 0) fail on one. GX's own `success` is kept in `ops.dq_results.gx_success`.
 
 An expectation that raised (GX records it in `exception_info`, with `success=False` and no
 counts) is never read as a pass or a fail of the data: the rule result carries the exception,
 and the check fails loudly as "not measured".
 
-Several drops in one frame (a backlog, e.g. the first refresh of a history): GX runs once on
-the frame, and its counts are attributed to the drops (`run_frame`). A drop's unexpected rows are
-GX's own, read from `partial_unexpected_index_list` (row positions, mapped to the drop of each
-row); its evaluated rows are the rows the expectation applies to (its row condition, values not
-missing). The attributed counts must add up to GX's totals, rule by rule; when they do not, or
-when a rule has more unexpected rows than the index list holds (`ATTRIBUTION_CAP`), the frame is
-validated again drop by drop. GX's graph building costs ~0.2-0.5 s per validation run whatever
-the frame size, so one run for six small drops instead of six saves most of a first refresh.
+`validate_plain` is the gate read top to bottom: each pending drop's frame read alone, validated
+alone. `quality/speed/` gives the same counts faster (several drops per frame, worker
+processes); `HAIC_DQ_FAST=0` switches it off.
 
 Only counts leave this module: `result_format` is SUMMARY with `partial_unexpected_count: 0` (no
-unexpected values, no index lists) or, to attribute a multi-drop frame,
-`exclude_unexpected_values: True` with row positions only; only whitelisted numeric fields of
-GX's result are copied. Identifier values can therefore never reach metadata, logs or the report
-(no frame column holds one in any case: frames carry flags, codes, numbers, dates and hashes).
+unexpected values, no index lists); only whitelisted numeric fields of GX's result are copied.
+Identifier values can therefore never reach metadata, logs or the report (no frame column holds
+one in any case: frames carry flags, codes, numbers, dates and hashes).
 """
 
 from __future__ import annotations
@@ -35,21 +28,24 @@ import hashlib
 import pickle
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
+from haic_pipeline.quality import frames
 from haic_pipeline.quality.gx_runtime import GxSession
-from haic_pipeline.quality.suites import CheckSpec, RuleSpec, build_suite
+from haic_pipeline.quality.suites import (
+    SCOPE_DROP,
+    SCOPE_DROP_PATIENT,
+    SCOPE_PATIENT,
+    SCOPE_SCHEMA,
+    SCOPE_STAGING,
+    CheckSpec,
+    RuleSpec,
+    build_suite,
+)
 
 #: counts only: no unexpected values, no unexpected index lists, no query
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0,
                  "include_unexpected_rows": False, "return_unexpected_index_query": False}
-#: a multi-drop frame: row positions of the unexpected rows (at most ATTRIBUTION_CAP per rule),
-#: never their values
-ATTRIBUTION_CAP = 20_000
-ATTRIBUTION_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": ATTRIBUTION_CAP,
-                      "exclude_unexpected_values": True, "include_unexpected_rows": False,
-                      "return_unexpected_index_query": False}
 
 
 @dataclass
@@ -88,36 +84,13 @@ def exception_message(exception_info) -> str | None:
     return str(exception_info)
 
 
-def condition_builder(condition: list):
-    """(column, op, value) triples -> a GX 1.x row condition (AND)."""
-    from great_expectations.expectations.row_conditions import Column  # noqa: PLC0415 (lazy)
-
-    parts = []
-    for col, op, value in condition:
-        c = Column(col)
-        if op == "not_null":
-            parts.append(c.is_not_null())
-        elif op == "in":
-            parts.append(c.is_in(list(value)))
-        elif op == "not_in":
-            parts.append(c.is_not_in(list(value)))
-        elif op == "ne":
-            parts.append(c != value)
-        else:
-            raise ValueError(f"unknown condition operator {op!r}")
-    out = parts[0]
-    for p in parts[1:]:
-        out = out & p
-    return out
-
-
 class SuiteRunner:
     """The generated suite of one check for one frame kind, as a GX ValidationDefinition."""
 
     def __init__(self, session: GxSession, check: CheckSpec, scope: str):
         gx = session.gx
         self.rules = [r for r in check.rules if r.scope == scope]
-        suite = session.context.suites.add(build_suite(gx, check, scope, condition_builder))
+        suite = session.context.suites.add(build_suite(gx, check, scope))
         batch_def = session.batch_definition(f"{check.name}.{scope}")
         self.definition = session.context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{check.name}.{scope}", data=batch_def, suite=suite))
@@ -127,19 +100,18 @@ class SuiteRunner:
 
         The validation definition's suite is run on its batch with `Batch.validate` (GX's public
         API, the same validator as `ValidationDefinition.run`), which does not keep the result
-        in the context's results store: nothing here reads it back, serialising it cost ~0.1 s
-        per batch, and a worker's in-memory store grew with every batch. pandas copy-on-write
-        is on while GX runs: its pandas engine copies the whole frame for each metric domain
-        (~40 copies of a 2 M-row lab frame), which copy-on-write defers to a write that never
-        comes. The two together take a lab frame's validation from ~0.8 to ~0.4 s; the counts
-        are the same (a test runs every check both ways: ValidationDefinition.run, booleans)."""
+        in the context's results store (nothing reads it back, and a worker's in-memory store
+        would grow with every batch). pandas copy-on-write is on while GX runs: its pandas
+        engine copies the whole frame for each metric domain, which copy-on-write defers to a
+        write that never comes. The counts are the same (a test runs every check both ways:
+        ValidationDefinition.run, booleans)."""
         with pd.option_context("mode.copy_on_write", True):
             batch = self.definition.batch_definition.get_batch(batch_parameters={"dataframe": df})
             return batch.validate(self.definition.suite, result_format=result_format)
 
     def run(self, df: pd.DataFrame, result_format: dict | None = None) -> dict[str, dict]:
-        """rule name -> {evaluated, unexpected, success, exception} for one batch (with
-        ATTRIBUTION_FORMAT also `index`: the unexpected rows' positions, at most the cap)."""
+        """rule name -> {evaluated, unexpected, success, exception} for one batch (with a format
+        that lists them, also `index`: the unexpected rows' positions, never their values)."""
         res = self.validate(df, result_format or RESULT_FORMAT)
         out: dict[str, dict] = {}
         for r in res.results:
@@ -153,7 +125,7 @@ class SuiteRunner:
                 "success": bool(r.success),
                 "exception": exception_message(r.exception_info),
             }
-            if result_format is ATTRIBUTION_FORMAT:
+            if result_format and result_format.get("exclude_unexpected_values"):
                 out[name]["index"] = result.get("partial_unexpected_index_list")
         for rule in self.rules:
             if rule.name not in out:
@@ -163,8 +135,8 @@ class SuiteRunner:
 
 
 # one GX context per process, its SuiteRunners kept for every later validation of the same check
-# spec (in a Dagster run's process and in each data-quality worker): a context and a runner cost
-# ~0.1 s to build, paid once per check instead of once per check and drop batch
+# spec (in a Dagster run's process and in each data-quality worker): built once per check, not
+# once per check and frame
 _session: GxSession | None = None
 _runners: dict[str, SuiteRunner] = {}     # spec key -> runner
 _names: set[tuple[str, str]] = set()      # (check name, scope) registered in the current context
@@ -198,87 +170,6 @@ def cached_runner(check: CheckSpec, scope: str, key: str | None = None) -> Suite
         runner = _runners[key] = SuiteRunner(session, check, scope)
         _names.add((check.name, scope))
     return runner
-
-
-#: expectations whose evaluated rows `_applies` knows: not-null counts every row in its row
-#: condition, the others the rows with no missing value in their column(s)
-_ATTRIBUTABLE = {"ExpectColumnValuesToNotBeNull", "ExpectColumnValuesToBeInSet", "ExpectColumnValuesToBeBetween",
-                 "ExpectColumnPairValuesAToBeGreaterThanB"}
-
-
-def _applies(rule: RuleSpec, df: pd.DataFrame) -> np.ndarray | None:
-    """Rows of `df` the rule's expectation evaluates (GX's element_count - missing_count), or
-    None when this module cannot say (the frame is then validated drop by drop)."""
-    if rule.expectation not in _ATTRIBUTABLE:
-        return None
-    mask = np.ones(len(df), dtype=bool)
-    for col, op, value in rule.condition:   # as GX's pandas row condition reads them
-        series = df[col]
-        if op == "not_null":
-            mask &= series.notna().to_numpy()
-        elif op == "in":
-            mask &= series.isin(list(value)).to_numpy()
-        elif op == "not_in":
-            mask &= ~series.isin(list(value)).to_numpy()
-        elif op == "ne":
-            mask &= (series != value).to_numpy(dtype=bool, na_value=True)
-        else:
-            return None
-    if rule.expectation == "ExpectColumnValuesToNotBeNull":
-        return mask
-    if "column" in rule.kwargs:
-        return mask & df[rule.kwargs["column"]].notna().to_numpy()
-    if rule.kwargs.get("ignore_row_if") != "either_value_is_missing":
-        return None
-    return mask & df[rule.kwargs["column_A"]].notna().to_numpy() & df[rule.kwargs["column_B"]].notna().to_numpy()
-
-
-def run_frame(runner: SuiteRunner, df: pd.DataFrame, codes: np.ndarray) -> dict[int, dict[str, dict]]:
-    """Validate one frame whose rows belong to several drops (`codes[i]`: the drop of row i, a
-    small integer); drop code -> the counts `SuiteRunner.run` gives for one drop's frame.
-    A frame of one drop is validated as such (GX's own success per drop)."""
-    rows_of = np.bincount(codes)   # rows per drop code (codes are small integers)
-    present = np.flatnonzero(rows_of)
-    if len(present) <= 1:
-        return {int(c): runner.run(df) for c in present}
-    if not (isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1):
-        df = df.reset_index(drop=True)   # GX's index list: row positions
-    got = runner.run(df, ATTRIBUTION_FORMAT)
-    per_drop: dict[int, dict[str, dict]] = {int(c): {} for c in present}
-    size = len(rows_of)
-    for rule in runner.rules:
-        g = got[rule.name]
-        applies = _applies(rule, df)
-        index = g.get("index")
-        if g["exception"]:
-            for c in present:
-                per_drop[int(c)][rule.name] = {"evaluated": 0, "unexpected": 0, "success": None,
-                                               "exception": g["exception"]}
-            continue
-        if applies is None or index is None or len(index) != g["unexpected"]:
-            return _drop_by_drop(runner, df, codes, present)
-        evaluated = rows_of if applies.all() else np.bincount(codes[applies], minlength=size)
-        unexpected = np.bincount(codes[np.asarray(index, dtype=np.int64)], minlength=size)
-        if int(evaluated.sum()) != g["evaluated"] or int(unexpected.sum()) != g["unexpected"]:
-            return _drop_by_drop(runner, df, codes, present)
-        for c in present:
-            per_drop[int(c)][rule.name] = {"evaluated": int(evaluated[c]), "unexpected": int(unexpected[c]),
-                                           "success": None, "exception": None}
-    return per_drop
-
-
-
-def run_members(members: list[tuple[CheckSpec, list[str] | None]], scope: str, df: pd.DataFrame,
-                codes: np.ndarray, keys: list[str] | None = None) -> list[dict[int, dict[str, dict]]]:
-    """run_frame of one frame for each member check of a group (check, its own frame columns or
-    None = all of them) with the process's runner for its suite of `scope` (`keys`: their
-    spec_keys, if known); one result per member, in order."""
-    return [run_frame(cached_runner(check, scope, keys[i] if keys else None), df if cols is None else df[cols], codes)
-            for i, (check, cols) in enumerate(members)]
-
-def _drop_by_drop(runner: SuiteRunner, df: pd.DataFrame, codes: np.ndarray, present) -> dict[int, dict[str, dict]]:
-    """The fallback of run_frame: one GX run per drop of the frame (exact, slower)."""
-    return {int(c): runner.run(df[codes == c].reset_index(drop=True)) for c in present}
 
 
 def mostly_success(evaluated: int, unexpected: int, mostly: float) -> bool:
@@ -326,3 +217,37 @@ def verdict(evaluated: int, unexpected: int, max_share: float, min_count: int) -
     if mostly_success(evaluated, unexpected, 1.0 - max_share):
         return True
     return max_share > 0 and unexpected < min_count
+
+
+def validate_plain(con, checks: list[CheckSpec], contracts: dict, pending: dict, ids: list[str],
+                   results: dict) -> None:
+    """The pending frames of `checks` (checks of one staging asset; pending: check name -> its
+    pending drops and staging state), each drop's frame read and validated alone, its counts
+    added to `results[(check, scope, extract_id or None)]`."""
+    domain = checks[0].asset.split("/")[1]
+    c = contracts.get(domain)
+    for ch in checks:
+        pending_drop, pending_staging = pending[ch.name]
+        for scope in dict.fromkeys(r.scope for r in ch.rules):
+            rules = [r for r in ch.rules if r.scope == scope]
+            runner = cached_runner(ch, scope)
+            if scope in (SCOPE_DROP, SCOPE_DROP_PATIENT) and pending_drop:
+                sql = (frames.drop_frame_sql if scope == SCOPE_DROP else frames.drop_patient_frame_sql)(c, rules)
+                for eid in ids:
+                    df = frames.read_frame(con, sql, [[eid]]).drop(columns="_extract_id")
+                    add_chunk(results[(ch.name, scope, eid)], runner.run(df))
+            elif scope == SCOPE_PATIENT and pending_drop:
+                frames.build_patient_dates(con, contracts, rules)
+                try:
+                    sql, n = frames.patient_frame_sql(contracts, rules)
+                    for eid in ids:
+                        df = frames.read_frame(con, sql, [[eid]] * n).drop(columns="_extract_id")
+                        add_chunk(results[(ch.name, scope, eid)], runner.run(df))
+                    frames.flag_cross_table(con, rules)
+                finally:
+                    con.execute(f"DROP TABLE IF EXISTS {frames.PATIENT_DATES}")
+            elif scope == SCOPE_SCHEMA and pending_staging:
+                add_chunk(results[(ch.name, scope, None)], runner.run(frames.schema_frame(con, c)))
+            elif scope == SCOPE_STAGING and pending_staging:
+                add_chunk(results[(ch.name, scope, None)],
+                          runner.run(frames.read_frame(con, frames.staging_frame_sql(c))))

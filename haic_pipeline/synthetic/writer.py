@@ -17,6 +17,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from haic_pipeline.settings import synth_debug
+
 from . import model as m
 
 DOMAINS = ["patients", "treatments", "assessments", "labs", "imaging", "vital_status"]
@@ -147,7 +149,7 @@ def write_extract(ex: m.Extract, outdir) -> list[Path]:
                     shutil.copyfileobj(src, dst, 1 << 24)
                 tmp.unlink()
             digest, lines = _hash_and_count(path)
-            if os.environ.get("HAIC_SYNTH_DEBUG"):
+            if synth_debug():
                 print(domain, k, b - a, round(time.perf_counter() - t0, 2))
             if lines - 1 != b - a:
                 raise RuntimeError(f"{path}: {lines - 1} lines written for {b - a} rows")

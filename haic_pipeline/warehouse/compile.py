@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from haic_pipeline.catalogue import judged_rows, offending_sql, row_rules
+from haic_pipeline.catalogue import judged_rows, offending_sql, quote, row_rules
 from haic_pipeline.contracts import Column, Contract, load_contracts
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "staging"
@@ -32,10 +32,6 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "staging"
 DATE_RE = r"\d{4}-\d{2}-\d{2}"
 INT_RE = r"[+-]?\d+"
 DEC_RE = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
-
-
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _text(col: str) -> str:
@@ -53,14 +49,14 @@ def typed_expr(col: Column) -> list[str]:
         fn = {"upper": "upper", "lower": "lower"}.get(col.case or "", "")
         return [f"{fn}({t}) AS {col.name}"]
     if col.type == "date":
-        return [f"CASE WHEN regexp_full_match({t}, {_q(DATE_RE)}) THEN try_cast({t} AS DATE) END AS {col.name}"]
+        return [f"CASE WHEN regexp_full_match({t}, {quote(DATE_RE)}) THEN try_cast({t} AS DATE) END AS {col.name}"]
     if col.type == "datetime":
         # DuckDB's own TIMESTAMP cast (YYYY-MM-DD[ HH:MM[:SS]]): a regex here costs seconds on 10 M labs
         return [f"try_cast({t} AS TIMESTAMP) AS {col.name}"]
     if col.type == "integer":
-        return [f"CASE WHEN regexp_full_match({t}, {_q(INT_RE)}) THEN try_cast({t} AS INTEGER) END AS {col.name}"]
+        return [f"CASE WHEN regexp_full_match({t}, {quote(INT_RE)}) THEN try_cast({t} AS INTEGER) END AS {col.name}"]
     if col.type == "decimal":
-        return [f"CASE WHEN regexp_full_match({t}, {_q(DEC_RE)}) THEN try_cast({t} AS DOUBLE) END AS {col.name}"]
+        return [f"CASE WHEN regexp_full_match({t}, {quote(DEC_RE)}) THEN try_cast({t} AS DOUBLE) END AS {col.name}"]
     if col.type == "lab_value":
         # a number, optionally after one censoring sign ('<1.0', '>60000'); no regex (10 M rows)
         number = f"try_cast(CASE WHEN left({t}, 1) IN ('<', '>') THEN ltrim(substr({t}, 2)) ELSE {t} END AS DOUBLE)"
@@ -80,7 +76,7 @@ def checks(c: Contract) -> list[tuple[str, str, str, str]]:
 
 
 def _struct(check: str) -> str:
-    return f"{{'check_name': {_q(check)}, 'reason': _r_{check}}}"
+    return f"{{'check_name': {quote(check)}, 'reason': _r_{check}}}"
 
 
 def typed_view(c: Contract) -> str:
@@ -101,7 +97,7 @@ def typed_view(c: Contract) -> str:
         rows = []
         for test, spec in c.units.items():
             for unit, div in spec["divide_by"].items():
-                rows.append(f"        ({_q(test)}, {_q(str(unit).lower())}, {_q(spec['canonical'])}, {float(div)!r})")
+                rows.append(f"        ({quote(test)}, {quote(str(unit).lower())}, {quote(spec['canonical'])}, {float(div)!r})")
         select += ["u.divisor AS _unit_divisor", "u.canonical_unit",
                    "round(value_number / u.divisor, 6) AS value_canonical"]
         joins += [
@@ -190,7 +186,7 @@ def compile_contract(c: Contract) -> str:
         "",
     ]
     raw_json_cols = ", ".join(
-        f"{_q(name)}: r.{name}" for name in c.raw_columns
+        f"{quote(name)}: r.{name}" for name in c.raw_columns
         if name != "_patient_id_valid" and not (name != "patient_key" and c.column(name).identifier == "raw_only")
     )
     row_json = f"to_json({{{raw_json_cols}}})"
@@ -198,7 +194,7 @@ def compile_contract(c: Contract) -> str:
                        "' of this drop, with different values; that later row was kept'")
     lines += [
         "-- 4. error rules: the row goes to ops.quarantine, one row per failed check",
-        f"DELETE FROM ops.quarantine WHERE domain = {_q(d)};",
+        f"DELETE FROM ops.quarantine WHERE domain = {quote(d)};",
         "INSERT INTO ops.quarantine (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)",
         "WITH failed AS (",
         f"    SELECT v._extract_id, v._row_number, j.patient_key, 'duplicate_key_conflict' AS check_name, {conflict_reason} AS reason",
@@ -214,16 +210,16 @@ def compile_contract(c: Contract) -> str:
         ]
     lines += [
         ")",
-        f"SELECT {_q(d)}, f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, {row_json}",
+        f"SELECT {quote(d)}, f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, {row_json}",
         f"FROM failed AS f JOIN raw.{d} AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;",
         "",
         "-- 5. warn rules: the row stays in staging and is listed in ops.row_flags",
-        f"DELETE FROM ops.row_flags WHERE domain = {_q(d)};",
+        f"DELETE FROM ops.row_flags WHERE domain = {quote(d)};",
     ]
     if warn_cols:
         lines += [
             "INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)",
-            f"SELECT {_q(d)}, f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, {row_json}",
+            f"SELECT {quote(d)}, f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, {row_json}",
             f"FROM (SELECT j.*, unnest([{', '.join(_struct(n) for n, *_ in warns)}]) AS u",
             f"      {winners} WHERE ({has_warn}) AND NOT ({has_error})) AS f",
             f"JOIN raw.{d} AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number",
@@ -236,7 +232,7 @@ def compile_contract(c: Contract) -> str:
             select.append(f"CASE WHEN consent_status = 'withdrawn' THEN NULL ELSE {name} END AS {name}")
         else:
             select.append(name)
-    warn_list = ", ".join(f"CASE WHEN _r_{n} IS NOT NULL THEN {_q(n)} END" for n, *_ in warns)
+    warn_list = ", ".join(f"CASE WHEN _r_{n} IS NOT NULL THEN {quote(n)} END" for n, *_ in warns)
     select += [
         (f"CASE WHEN {has_warn} THEN list_filter([{warn_list}], lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END"
          if warns else "[]::VARCHAR[]") + " AS dq_warnings",

@@ -22,6 +22,7 @@ import re
 
 import duckdb
 
+from haic_pipeline.settings import actor_override
 from haic_pipeline.warehouse.transaction import transaction
 
 ACTIONS = ("retract", "restore", "waive", "revoke")
@@ -58,7 +59,7 @@ class InterventionError(ValueError):
 def actor() -> str:
     """Who runs the command: HAIC_ACTOR if set (a service account acting for someone), else the
     operating-system user."""
-    who = os.environ.get("HAIC_ACTOR")
+    who = actor_override()
     if who:
         return who
     try:

@@ -1,12 +1,14 @@
-"""A large backlog is validated in worker processes (quality/parallel.py): the verdicts and
-counts must be exactly those of the in-process path, chunk boundaries included."""
+"""The speed layer (quality/speed/): worker processes for a large backlog, several drops per
+frame, ENUM categoricals, staging parts. The verdicts and counts must be exactly those of the
+in-process path, chunk boundaries included, and of the plain path (HAIC_DQ_FAST=0)."""
 
 import shutil
 
 import duckdb
 import pytest
 
-from haic_pipeline.quality import frames, parallel
+from haic_pipeline.quality.speed import attribution, parallel
+from haic_pipeline.quality.speed import frames as fast
 from haic_pipeline.quality.gate import run_all
 
 from ..dropkit import patient, write_drop
@@ -41,19 +43,19 @@ def _landed_with_twins(env, *names: str):
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_worker_processes_give_the_in_process_results(env, monkeypatch, start_method):
-    monkeypatch.setattr(frames, "CHUNK_VECTORS", 1)   # 2,048-row chunks: several per drop
+    monkeypatch.setattr(fast, "CHUNK_VECTORS", 1)   # 2,048-row chunks: several per drop
     db, twins = _landed_with_twins(env, "twin")
     twin = twins["twin"]
 
-    monkeypatch.setenv(parallel.WORKERS_ENV, "1")
+    monkeypatch.setenv("HAIC_DQ_WORKERS", "1")
     with duckdb.connect(str(db)) as con:
         run_all(con)
         assert not parallel.started()
         expected = con.execute(COMPARE).fetchall()
 
-    monkeypatch.setenv(parallel.WORKERS_ENV, "2")
-    monkeypatch.setenv(parallel.MIN_ROWS_ENV, "0")
-    monkeypatch.setenv(parallel.START_ENV, start_method)
+    monkeypatch.setenv("HAIC_DQ_WORKERS", "2")
+    monkeypatch.setenv("HAIC_DQ_PARALLEL_MIN_ROWS", "0")
+    monkeypatch.setenv("HAIC_DQ_START_METHOD", start_method)
     try:
         with duckdb.connect(str(twin)) as con:
             run_all(con)
@@ -77,12 +79,12 @@ def test_a_duplicate_key_far_apart_in_staging_is_seen(env, con, monkeypatch):
 
     write_drop(env / "inbox", E1, cohort(1100))   # 2,200 lab rows in staging.labs
     land(con, env)
-    monkeypatch.setattr(frames, "CHUNK_VECTORS", 1)
-    monkeypatch.setattr(frames, "STAGING_PART_ROWS", 500)
+    monkeypatch.setattr(fast, "CHUNK_VECTORS", 1)
+    monkeypatch.setattr(fast, "STAGING_PART_ROWS", 500)
     assert run_check(con, "labs_error_rules").passed
     # the first row again, at the end of the table: 2,200 rows apart
     con.execute("INSERT INTO staging.labs SELECT * FROM staging.labs LIMIT 1")
-    parts = [df["natural_key_hash"] for df in frames.staging_frames(con, load_contracts()["labs"])]
+    parts = [df["natural_key_hash"] for df in fast.staging_frames(con, load_contracts()["labs"])]
     assert len(parts) == 8 and sum(len(p) for p in parts) == 2201   # 2,201 / 500 rows: 8 parts (a power of two)
     assert len({h for p in parts for h in p}) == 2200                # ... the duplicate pair in one of them
     assert sum(p.duplicated().sum() for p in parts) == 1
@@ -92,16 +94,14 @@ def test_a_duplicate_key_far_apart_in_staging_is_seen(env, con, monkeypatch):
 
 
 def test_counts_attributed_to_each_drop_equal_drop_by_drop(env, monkeypatch):
-    """Two drops validated in one frame (validate.run_frame): each drop's counts and verdicts are
+    """Two drops validated in one frame (attribution.run_frame): each drop's counts and verdicts are
     those of validating it alone, and the fallbacks (more unexpected rows than the index list
     holds; rows the module cannot attribute) give the same results."""
-    from haic_pipeline.quality import validate
-
     db, twins = _landed_with_twins(env, "alone", "capped")
-    monkeypatch.setenv(parallel.WORKERS_ENV, "1")
+    monkeypatch.setenv("HAIC_DQ_WORKERS", "1")
     fallbacks = []
-    original = validate._drop_by_drop
-    monkeypatch.setattr(validate, "_drop_by_drop", lambda *a: fallbacks.append(1) or original(*a))
+    original = attribution._drop_by_drop
+    monkeypatch.setattr(attribution, "_drop_by_drop", lambda *a: fallbacks.append(1) or original(*a))
 
     with duckdb.connect(str(db)) as con:
         run_all(con)
@@ -109,14 +109,14 @@ def test_counts_attributed_to_each_drop_equal_drop_by_drop(env, monkeypatch):
     assert not fallbacks  # every rule of every frame attributed from GX's own index list
 
     with duckdb.connect(str(twins["capped"])) as con:
-        monkeypatch.setitem(validate.ATTRIBUTION_FORMAT, "partial_unexpected_count", 3)  # ecog: 30 a drop
+        monkeypatch.setitem(attribution.ATTRIBUTION_FORMAT, "partial_unexpected_count", 3)  # ecog: 30 a drop
         run_all(con)
         capped = con.execute(COMPARE).fetchall()
     assert fallbacks
-    monkeypatch.setitem(validate.ATTRIBUTION_FORMAT, "partial_unexpected_count", validate.ATTRIBUTION_CAP)
+    monkeypatch.setitem(attribution.ATTRIBUTION_FORMAT, "partial_unexpected_count", attribution.ATTRIBUTION_CAP)
 
     with duckdb.connect(str(twins["alone"])) as con:
-        monkeypatch.setattr(validate, "_applies", lambda rule, df: None)  # every frame drop by drop
+        monkeypatch.setattr(attribution, "_applies", lambda rule, df: None)  # every frame drop by drop
         run_all(con)
         alone = con.execute(COMPARE).fetchall()
 
@@ -134,13 +134,13 @@ def test_text_columns_come_as_the_same_values_in_categoricals():
         con.execute("CREATE TABLE t AS SELECT i, CASE WHEN i % 3 = 0 THEN NULL ELSE 'c' || (i % 5) END AS code, "
                     "'it''s' AS quoted FROM range(5000) r(i)")
         sql = "SELECT i, code, quoted FROM t WHERE i >= ? ORDER BY i"
-        (df,) = list(frames.iter_chunks(con, sql, [0]))
+        (df,) = list(fast.iter_chunks(con, sql, [0]))
         plain = con.execute(sql, [0]).df()
         assert str(df["code"].dtype) == "category" and str(df["quoted"].dtype) == "category"
         assert df["code"].astype(object).where(df["code"].notna(), None).tolist() == \
             plain["code"].where(plain["code"].notna(), None).tolist()
         assert set(df["quoted"]) == {"it's"}
-        (empty,) = list(frames.iter_chunks(con, sql, [10_000]))
+        (empty,) = list(fast.iter_chunks(con, sql, [10_000]))
         assert len(empty) == 0
 
 
@@ -156,12 +156,12 @@ def test_fast_paths_count_what_each_check_alone_counts_with_plain_gx(env, monkey
     from haic_pipeline.quality.gate import all_checks, run_check
 
     db, twins = _landed_with_twins(env, "twin")
-    monkeypatch.setenv(parallel.WORKERS_ENV, "1")
+    monkeypatch.setenv("HAIC_DQ_WORKERS", "1")
     with duckdb.connect(str(db)) as con:
         run_all(con)
-        fast = con.execute(COMPARE).fetchall()
+        grouped = con.execute(COMPARE).fetchall()
 
-    fitted = frames.fit_dtypes
+    fitted = fast.fit_dtypes
     seen = set()
 
     def booleans(df):   # the flags as DuckDB gives them: bool, or pandas' boolean with NULLs
@@ -175,7 +175,7 @@ def test_fast_paths_count_what_each_check_alone_counts_with_plain_gx(env, monkey
     def plain(self, df, result_format):
         return self.definition.run(batch_parameters={"dataframe": df}, result_format=result_format)
 
-    monkeypatch.setattr(frames, "fit_dtypes", booleans)
+    monkeypatch.setattr(fast, "fit_dtypes", booleans)
     monkeypatch.setattr(validate.SuiteRunner, "validate", plain)
     with duckdb.connect(str(twins["twin"])) as con:
         for check in all_checks():
@@ -183,7 +183,33 @@ def test_fast_paths_count_what_each_check_alone_counts_with_plain_gx(env, monkey
         alone = con.execute(COMPARE).fetchall()
 
     assert seen == {"int8", "Int8"}   # both kinds of flag were compared
-    assert fast == alone
+    assert grouped == alone
     assert not pd.get_option("mode.copy_on_write")   # only while GX runs
-    failed = {(r[0], r[1]) for r in fast if not r[4]}
+    failed = {(r[0], r[1]) for r in grouped if not r[4]}
     assert ("assessments_error_rules", "ecog_range") in failed
+
+
+def test_the_speed_layer_switched_off_gives_the_same_verdicts(env, monkeypatch):
+    """HAIC_DQ_FAST=0: each drop's frame read alone with DuckDB's own dtypes and validated alone
+    (validate.validate_plain), no worker, no attribution, no ENUM: every rule's counts and verdict
+    per drop are those of the speed layer, chunks and several drops per frame included."""
+    monkeypatch.setattr(fast, "CHUNK_VECTORS", 1)
+    db, twins = _landed_with_twins(env, "plain")
+    monkeypatch.setenv("HAIC_DQ_WORKERS", "2")
+    monkeypatch.setenv("HAIC_DQ_PARALLEL_MIN_ROWS", "0")
+    try:
+        with duckdb.connect(str(db)) as con:
+            run_all(con)
+            fast_rows = con.execute(COMPARE).fetchall()
+    finally:
+        parallel.shutdown()
+    monkeypatch.setenv("HAIC_DQ_FAST", "0")
+    with duckdb.connect(str(twins["plain"])) as con:
+        run_all(con)
+        assert not parallel.started()
+        plain_rows = con.execute(COMPARE).fetchall()
+        chunks = {r for (r,) in con.execute("SELECT DISTINCT details->>'chunks' FROM ops.dq_results "
+                                            "WHERE scope = 'drop'").fetchall()}
+    assert plain_rows == fast_rows
+    assert chunks == {"1"}   # one frame per drop: nothing shared, nothing attributed
+    assert {(r[0], r[1]) for r in plain_rows if not r[4]} >= {("assessments_error_rules", "ecog_range")}

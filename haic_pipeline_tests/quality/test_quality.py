@@ -117,10 +117,9 @@ def test_suite_is_generated_from_the_contracts_and_follows_a_change(tmp_path):
     # and the real GX suite follows
     from haic_pipeline.quality.gx_runtime import open_session
     from haic_pipeline.quality.suites import build_suite
-    from haic_pipeline.quality.validate import condition_builder
 
     session = open_session()
-    suite = build_suite(session.gx, checks2["assessments_error_rules"], "drop", condition_builder)
+    suite = build_suite(session.gx, checks2["assessments_error_rules"], "drop")
     in_set = [e for e in suite.expectations if getattr(e, "column", None) == "ascites"]
     assert "massive" in in_set[0].value_set
     assert any(getattr(e, "column", None) == "child_pugh" for e in suite.expectations)
@@ -236,7 +235,8 @@ def test_structural_rules_missing_column_and_duplicate_key(env, con):
 
 def test_expectation_that_raises_is_not_a_pass(env, con, monkeypatch):
     from haic_pipeline.quality.gx_runtime import open_session
-    from haic_pipeline.quality.validate import SuiteRunner, add_chunk, exception_message, finish, new_results, run_frame
+    from haic_pipeline.quality.speed.attribution import run_frame
+    from haic_pipeline.quality.validate import SuiteRunner, add_chunk, exception_message, finish, new_results
 
     check = next(c for c in generate_checks(load_contracts()) if c.name == "assessments_error_rules")
     runner = SuiteRunner(open_session(), check, "drop")

@@ -298,8 +298,8 @@ def test_duplicate_key_conflict_is_generated_from_each_natural_key(tmp_path):
         (expr,) = rule.sql.values()
         assert all(f"t.{k} IS NOT NULL" in expr for k in c.staging_key)   # complete keys only
         assert f"q.domain = '{domain}' AND q.check_name = 'duplicate_key_conflict'" in expr
-        assert not rule.condition  # no GX row condition: the SQL column is NULL where staging
-        #                            neither ranks nor judges a row (incomplete key, withdrawn)
+        assert expr.startswith("CASE WHEN ") and " ELSE " not in expr  # NULL where staging neither
+        #                                          ranks nor judges a row (incomplete key)
     # a contract may set its own threshold; the suite and its fingerprint follow
     copy = tmp_path / "contracts"
     shutil.copytree(project_root() / "data_contracts", copy)

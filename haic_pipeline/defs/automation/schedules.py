@@ -2,17 +2,18 @@
 (follow-up matures: censoring times move to the new cutoff only with a new drop, but the
 quality checks, the report and the analysts' copy are re-published every night)."""
 
-import os
-
 import dagster as dg
 
 from haic_pipeline.defs.staging.jobs import refresh_job
+from haic_pipeline.settings import refresh_schedule
+
+CRON, TIMEZONE = refresh_schedule()
 
 nightly_refresh = dg.ScheduleDefinition(
     name="nightly_refresh",
     job=refresh_job,
-    cron_schedule=os.environ.get("HAIC_REFRESH_CRON", "0 2 * * *"),
-    execution_timezone=os.environ.get("HAIC_TIMEZONE", "Asia/Seoul"),
+    cron_schedule=CRON,
+    execution_timezone=TIMEZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Rebuild staging, checks, study and reports from every loaded drop, every night.",
 )

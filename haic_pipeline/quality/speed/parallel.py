@@ -1,18 +1,16 @@
 """Validate a large backlog on every core: GX in worker processes, DuckDB in the parent.
 
-Great Expectations' pandas engine is Python: about 0.2-0.5 s of graph building per validation
-run whatever the batch size, plus the pandas work, all under one GIL. A first refresh of a
-100,000-patient history is ~35 runs (one per ~2 M-row frame of a check, several drops per
-frame) over ~28 M frame rows, which one core does in ~25 s. This module
-runs those validations in a pool of worker processes (`HAIC_DQ_WORKERS`, default: the machine's
+Great Expectations' pandas engine is Python: graph building per validation run plus the pandas
+work, all under one GIL, so a large backlog keeps one core busy while the others wait. This
+module runs those validations in a pool of worker processes (`HAIC_DQ_WORKERS`, default: the machine's
 cores, at most 4) while the parent keeps reading the next frames from DuckDB:
 
-- the parent alone touches DuckDB (one writer process, DEVELOPERS.md), and writes results
+- the parent alone touches DuckDB (DuckDB allows one writing process), and writes results
   only once a check's frames are all read (a statement on the connection would end the result
   being fetched); workers get pandas frames and their rows' drop codes (pickled) and return
-  only counts per drop (`validate.run_frame`: drop -> rule -> evaluated, unexpected, success,
+  only counts per drop (`attribution.run_frame`: drop -> rule -> evaluated, unexpected, success,
   exception), so identifier values never cross a process boundary either;
-- workers are forked once GX is imported in the parent (so none pays the ~4 s import again;
+- workers are forked once GX is imported in the parent (so none pays the import again;
   the gate starts that import in a thread, `preload.start()`, while the drop-level checks run;
   `HAIC_DQ_START_METHOD=spawn` imports it in each worker instead). They only run GX on the
   frames they receive, never DuckDB or Dagster, so the parent's other threads do not matter,
@@ -35,7 +33,6 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing
-import os
 import pickle
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -45,13 +42,9 @@ import pandas as pd
 
 from haic_pipeline.quality.suites import CheckSpec
 from haic_pipeline.quality.validate import spec_key
+from haic_pipeline.settings import quality_settings
 
 log = logging.getLogger(__name__)
-
-WORKERS_ENV = "HAIC_DQ_WORKERS"
-MIN_ROWS_ENV = "HAIC_DQ_PARALLEL_MIN_ROWS"
-START_ENV = "HAIC_DQ_START_METHOD"
-DEFAULT_MIN_ROWS = 5_000_000
 
 _pool: ProcessPoolExecutor | None = None
 _pool_workers = 0
@@ -59,15 +52,7 @@ _pool_workers = 0
 
 def workers() -> int:
     """Worker processes to use (`HAIC_DQ_WORKERS`; 0 or 1 = validate in-process)."""
-    raw = os.environ.get(WORKERS_ENV, "").strip()
-    if raw:
-        return max(0, int(raw))
-    return min(4, os.cpu_count() or 1)
-
-
-def min_rows() -> int:
-    raw = os.environ.get(MIN_ROWS_ENV, "").strip()
-    return int(raw) if raw else DEFAULT_MIN_ROWS
+    return quality_settings().workers
 
 
 def started() -> bool:
@@ -78,7 +63,7 @@ def wanted(pending_rows: int) -> bool:
     """Use the pool for this backlog? (never with fewer than two workers)"""
     if workers() < 2:
         return False
-    return started() or pending_rows >= min_rows()
+    return started() or pending_rows >= quality_settings().parallel_min_rows
 
 
 def pool() -> ProcessPoolExecutor:
@@ -86,7 +71,7 @@ def pool() -> ProcessPoolExecutor:
     n = workers()
     if _pool is None or _pool_workers != n:
         shutdown()
-        method = os.environ.get(START_ENV, "fork")
+        method = quality_settings().start_method
         if method == "fork":
             from haic_pipeline import preload  # noqa: PLC0415
             from haic_pipeline.quality.gx_runtime import load_gx  # noqa: PLC0415
@@ -124,7 +109,7 @@ def _run_chunk(members: list[tuple[CheckSpec, list[str] | None]], keys: list[str
     """In a worker: validate one (pickled) frame and its rows' drop codes with the generated
     suite for `scope` of each member check (`validate.run_members`: the worker keeps one runner
     per spec key); counts per drop code only, one dict per member."""
-    from haic_pipeline.quality.validate import run_members  # noqa: PLC0415
+    from haic_pipeline.quality.speed.attribution import run_members  # noqa: PLC0415
 
     df, codes = pickle.loads(frame)
     return run_members(members, scope, df, codes, keys)
