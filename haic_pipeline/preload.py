@@ -2,9 +2,9 @@
 while the process waits on DuckDB.
 
 `haic run` lands the drops first (DuckDB work that leaves the interpreter mostly free), then runs
-the refresh in the same process, whose first check otherwise spends ~4 s importing GX (measured
-on the 100,000-patient benchmark: `drop_changes` 6.4 s -> 3.3 s), and whose first analysis
-asset ~2.5 s importing SciPy, lifelines and matplotlib (`haic_pipeline.analysis.build`). The
+the refresh in the same process, whose first check would otherwise wait for GX's import, and
+whose first analysis asset for SciPy, lifelines and matplotlib (`haic_pipeline.analysis.build`),
+each several seconds. The
 data-quality gate starts the GX import alone (its pool forks once the thread is done).
 `wait()` joins the thread: the data-quality pool calls it before forking its workers, so that
 no module is half-imported in the forked copies.

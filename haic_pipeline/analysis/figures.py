@@ -35,8 +35,8 @@ from .data import GROUPS, Provenance
 
 matplotlib.rcParams["svg.hashsalt"] = "haic-study"  # deterministic SVG element ids
 # SVG text as <text> elements, not glyph outlines: editable and searchable in the journal's
-# vector figure, ~30 % smaller, and ~0.2 s less per figure to write (the viewer draws the font:
-# DejaVu Sans, or its generic sans-serif fallback)
+# vector figure, smaller and faster to write (the viewer draws the font: DejaVu Sans, or its
+# generic sans-serif fallback)
 matplotlib.rcParams["svg.fonttype"] = "none"
 
 GROUP_LABELS = {"first_line": "First-line HAIC", "post_ate_beva": "Post-ate-beva HAIC",

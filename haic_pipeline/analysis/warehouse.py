@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Mapping
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from haic_pipeline.warehouse.transaction import transaction
@@ -189,13 +188,3 @@ def read_table(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
     if not exists:
         return pd.DataFrame(columns=[c for c, _ in ALL_TABLES.get(table, [])])
     return con.execute(f"SELECT * FROM analysis.{table}").df()
-
-
-def finite_or_none(x):
-    if x is None:
-        return None
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if np.isfinite(x) else None

@@ -3,8 +3,8 @@ run in one process (`in_process`) unless the launchpad asks for `multiprocess`.
 
 Why in one process by default: every step that writes DuckDB is serialised anyway (one writing
 process; pool `duckdb_writer`, limit 1), and a separate process per step re-imports dagster,
-pandas, matplotlib and, for every data-quality check, Great Expectations (about 11 s here), so a
-40-step refresh spent minutes importing. Forking from a preloaded server (forkserver) hung on a
+pandas, matplotlib and, for every data-quality check, Great Expectations, so a 40-step refresh
+would spend minutes importing. Forking from a preloaded server (forkserver) hung on a
 forked BLAS thread pool here, so it is not used. When the warehouse moves to a server database,
 `execution: {config: {multiprocess: {}}}` in the run config (or the launchpad) parallelises the
 analysis steps without code changes.

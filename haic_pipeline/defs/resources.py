@@ -13,6 +13,10 @@ from dagster_duckdb import DuckDBResource
 from haic_pipeline.settings import ConfigurationError, Settings, load_settings
 from haic_pipeline.warehouse.faults import StorageFault, check_writable, describe, locked
 
+#: Every asset and check that writes the warehouse is in this Dagster pool, limited to 1 by
+#: deploy/dagster.yaml: DuckDB allows one writing process.
+DUCKDB_POOL = "duckdb_writer"
+
 #: How long a lock held by another process is waited for before the run fails: long enough for
 #: a short holder (the run-failure sensor, `haic status`), short enough that a session an analyst
 #: keeps open fails the run at once.

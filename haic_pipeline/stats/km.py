@@ -179,10 +179,6 @@ class KaplanMeier:
         s = self.summary_at(t)
         return SurvivalAt(s.surv, s.lower, s.upper)
 
-    def std_err_at(self, t: float) -> float:
-        """Greenwood standard error of S(t) (R ``summary(fit, times = t)$std.err``)."""
-        return self.summary_at(t).std_err
-
     def log_variance_at(self, t: float) -> float:
         """var(log S(t)): Greenwood sum d/(n(n-d)) over event times <= t (0 before the
         first); for a robust (IJ) weighted fit (se(S)/S)^2."""

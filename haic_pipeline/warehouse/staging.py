@@ -49,3 +49,19 @@ def staging_result(con: duckdb.DuckDBPyConnection, domain: str) -> StagingResult
         flagged=by_check("ops.row_flags"),
         raw_rows=con.execute(f"SELECT count(*) FROM raw.{domain}").fetchall()[0][0],
     )
+
+
+def refresh_staging(con: duckdb.DuckDBPyConnection, domain: str) -> tuple[StagingResult, bool]:
+    """staging.<domain> brought up to date: rebuilt when a loaded drop or a staging model changed
+    since its last build (warehouse.refresh), else left as it is. (result, rebuilt)."""
+    from haic_pipeline.contracts import load_contracts  # noqa: PLC0415
+    from haic_pipeline.warehouse.refresh import record_build, staging_fingerprint, unchanged_since_last_build  # noqa: PLC0415
+    from haic_pipeline.warehouse.schema import ensure_schema  # noqa: PLC0415
+
+    ensure_schema(con, load_contracts())
+    fingerprint = staging_fingerprint(con, domain)
+    if unchanged_since_last_build(con, f"staging.{domain}", fingerprint):
+        return staging_result(con, domain), False
+    result = build_staging(con, domain)
+    record_build(con, f"staging.{domain}", fingerprint)
+    return result, True

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from haic_pipeline.defs.ingest.assets import DUCKDB_POOL
-from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
+from haic_pipeline.defs.resources import DUCKDB_POOL, HaicConfig, WarehouseResource
 from haic_pipeline.defs.study.assets import ATTRITION, COHORT, ENDPOINTS, STUDY_AUTOMATION
 
 

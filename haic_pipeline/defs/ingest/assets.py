@@ -4,12 +4,11 @@
 import dagster as dg
 
 from haic_pipeline.contracts import load_contracts
-from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
+from haic_pipeline.defs.resources import DUCKDB_POOL, HaicConfig, WarehouseResource
 from haic_pipeline.ingest import Drop, DropRejected, load_drop
 from haic_pipeline.settings import warn_if_demo_key
 
 DROPS = dg.DynamicPartitionsDefinition(name="drops")
-DUCKDB_POOL = "duckdb_writer"  # every asset that writes the warehouse: one at a time
 RAW_KEYS = {domain: dg.AssetKey(["raw", domain]) for domain in load_contracts()}
 
 

@@ -15,8 +15,7 @@ error and warn checks from one read of its new rows, `drop_checks` the two drop-
 import dagster as dg
 
 from haic_pipeline.contracts import load_contracts
-from haic_pipeline.defs.ingest.assets import DUCKDB_POOL
-from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
+from haic_pipeline.defs.resources import DUCKDB_POOL, HaicConfig, WarehouseResource
 from haic_pipeline.quality.gate import CheckOutcome, all_checks, check_groups, run_checks
 from haic_pipeline.quality.suites import CheckSpec
 

@@ -4,11 +4,9 @@
 import dagster as dg
 
 from haic_pipeline.contracts import load_contracts
-from haic_pipeline.defs.ingest.assets import DUCKDB_POOL, RAW_KEYS
-from haic_pipeline.defs.resources import WarehouseResource
-from haic_pipeline.warehouse.refresh import record_build, staging_fingerprint, unchanged_since_last_build
-from haic_pipeline.warehouse.schema import ensure_schema
-from haic_pipeline.warehouse.staging import build_staging, staging_result
+from haic_pipeline.defs.ingest.assets import RAW_KEYS
+from haic_pipeline.defs.resources import DUCKDB_POOL, WarehouseResource
+from haic_pipeline.warehouse.staging import refresh_staging
 
 # Materialise after new raw data lands (sensor-driven runs in `dagster dev`), once per change.
 STAGING_AUTOMATION = dg.AutomationCondition.eager()
@@ -43,15 +41,7 @@ def _staging_asset(domain: str) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as con:
-            ensure_schema(con, load_contracts())
-            fingerprint = staging_fingerprint(con, domain)
-            if unchanged_since_last_build(con, f"staging.{domain}", fingerprint):
-                result = staging_result(con, domain)
-                rebuilt = False
-            else:
-                result = build_staging(con, domain)
-                record_build(con, f"staging.{domain}", fingerprint)
-                rebuilt = True
+            result, rebuilt = refresh_staging(con, domain)
         context.log.info(
             "staging.%s: %s rows, %s quarantined, %s flagged%s", domain, result.rows,
             result.quarantined_rows, sum(result.flagged.values()), "" if rebuilt else " (unchanged, not rebuilt)",

@@ -7,8 +7,7 @@ blocking data-quality check upstream (a failed check stops the study, see the qu
 import dagster as dg
 
 from haic_pipeline.contracts import load_contracts
-from haic_pipeline.defs.ingest.assets import DUCKDB_POOL
-from haic_pipeline.defs.resources import WarehouseResource
+from haic_pipeline.defs.resources import DUCKDB_POOL, WarehouseResource
 from haic_pipeline.study import build_attrition, build_cohort, build_endpoints
 
 STAGING = {d: dg.AssetKey(["staging", d]) for d in load_contracts()}
