@@ -57,7 +57,6 @@ class RuleResult:
     gx_success: bool | None = None
     exception: str | None = None
     chunks: int = 0
-    attributed: bool = False   # counted on a multi-drop frame: decided with GX's formula
     passed: bool = True
     details: dict = field(default_factory=dict)
 
@@ -189,9 +188,7 @@ def add_chunk(results: dict[str, RuleResult], got: dict[str, dict]) -> None:
         rr.chunks += 1
         rr.evaluated += g["evaluated"]
         rr.unexpected += g["unexpected"]
-        if g["success"] is None:
-            rr.attributed = True
-        else:
+        if g["success"] is not None:   # None: counted on a frame several drops shared
             rr.gx_success = g["success"] if rr.gx_success is None else (rr.gx_success and g["success"])
         if g["exception"] and not rr.exception:
             rr.exception = g["exception"]

@@ -25,8 +25,6 @@ import duckdb
 from haic_pipeline.settings import actor_override
 from haic_pipeline.warehouse.transaction import transaction
 
-ACTIONS = ("retract", "restore", "waive", "revoke")
-
 INTERVENTIONS_DDL = [
     """
     CREATE TABLE IF NOT EXISTS ops.interventions (
