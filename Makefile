@@ -1,17 +1,31 @@
 # The two commands of the README (`make run`, `make test`) do all the set-up on a machine with
-# only python3: they create .venv and install the project on first use.
+# only python3: on first use they install uv (pinned, from PyPI) into .tools/ and create .venv
+# from uv.lock, the committed lock of every direct and transitive dependency (hashes included),
+# so every machine computes with the same libraries. `make lock` updates the lock.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.9
 export DAGSTER_HOME ?= $(CURDIR)/warehouse/dagster_home
+# the interpreter is the machine's python3, never a download; copies, not hard links, into .venv
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
 
-.PHONY: run test ui synth status sql bench clean-warehouse compile
+.PHONY: run test ui synth status sql bench clean-warehouse compile lock
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(BIN)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
 	touch $@
+
+## lock: re-resolve uv.lock after a change of pyproject.toml's dependencies (newest allowed versions)
+lock: $(UV)
+	$(UV) lock --upgrade
 
 ## run: land new drops (demo drops if the inbox is empty) and refresh everything once
 run: $(BIN)/.installed
