@@ -83,3 +83,17 @@ def test_open_reader_never_blocks_a_refresh_and_sees_new_data_after_reconnecting
             reader.stdin.write("quit\n")
             reader.stdin.close()
             reader.wait(timeout=30)
+
+
+def test_the_copy_waits_for_every_analysis_table_figure_and_report():
+    """The analysts' copy names its upstream assets; an analysis or report asset added without
+    being named there would be published late, so every one of them must be upstream of it."""
+    import dagster as dg
+
+    from haic_pipeline.definitions import load
+
+    graph = load().resolve_asset_graph()
+    copy = dg.AssetKey(["analytics", "analysts_copy"])
+    upstream = set(graph.get(copy).parent_keys)
+    produced = {k for k in graph.get_all_asset_keys() if k.path[0] in ("analysis", "reports")}
+    assert produced and produced <= upstream, sorted(k.to_user_string() for k in produced - upstream)

@@ -5,15 +5,22 @@ import dagster as dg
 from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
 from haic_pipeline.defs.study.assets import ATTRITION, COHORT, ENDPOINTS, STAGING
 from haic_pipeline.warehouse.publish import publish_analytics_copy
-
-from haic_pipeline.defs.analysis import assets as analysis_assets
-
-# every analysis.* table and the report: the copy is published after all of them
-ANALYSIS_KEYS = sorted(
-    {key for value in vars(analysis_assets).values() if isinstance(value, dg.AssetsDefinition)
-     for key in value.keys if key.path[0] in ("analysis", "reports")},
-    key=lambda k: k.to_user_string(),
+from haic_pipeline.defs.analysis.assets import (
+    baseline_characteristics,
+    beyond,
+    beyond_figures,
+    cox,
+    refresh_history,
+    report_figures,
+    response,
+    study_report,
+    survival,
 )
+
+# every analysis.* table, the figures and the report: the copy is published after all of them
+PUBLISHED_AFTER = [baseline_characteristics, survival, response, cox, beyond, refresh_history, report_figures,
+                   beyond_figures, study_report]
+ANALYSIS_KEYS = [key for asset in PUBLISHED_AFTER for key in asset.keys]
 
 
 @dg.asset(
