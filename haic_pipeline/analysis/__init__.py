@@ -13,7 +13,8 @@ haic_pipeline.stats (R ``survival`` parity). Pure Python + DuckDB + matplotlib, 
                   and the IPTW-adjusted KM curves
     report.py     study_report.html (self-contained) and study_report.md
     build.py      build_baseline / build_survival / build_response / build_cox /
-                  build_refresh_history / build_beyond / build_figures / build_report /
+                  build_refresh_history / build_beyond / build_software / build_figures /
+                  build_report /
                   build_analysis
 
 Readings taken where the spec leaves room (also in ARCHITECTURE.md):
@@ -127,6 +128,7 @@ from .build import (
     build_refresh_history,
     build_report,
     build_response,
+    build_software,
     build_survival,
     render_figure,
 )
@@ -136,6 +138,6 @@ from .warehouse import BEYOND_TABLES, TABLES
 __all__ = [
     "BEYOND_FIGURES", "BEYOND_TABLES", "COX_TERMS", "FIGURES", "TABLES", "AnalysisInputError", "BuildResult",
     "Provenance", "build_analysis", "build_baseline", "build_beyond", "build_cox", "build_figures",
-    "build_refresh_history", "build_report", "build_response", "build_survival", "cox_terms", "load_study_data",
+    "build_refresh_history", "build_report", "build_response", "build_software", "build_survival", "cox_terms", "load_study_data",
     "render_figure",
 ]

@@ -5,6 +5,7 @@
     build_response(con)          -> analysis.response_summary, response_tests          (Table 2)
     build_cox(con)               -> analysis.cox_models, cox_excluded                  (Tables 3-4)
     build_refresh_history(con)   -> analysis.refresh_history (+1 snapshot per new drop; needs km_summary)
+    build_software(con, refresh) -> analysis.software (+ ops.software: the versions per refresh)
     build_beyond(con)            -> analysis.propensity_model, balance, iptw_weights, iptw_km_summary,
                                     iptw_km_curves, iptw_effects, rmst, ph_tests (§5; needs cox_models)
     build_figures(con, reports)  -> <reports>/figures/km_os|km_pfs|forest_os|forest_pfs.png/.svg,
@@ -185,6 +186,27 @@ def build_refresh_history(con: duckdb.DuckDBPyConnection) -> BuildResult:
     return BuildResult(tables={"refresh_history": int(total)}, provenance=prov, headline=headline)
 
 
+SOFTWARE_DDL = """CREATE TABLE IF NOT EXISTS ops.software (
+    refresh VARCHAR, recorded_at TIMESTAMP, extract_id VARCHAR, data_cutoff DATE, component VARCHAR, version VARCHAR)"""
+
+
+def build_software(con: duckdb.DuckDBPyConnection, refresh: str) -> BuildResult:
+    """analysis.software: the versions this refresh computes with (haic_pipeline.provenance),
+    replaced each refresh; the same rows appended to ops.software under the refresh's id, so the
+    software behind any earlier result stays on record."""
+    from haic_pipeline import provenance  # noqa: PLC0415
+
+    prov = read_provenance(con)
+    versions = provenance.software()
+    at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    frame = pd.DataFrame({"component": list(versions), "version": list(versions.values()), "recorded_at": at})
+    counts = write_tables(con, {"software": frame}, prov)
+    con.execute(SOFTWARE_DDL)
+    con.execute("INSERT INTO ops.software SELECT ?, recorded_at, extract_id, data_cutoff, component, version "
+                "FROM analysis.software", [refresh])
+    return BuildResult(tables=counts, provenance=prov, headline={"software": provenance.describe(versions)})
+
+
 # ---------------------------------------------------------------------------------------
 # figures and report (read the analysis tables: a figure shows what the tables hold)
 # ---------------------------------------------------------------------------------------
@@ -285,8 +307,9 @@ def build_report(con: duckdb.DuckDBPyConnection, reports: Path) -> BuildResult:
     return BuildResult(tables={}, provenance=prov, files={k: str(v) for k, v in paths.items()})
 
 
-def build_analysis(con: duckdb.DuckDBPyConnection, reports: Path) -> dict[str, BuildResult]:
-    """Every analysis table, the figures and the report (what the Dagster assets do, in order)."""
+def build_analysis(con: duckdb.DuckDBPyConnection, reports: Path, refresh: str = "manual") -> dict[str, BuildResult]:
+    """Every analysis table, the figures and the report (what the Dagster assets do, in order);
+    `refresh`: the id the software versions are recorded under in ops.software."""
     out = {
         "baseline": build_baseline(con),
         "survival": build_survival(con),
@@ -294,6 +317,7 @@ def build_analysis(con: duckdb.DuckDBPyConnection, reports: Path) -> dict[str, B
         "cox": build_cox(con),
         "refresh_history": build_refresh_history(con),
         "beyond": build_beyond(con),
+        "software": build_software(con, refresh),
     }
     build_figures(con, reports)
     out["report"] = build_report(con, reports)

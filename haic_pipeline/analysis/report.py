@@ -233,14 +233,18 @@ def interventions_section(con: duckdb.DuckDBPyConnection) -> Section | None:
 
 
 def provenance_line(con: duckdb.DuckDBPyConnection, prov: Provenance) -> str:
-    """The provenance sentence, naming the interventions in force, if any."""
+    """The provenance sentence: the data (drops, cutoff), the interventions in force if any, and
+    the software that computed it (haic_pipeline.provenance), as a methods section names it."""
+    from haic_pipeline import provenance  # noqa: PLC0415
+
+    computed = f"computed with {provenance.describe()}"
     sec = interventions_section(con)
     if sec is None:
-        return prov.describe()
+        return f"{prov.describe()}; {computed}"
     acts = sec.table["Action"].value_counts()
     parts = [f"{n} {what}" for what, n in (("drop(s) retracted", acts.get("drop retracted", 0)),
                                             ("check waiver(s) in force", acts.get("check waived", 0))) if n]
-    return f"{prov.describe()}; {', '.join(parts)} (see Data-quality interventions)"
+    return f"{prov.describe()}; {', '.join(parts)} (see Data-quality interventions); {computed}"
 
 
 # ---------------------------------------------------------------------------------------

@@ -113,8 +113,11 @@ BEYOND_TABLES: dict[str, list[tuple[str, str]]] = {
         ("n_censored", "INTEGER"), ("weighted_at_risk", "DOUBLE"), ("weighted_events", "DOUBLE"),
         ("survival", "DOUBLE"), ("lower", "DOUBLE"), ("upper", "DOUBLE"), *PROVENANCE],
 }
-#: every table this module writes (§4 and §5.5)
-ALL_TABLES = {**TABLES, **BEYOND_TABLES}
+#: the software that computed the other tables (haic_pipeline.provenance), one row per component
+SOFTWARE_TABLE = {"software": [("component", "VARCHAR"), ("version", "VARCHAR"), ("recorded_at", "TIMESTAMP"),
+                               *PROVENANCE]}
+#: every table this module writes (§4, §5.5 and the software)
+ALL_TABLES = {**TABLES, **BEYOND_TABLES, **SOFTWARE_TABLE}
 
 
 def _ddl(table: str) -> str:

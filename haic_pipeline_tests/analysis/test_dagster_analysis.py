@@ -92,6 +92,16 @@ def test_demo_refreshes_fill_the_analysis_and_history_grows_per_new_drop(env):
         assert f"n = {n_os}" in km["median_os_overall"].value
         hist_meta = third.asset_materializations_for_node("analysis__refresh_history")[0].metadata
         assert hist_meta["rows_added"].value == "0"
+        # the software that computed them: on every analysis asset, and once per refresh in ops
+        from haic_pipeline import provenance
+
+        assert km["software"].value == provenance.describe()
+        with duckdb.connect(os.environ["HAIC_WAREHOUSE"], read_only=True) as con:
+            runs = {r for (r,) in con.execute("SELECT DISTINCT refresh FROM ops.software").fetchall()}
+            assert runs == {first.run_id, second.run_id, third.run_id}
+        with duckdb.connect(str(load_settings().analytics_copy), read_only=True) as copy:
+            assert dict(copy.execute("SELECT component, version FROM analysis.software").fetchall()) == \
+                provenance.software()
         assert (reports / "study_report.html").is_file()
         for name in ("km_os", "km_pfs", "forest_os", "forest_pfs"):
             assert (reports / "figures" / f"{name}.png").is_file() and (reports / "figures" / f"{name}.svg").is_file()

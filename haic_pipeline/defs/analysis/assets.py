@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from haic_pipeline import provenance
 from haic_pipeline.defs.resources import DUCKDB_POOL, HaicConfig, WarehouseResource
 from haic_pipeline.defs.study.assets import ATTRITION, COHORT, ENDPOINTS, STUDY_AUTOMATION
 
@@ -101,6 +102,7 @@ def _metadata(result, table: str | None = None) -> dict:
         "extract_id": result.provenance.extract_id or "",
         "data_cutoff": result.provenance.data_cutoff or "",
         "provenance": result.provenance.describe(),
+        "software": provenance.describe(),
     }
     if table is not None and table in result.tables:
         meta["dagster/row_count"] = result.tables[table]
@@ -175,6 +177,23 @@ beyond = _table_multi_asset("analysis_beyond", BEYOND_TABLES, "build_beyond", ex
 def refresh_history(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     result = _run(context, duckdb, "build_refresh_history")
     return dg.MaterializeResult(metadata=_metadata(result, "refresh_history"))
+
+
+@dg.asset(
+    key=A("software"),
+    deps=STUDY_INPUTS,
+    group_name="analysis",
+    kinds={"duckdb", "python"},
+    pool=DUCKDB_POOL,
+    automation_condition=STUDY_AUTOMATION,
+    description="analysis.software: the versions this refresh computes with (Python, duckdb, pandas, numpy, scipy, "
+    "lifelines, statsmodels, great-expectations, dagster, matplotlib, and the project's git commit); every "
+    "refresh's versions stay in ops.software.",
+)
+def software(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        result = _analysis().build_software(con, context.run.run_id)
+    return dg.MaterializeResult(metadata=_metadata(result, "software"))
 
 
 @dg.asset_check(asset=A("km_summary"), blocking=True,

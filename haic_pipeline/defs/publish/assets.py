@@ -13,13 +13,14 @@ from haic_pipeline.defs.analysis.assets import (
     refresh_history,
     report_figures,
     response,
+    software,
     study_report,
     survival,
 )
 
 # every analysis.* table, the figures and the report: the copy is published after all of them
-PUBLISHED_AFTER = [baseline_characteristics, survival, response, cox, beyond, refresh_history, report_figures,
-                   beyond_figures, study_report]
+PUBLISHED_AFTER = [baseline_characteristics, survival, response, cox, beyond, refresh_history, software,
+                   report_figures, beyond_figures, study_report]
 ANALYSIS_KEYS = [key for asset in PUBLISHED_AFTER for key in asset.keys]
 
 
