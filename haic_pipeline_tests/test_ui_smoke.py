@@ -1,6 +1,6 @@
 """`dagster dev` (what `make ui` runs) starts from the repository root with workspace.yaml and
-lists every asset of the code location and the data-quality checks on the staging assets
-(checked through its GraphQL API)."""
+lists every asset of the code location and the data-quality checks on the staging assets, and
+does not offer Dagster's first-visit sign-up dialog (checked through its GraphQL API)."""
 
 from .webui import dagster_dev, graphql
 
@@ -25,3 +25,5 @@ def test_dagster_dev_starts_and_lists_the_assets(env):
         assert checks["staging/vital_status"]["cross_table_rules"] is False
         loc = graphql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
         assert [e["name"] for e in loc["data"]["workspaceOrError"]["locationEntries"]] == ["haic_pipeline"]
+        # deploy/dagster.yaml `nux: enabled: false`: no community sign-up dialog at the first visit
+        assert graphql(port, "{ shouldShowNux }")["data"]["shouldShowNux"] is False

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,7 +31,13 @@ def graphql(port: int, query: str) -> dict:
 @contextmanager
 def dagster_dev(timeout: float = 150):
     """`dagster dev` (what `make ui` runs) from the repository root on a free port, in its own
-    process group; yields the port once the code location lists its assets, and stops it."""
+    process group, with the project's instance settings in DAGSTER_HOME (`deploy/dagster.yaml`,
+    copied when absent as `make ui` does); yields the port once the code location lists its
+    assets, and stops it."""
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
