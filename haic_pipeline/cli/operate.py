@@ -9,6 +9,8 @@ the nightly schedule, or a materialization in the UI).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from haic_pipeline.settings import load_settings
 
 WAYS_OUT = """\
@@ -210,6 +212,40 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_snapshot(args) -> int:
+    """`haic snapshot --as-of EXTRACT_ID [--out DIR]` or `haic snapshot --verify DIR`."""
+    import time  # noqa: PLC0415
+
+    from haic_pipeline import snapshot  # noqa: PLC0415
+
+    settings = load_settings()
+    t0 = time.perf_counter()
+    try:
+        if args.verify:
+            problems, notes = snapshot.verify(settings.warehouse, args.verify)
+            for line in notes:
+                _say(f"note: software {line}")
+            if problems:
+                _say(f"snapshot {args.verify} does NOT verify:")
+                for line in problems:
+                    _say(f"  {line}")
+                return 1
+            _say(f"snapshot {args.verify} verifies: every table equals its manifest and the same snapshot rebuilt "
+                 f"now from the live warehouse ({time.perf_counter() - t0:.1f} s)")
+            return 0
+        out = args.out or settings.warehouse.parent / "snapshots" / args.as_of
+        snap = snapshot.take(settings.warehouse, args.as_of, out)
+    except snapshot.SnapshotError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    m = snap.manifest
+    _say(f"snapshot as of drop {m['as_of']} (data cutoff {m['data_cutoff']}, {len(m['inputs'])} drop(s)) in "
+         f"{time.perf_counter() - t0:.1f} s:")
+    _say(f"  {snap.database}   ({len(m['tables'])} tables, each hashed in {snap.folder / snapshot.MANIFEST})")
+    _say(f"  {snap.folder / 'reports' / 'study_report.html'}")
+    _say(f"verify it, here or on any machine with the same warehouse: haic snapshot --verify {snap.folder}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     sub.add_parser("status", help="drops, quarantine, and what blocks the study").set_defaults(fn=cmd_status)
     p = sub.add_parser("drop", help="retract a drop (or restore a retracted one), with a reason")
@@ -223,4 +259,10 @@ def add_parsers(sub) -> None:
     p.add_argument("extract_id")
     p.add_argument("--reason", required=True, help="why (recorded in ops.interventions)")
     p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("snapshot", help="rebuild the whole study as of one drop into a separate folder, or verify one")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--as-of", metavar="EXTRACT_ID", help="the last drop the snapshot includes")
+    how.add_argument("--verify", metavar="DIR", type=Path, help="a snapshot folder to verify")
+    p.add_argument("--out", type=Path, help="a new folder (default: <warehouse folder>/snapshots/EXTRACT_ID)")
+    p.set_defaults(fn=cmd_snapshot)
 
