@@ -6,6 +6,7 @@ metadata and in the study report's provenance line.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import subprocess
 from functools import lru_cache
@@ -52,3 +53,12 @@ def describe(versions: dict[str, str] | None = None) -> str:
     parts = [f"Python {v['python']}"] + [f"{k} {v[k]}" for k in v if k not in ("python", "haic-pipeline")]
     commit = v.get("haic-pipeline", "unknown")
     return ", ".join(parts + [f"haic-pipeline {commit[:12] + commit[40:] if len(commit) >= 40 else commit}"])
+
+
+def lock_sha256() -> str:
+    """sha256 of the project's uv.lock (the whole environment, transitive dependencies included),
+    or "unknown" without one."""
+    try:
+        return hashlib.sha256((project_root() / "uv.lock").read_bytes()).hexdigest()
+    except OSError:
+        return "unknown"

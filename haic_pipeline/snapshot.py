@@ -204,6 +204,7 @@ def take(live_path: Path, extract_id: str, out: Path) -> Snapshot:
         "data_cutoff": data_cutoff,
         "inputs": inputs,
         "software": provenance.software(),
+        "environment_lock_sha256": provenance.lock_sha256(),
         "checks": checks,
         "tables": hashes,
         "hashing": "sha256 of each table's rows, each row as DuckDB writes row(...)::VARCHAR, sorted, "

@@ -65,6 +65,7 @@ def test_a_snapshot_reproduces_what_was_published_and_verifies(env, capsys):
     assert [i["extract_id"] for i in manifest["inputs"]] == eids[:4]
     assert all(len(f["sha256"]) == 64 for i in manifest["inputs"] for f in i["files"].values())
     assert manifest["software"]["duckdb"] == duckdb.__version__
+    assert len(manifest["environment_lock_sha256"]) == 64   # uv.lock: every transitive dependency
     assert (env / "snap_a" / "reports" / "study_report.html").is_file()
     assert live.read_bytes() == live_bytes           # the live warehouse was only read
 
