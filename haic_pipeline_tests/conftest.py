@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -7,6 +8,18 @@ import pytest
 from haic_pipeline.contracts import load_contracts
 
 TEST_KEY = "test-pseudonym-key"
+MEMORY_DISK = Path("/dev/shm")
+
+
+def pytest_configure(config):
+    """Temporary files on a memory-backed disk (/dev/shm) unless TMPDIR names another place:
+    pytest's tmp_path, Dagster's instance_for_test, and the `haic` / `dagster dev` processes the
+    tests start (they inherit TMPDIR). The files are the same real DuckDB and SQLite files; only
+    the fsync of each commit (milliseconds on a disk, thousands per Dagster run) is gone."""
+    if os.environ.get("TMPDIR") or not (MEMORY_DISK.is_dir() and os.access(MEMORY_DISK, os.W_OK | os.X_OK)):
+        return
+    os.environ["TMPDIR"] = str(MEMORY_DISK)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 
 
 @pytest.fixture
