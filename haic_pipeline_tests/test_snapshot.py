@@ -15,22 +15,13 @@ import pytest
 
 from haic_pipeline import snapshot
 from haic_pipeline.cli.main import main
-from haic_pipeline.definitions import load
-from haic_pipeline.defs.ingest.assets import DROPS
-from haic_pipeline.defs.resources import resources_for
-from haic_pipeline.settings import load_settings
 from haic_pipeline.synthetic import write_drops
+
+from .quality.test_quality import _ingest_and_refresh
 
 
 def _land_and_refresh(instance, extract_ids):
-    defs = load()
-    for eid in extract_ids:
-        if not instance.has_dynamic_partition(DROPS.name, eid):
-            instance.add_dynamic_partitions(DROPS.name, [eid])
-        assert defs.resolve_job_def("ingest_drop").execute_in_process(
-            partition_key=eid, instance=instance, resources=resources_for(load_settings())).success
-    assert defs.resolve_job_def("refresh").execute_in_process(
-        instance=instance, resources=resources_for(load_settings())).success
+    assert _ingest_and_refresh(instance, extract_ids).success
 
 
 def _published() -> dict[str, str]:
