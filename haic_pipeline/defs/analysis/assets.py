@@ -246,36 +246,30 @@ def _figure_results(saved: dict, keys: dict, prov):
         })
 
 
-@dg.multi_asset(
-    name="report_figures",
-    specs=[dg.AssetSpec(key, deps=deps, group_name="reports", kinds={"matplotlib", "png", "svg"},
-                        description=f"{desc}; <reports>/figures/{name}.png and .svg",
-                        automation_condition=STUDY_AUTOMATION)
-           for name, (key, desc, deps) in FIGURE_KEYS.items()],
-    pool=DUCKDB_POOL,
-)
-def report_figures(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig):
-    reports = Path(haic.settings().reports)
-    with duckdb.get_connection() as con:
-        saved = _analysis().build_figures(con, reports, tuple(FIGURE_KEYS))
-        prov = _analysis().table_provenance(con, "km_curves")
-    yield from _figure_results(saved, FIGURE_KEYS, prov)
+def _figures_asset(name: str, keys: dict, provenance_table: str, note: str = "") -> dg.AssetsDefinition:
+    """One step drawing the figures of `keys` (name -> (asset key, description, deps)) from the
+    analysis tables; the provenance shown is that of `provenance_table`."""
+
+    @dg.multi_asset(
+        name=name,
+        specs=[dg.AssetSpec(key, deps=deps, group_name="reports", kinds={"matplotlib", "png", "svg"},
+                            description=f"{desc}{note}; <reports>/figures/{fig}.png and .svg",
+                            automation_condition=STUDY_AUTOMATION)
+               for fig, (key, desc, deps) in keys.items()],
+        pool=DUCKDB_POOL,
+    )
+    def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig):
+        reports = Path(haic.settings().reports)
+        with duckdb.get_connection() as con:
+            saved = _analysis().build_figures(con, reports, tuple(keys))
+            prov = _analysis().table_provenance(con, provenance_table)
+        yield from _figure_results(saved, keys, prov)
+
+    return _asset
 
 
-@dg.multi_asset(
-    name="beyond_figures",
-    specs=[dg.AssetSpec(key, deps=deps, group_name="reports", kinds={"matplotlib", "png", "svg"},
-                        description=f"{desc} (study_spec §5); <reports>/figures/{name}.png and .svg",
-                        automation_condition=STUDY_AUTOMATION)
-           for name, (key, desc, deps) in BEYOND_FIGURE_KEYS.items()],
-    pool=DUCKDB_POOL,
-)
-def beyond_figures(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig):
-    reports = Path(haic.settings().reports)
-    with duckdb.get_connection() as con:
-        saved = _analysis().build_figures(con, reports, tuple(BEYOND_FIGURE_KEYS))
-        prov = _analysis().table_provenance(con, "balance")
-    yield from _figure_results(saved, BEYOND_FIGURE_KEYS, prov)
+report_figures = _figures_asset("report_figures", FIGURE_KEYS, "km_curves")
+beyond_figures = _figures_asset("beyond_figures", BEYOND_FIGURE_KEYS, "balance", " (study_spec §5)")
 
 
 @dg.asset(
