@@ -1,4 +1,5 @@
-"""Hand-built EMR extract drops for tests: real CSV files and a real manifest in a temp folder."""
+"""Hand-built EMR extract drops for tests: real CSV files and a real manifest in a temp folder,
+and `land`, which puts the drops of an inbox into a warehouse as the pipeline does."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import hashlib
 import io
 import json
 from pathlib import Path
+
+from haic_pipeline.contracts import load_contracts
+from haic_pipeline.ingest import find_complete_drops, load_drop
+from haic_pipeline.warehouse.staging import build_staging
+
+from .conftest import TEST_KEY
 
 HEADERS = {
     "patients.csv": ["patient_id", "patient_name", "birth_date", "sex", "etiology", "hcc_diagnosis_date", "consent_status"],
@@ -71,3 +78,18 @@ def patient(pid: str, **kw) -> dict:
             "etiology": "HBV", "hcc_diagnosis_date": "2021-11-02", "consent_status": "active"}
     base.update(kw)
     return base
+
+
+def land(con, inbox: Path, contracts=None) -> None:
+    """Load every complete drop in `inbox` not loaded yet with the real loader (in extract_id
+    order), then rebuild every staging table, patients first (the others read it)."""
+    contracts = contracts or load_contracts()
+    loaded = set()
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' AND table_name = 'drops'"
+                   ).fetchall()[0][0]:
+        loaded = {e for (e,) in con.execute("SELECT extract_id FROM ops.drops WHERE status = 'loaded'").fetchall()}
+    for drop in find_complete_drops(Path(inbox)):
+        if drop.extract_id not in loaded:
+            load_drop(con, drop, contracts, TEST_KEY)
+    for domain in ["patients"] + [d for d in contracts if d != "patients"]:
+        build_staging(con, domain)

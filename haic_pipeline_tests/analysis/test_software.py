@@ -32,8 +32,8 @@ def test_outside_a_checkout_the_commit_is_unknown(monkeypatch, tmp_path):
     assert provenance.git_commit() == "unknown"
 
 
-def test_each_refresh_records_its_software(demo):
-    con, reports, _inbox = demo
+def test_each_refresh_records_its_software(demo_copy):
+    con, reports, _inbox = demo_copy
     rows = dict(con.execute("SELECT component, version FROM analysis.software").fetchall())
     assert rows == provenance.software()
     assert con.execute("SELECT count(DISTINCT extract_id), count(DISTINCT data_cutoff) FROM analysis.software"

@@ -19,8 +19,8 @@ from haic_pipeline.quality.speed.frames import fit_dtypes
 from haic_pipeline.quality.suites import CheckSpec
 from haic_pipeline.quality.validate import SuiteRunner, shared_session
 
-from ..dropkit import patient, write_drop
-from .test_quality import E1, cohort, land, pid
+from ..dropkit import land, patient, write_drop
+from .test_quality import E1, cohort, pid
 
 W = pid(90)   # a patient who withdrew consent: judged on the key only, nothing else of it judged
 
@@ -105,7 +105,7 @@ def _sql_offending(con, domain, rule) -> set[int]:
 
 def test_every_rule_kind_finds_the_same_rows_in_gx_and_in_the_staging_sql(env, con):
     write_drop(env / "inbox", E1, _drop())
-    land(con, env)
+    land(con, env / "inbox")
     fired: dict[str, int] = {}
     for domain, contract in load_contracts().items():
         for rule in row_rules(contract):

@@ -11,8 +11,8 @@ from haic_pipeline.contracts import load_contracts
 from haic_pipeline.quality.drops import compare, drop_figures
 from haic_pipeline.quality.suites import load_defaults
 
-from ..dropkit import write_drop
-from .test_quality import E1, E2, cohort, land
+from ..dropkit import land, write_drop
+from .test_quality import E1, E2, cohort
 
 
 def _figures(rows: dict[str, int]) -> dict:
@@ -66,7 +66,7 @@ def test_small_real_drops_halving_are_flagged(env, con):
     far under the former 100-row floor): each domain whose rows fell by 5 or more is flagged."""
     write_drop(env / "inbox", E1, cohort(12))
     write_drop(env / "inbox", E2, cohort(6, start=101))
-    land(con, env)
+    land(con, env / "inbox")
     figures = drop_figures(con, load_contracts(), [E1, E2])
     outcome = compare(figures[E2], figures[E1], previous_is_first=True)["row_count_change"]
     before, now = figures[E1]["rows"], figures[E2]["rows"]

@@ -11,8 +11,8 @@ from haic_pipeline.quality.speed import attribution, parallel
 from haic_pipeline.quality.speed import frames as fast
 from haic_pipeline.quality.gate import run_all
 
-from ..dropkit import patient, write_drop
-from .test_quality import E1, E2, cohort, land, pid
+from ..dropkit import land, patient, write_drop
+from .test_quality import E1, E2, cohort, pid
 
 COMPARE = ("SELECT check_name, rule, scope, coalesce(extract_id, '-'), passed, evaluated, unexpected, "
            "exception IS NULL FROM ops.dq_results ORDER BY ALL")
@@ -34,7 +34,7 @@ def _landed_with_twins(env, *names: str):
     write_drop(env / "inbox", E2, _odd_drop(3001))
     db = env / "haic.duckdb"
     with duckdb.connect(str(db)) as con:
-        land(con, env)
+        land(con, env / "inbox")
     twins = {name: env / f"{name}.duckdb" for name in names}
     for twin in twins.values():
         shutil.copy(db, twin)
@@ -78,7 +78,7 @@ def test_a_duplicate_key_far_apart_in_staging_is_seen(env, con, monkeypatch):
     from haic_pipeline.quality.gate import run_check
 
     write_drop(env / "inbox", E1, cohort(1100))   # 2,200 lab rows in staging.labs
-    land(con, env)
+    land(con, env / "inbox")
     monkeypatch.setattr(fast, "CHUNK_VECTORS", 1)
     monkeypatch.setattr(fast, "STAGING_PART_ROWS", 500)
     assert run_check(con, "labs_error_rules").passed

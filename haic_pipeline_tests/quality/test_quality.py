@@ -17,15 +17,12 @@ import yaml
 from haic_pipeline.contracts import load_contracts
 from haic_pipeline.definitions import load
 from haic_pipeline.defs.resources import resources_for
-from haic_pipeline.ingest import find_complete_drops, load_drop
 from haic_pipeline.quality import frames
 from haic_pipeline.quality.gate import all_checks, run_all, run_check
 from haic_pipeline.quality.suites import generate_checks, suite_document, suite_fingerprint
 from haic_pipeline.settings import load_settings, project_root
-from haic_pipeline.warehouse.staging import build_staging
 
-from ..conftest import TEST_KEY
-from ..dropkit import patient, write_drop
+from ..dropkit import land, patient, write_drop
 
 E1, E2, E3 = "20240101T020000Z", "20240201T020000Z", "20240301T020000Z"
 
@@ -59,17 +56,6 @@ def cohort(n: int, start: int = 1, bad_ecog: int = 0, bad_sex: int = 0) -> dict:
                                      "mrecist_response": "PR"})
         files["vital_status.csv"].append({"patient_id": p, "last_contact_date": "2023-12-01"})
     return files
-
-
-def land(con, env, contracts=None):
-    contracts = contracts or load_contracts()
-    loaded = {e for (e,) in con.execute("SELECT extract_id FROM ops.drops WHERE status = 'loaded'").fetchall()} \
-        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops'").fetchall()[0][0] else set()
-    for drop in find_complete_drops(env / "inbox"):
-        if drop.extract_id not in loaded:
-            load_drop(con, drop, contracts, TEST_KEY)
-    for d in contracts:
-        build_staging(con, d)
 
 
 def rule_rows(outcome) -> dict:
@@ -171,7 +157,7 @@ def test_each_expectation_family_fires(env, con):
                                  "mrecist_response": ""})
     files["vital_status.csv"][1] = {"patient_id": p2, "last_contact_date": "2023-12-01", "death_date": "2023-03-01"}
     write_drop(env / "inbox", E1, files)
-    land(con, env)
+    land(con, env / "inbox")
     outcomes = {o.check.name: o for o in run_all(con, reports_dir=env / "reports" / "quality")}
     fired = {}
     for o in outcomes.values():
@@ -215,7 +201,7 @@ def test_each_expectation_family_fires(env, con):
 
 def test_structural_rules_missing_column_and_duplicate_key(env, con):
     write_drop(env / "inbox", E1, cohort(5))
-    land(con, env)
+    land(con, env / "inbox")
     assert run_check(con, "imaging_error_rules").passed
     con.execute("ALTER TABLE staging.imaging DROP COLUMN modality")
     con.execute("ALTER TABLE staging.imaging ALTER COLUMN scan_date TYPE VARCHAR")
@@ -251,7 +237,7 @@ def test_expectation_that_raises_is_not_a_pass(env, con, monkeypatch):
 
     # through the gate: the drop frame delivers ECOG as text -> the check fails, is not cached
     write_drop(env / "inbox", E1, cohort(5))
-    land(con, env)
+    land(con, env / "inbox")
     original = frames.drop_frame_sql
     monkeypatch.setattr(frames, "drop_frame_sql",
                         lambda c, rules: original(c, rules).replace("t.ecog AS", "t.ecog::VARCHAR AS"))
@@ -270,11 +256,11 @@ def test_expectation_that_raises_is_not_a_pass(env, con, monkeypatch):
 def test_drop_level_warn_on_halving_and_error_on_cutoff_going_backwards(env, con):
     write_drop(env / "inbox", E1, cohort(200))
     write_drop(env / "inbox", E2, cohort(200, start=1001))
-    land(con, env)
+    land(con, env / "inbox")
     assert run_check(con, "drop_changes").passed
     assert run_check(con, "drop_sequence").passed
     write_drop(env / "inbox", E3, cohort(80, start=2001), data_cutoff="2024-01-15")  # E2's cutoff: 2024-02-01
-    land(con, env)
+    land(con, env / "inbox")
     changes = run_check(con, "drop_changes")
     assert not changes.passed and changes.severity == "warn" and changes.failing_extract_ids == [E3]
     row = next(r for r in changes.rows if r["rule"] == "row_count_change" and r["extract_id"] == E3)
@@ -292,7 +278,7 @@ def test_drop_level_warn_on_halving_and_error_on_cutoff_going_backwards(env, con
 
 def test_nothing_new_returns_the_stored_result_without_importing_gx(env, con):
     write_drop(env / "inbox", E1, cohort(5))
-    land(con, env)
+    land(con, env / "inbox")
     first = run_check(con, "labs_error_rules")
     assert not first.cached and first.validated_now == [E1]
     con.close()
@@ -435,7 +421,7 @@ def test_gx_stays_offline_and_writes_nothing(env, con, monkeypatch, tmp_path):
     home_before = set(os.listdir(Path.home())) if Path.home().exists() else set()
     before = _project_files()
     write_drop(env / "inbox", E1, cohort(5))
-    land(con, env)
+    land(con, env / "inbox")
     outcomes = run_all(con, reports_dir=env / "reports" / "quality")
     assert all(o.passed for o in outcomes if o.check.name != "drop_changes")
     assert list(cwd.iterdir()) == []

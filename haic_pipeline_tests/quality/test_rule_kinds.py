@@ -37,8 +37,8 @@ from haic_pipeline.quality.suites import generate_checks, suite_fingerprint
 from haic_pipeline.settings import project_root
 
 from ..conftest import TEST_KEY
-from ..dropkit import patient, write_drop
-from .test_quality import E1, E2, _checks, _ingest_and_refresh, _materialized, cohort, land, pid
+from ..dropkit import land, patient, write_drop
+from .test_quality import E1, E2, _checks, _ingest_and_refresh, _materialized, cohort, pid
 
 N = 40          # patients per drop
 BAD = 10        # offending rows of a systematic case: 25 %, far above 2 % and 5 %
@@ -325,7 +325,7 @@ def _gx_and_quarantine(con, domain: str, extract_id: str) -> tuple[dict, int]:
 
 def test_duplicate_key_conflict_counts_what_staging_quarantines_in_every_domain(env, con):
     write_drop(env / "inbox", E1, _conflicts_everywhere())
-    land(con, env)
+    land(con, env / "inbox")
     rows = {}
     for domain, expected in EXPECTED_CONFLICTS.items():
         rows[domain], quarantined = _gx_and_quarantine(con, domain, E1)
@@ -351,7 +351,7 @@ def test_duplicate_key_conflict_counts_what_staging_quarantines_in_every_domain(
         "imaging.csv": [{"patient_id": pid(1), "scan_date": "2023-09-01", "modality": "MRI",
                          "mrecist_response": r} for r in ("PD", "SD")],
     })
-    land(con, env)
+    land(con, env / "inbox")
     row, quarantined = _gx_and_quarantine(con, "imaging", E2)
     assert (row["unexpected"], quarantined) == (1, 1)
     row, quarantined = _gx_and_quarantine(con, "treatments", E1)

@@ -8,12 +8,11 @@ from datetime import date, timedelta
 
 import pytest
 
-from haic_pipeline.ingest import find_complete_drops, load_drop, patient_key
+from haic_pipeline.ingest import patient_key
 from haic_pipeline.study import build_study
-from haic_pipeline.warehouse.staging import build_staging
 
 from ..conftest import TEST_KEY
-from ..dropkit import patient, write_drop
+from ..dropkit import land, patient, write_drop
 
 E1, E2 = "20240801T020000Z", "20240901T020000Z"
 CUTOFF1, CUTOFF2 = "2024-07-31", "2024-08-31"
@@ -79,18 +78,11 @@ class Drop:
         return self
 
 
-def land(env, con, contracts, extract_id, drop: Drop | dict, data_cutoff):
-    """Write the drop, load every new complete drop, rebuild staging and the study tables."""
+def land_study(env, con, contracts, extract_id, drop: Drop | dict, data_cutoff):
+    """Write the drop, land every new complete drop, then build the study tables."""
     files = drop.files if isinstance(drop, Drop) else drop
     write_drop(env / "inbox", extract_id, dict(files), data_cutoff=data_cutoff)
-    loaded = set()
-    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' AND table_name = 'drops'").fetchone()[0]:
-        loaded = {e for (e,) in con.execute("SELECT extract_id FROM ops.drops WHERE status = 'loaded'").fetchall()}
-    for d in find_complete_drops(env / "inbox"):
-        if d.extract_id not in loaded:
-            load_drop(con, d, contracts, TEST_KEY)
-    for domain in ["patients"] + [d for d in contracts if d != "patients"]:
-        build_staging(con, domain)
+    land(con, env / "inbox", contracts)
     assert con.execute("SELECT count(*) FROM ops.quarantine").fetchone()[0] == 0, \
         con.execute("SELECT * FROM ops.quarantine").fetchall()
     return build_study(con)
@@ -120,6 +112,6 @@ def study(env, con, contracts):
             return self._endpoints.get(key(pid))
 
     def run(drop, extract_id=E1, data_cutoff=CUTOFF1):
-        return Tables(land(env, con, contracts, extract_id, drop, data_cutoff))
+        return Tables(land_study(env, con, contracts, extract_id, drop, data_cutoff))
 
     return run
