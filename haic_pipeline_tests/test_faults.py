@@ -21,6 +21,7 @@ import pytest
 
 from haic_pipeline.synthetic import write_drops
 
+from .shared import built_once
 from .test_crash_safety import _results, _sha
 
 KEY = "test-pseudonym-key"
@@ -158,17 +159,21 @@ def _drop_status(db: Path, extract_id: str) -> str | None:
     return row[0][0] if row else None
 
 
-@pytest.fixture(scope="module")
-def good(tmp_path_factory, can_mount):
-    """One good refresh of the first demo drop on an ordinary disk; the second drop is held back
-    (the 'new drop' of each test). Tests copy this warehouse into their own faulty folder."""
-    base = tmp_path_factory.mktemp("good")
+def _good_refresh(base: Path) -> None:
     drops = write_drops(base / "all", patients=60, drops=2, seed=3)
     (base / "inbox").mkdir()
     shutil.copytree(drops[0], base / "inbox" / drops[0].name)
-    env = _env(base, base / "wh", base / "dagster_home")
-    proc = _haic(env)
+    proc = _haic(_env(base, base / "wh", base / "dagster_home"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory, can_mount):
+    """One good refresh of the first demo drop on a disk with room; the second drop is held back
+    (the 'new drop' of each test). Built once per test run for every worker; tests copy this
+    warehouse into their own faulty folder and never write here."""
+    base = built_once(tmp_path_factory, "faults_good_refresh", _good_refresh)
+    drops = sorted(p for p in (base / "all").iterdir() if p.is_dir())
     wh = base / "wh"
     return SimpleNamespace(base=base, wh=wh, dagster_home=base / "dagster_home", new_drop=drops[1],
                            copy_sha=_sha(wh / "analytics.duckdb"), results=_results(wh / "haic.duckdb"),
