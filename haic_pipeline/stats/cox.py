@@ -198,8 +198,10 @@ def _check_design(xt: np.ndarray, names: Sequence[str], n: int, events: int) -> 
 
 def _fit(time: np.ndarray, event: np.ndarray, x: np.ndarray, names: Sequence[str],
          ties: str, max_iter: int, step_tol: float,
-         weights: np.ndarray | None = None) -> _Fit:
-    P = _prepare(time, event, x, weights)  # x: centred, p x n
+         weights: np.ndarray | None = None, prepared: dict | None = None) -> _Fit:
+    """Newton-Raphson to the estimate (module docstring). ``prepared``: :func:`_prepare` of
+    the same time, event, x and weights, when the caller needs it too (it is made once)."""
+    P = _prepare(time, event, x, weights) if prepared is None else prepared  # x: centred, p x n
     p = x.shape[0]
     beta = np.zeros(p)
     ll, u, info = _loglik_derivs(beta, P, ties)

@@ -37,7 +37,10 @@ from .cox import _check_design, _fit, _model_data, _prepare, _rev_cumsum
 TRANSFORMS = ("km", "identity", "rank", "log")
 
 
-def _transformed_time(time: np.ndarray, event: np.ndarray, transform: str) -> np.ndarray:
+def _transformed_time(time: np.ndarray, event: np.ndarray, transform: str,
+                      inv: np.ndarray | None = None) -> np.ndarray:
+    """f(t) of every row (module docstring); ``inv``: each row's distinct-time index
+    (:func:`~haic_pipeline.stats.cox._prepare`), so the times are not sorted again."""
     if transform == "identity":
         return time.astype(float)
     if transform == "rank":
@@ -48,9 +51,9 @@ def _transformed_time(time: np.ndarray, event: np.ndarray, transform: str) -> np
         return np.log(time)
     # "km": 1 - S(t-) from the unweighted KM of all rows (R survfitKM, findInterval
     # left.open = TRUE: the curve just before t)
-    uniq, inv = np.unique(time, return_inverse=True)
-    inv = inv.reshape(-1)
-    m = len(uniq)
+    if inv is None:
+        inv = np.unique(time, return_inverse=True)[1].reshape(-1)
+    m = int(inv.max()) + 1
     counts = np.bincount(inv, minlength=m).astype(float)
     d = np.bincount(inv, weights=event, minlength=m)
     n_risk = np.cumsum(counts[::-1])[::-1]
@@ -82,11 +85,11 @@ def cox_zph(df: pd.DataFrame, time: str, event: str, covariates: Sequence[str],
     t, e, x, w = _model_data(df, time, event, covariates, weights)
     n, events = len(t), int(e.sum())
     _check_design(x, covariates, n, events)
-    fit = _fit(t, e, x, covariates, ties, max_iter, step_tol=1e-10, weights=w)
-    ftime = _transformed_time(t, e, transform)
+    P = _prepare(t, e, x, w)
+    fit = _fit(t, e, x, covariates, ties, max_iter, step_tol=1e-10, weights=w, prepared=P)
+    ftime = _transformed_time(t, e, transform, inv=P["inv"])
     gtime = ftime - ftime[e == 1].mean()
 
-    P = _prepare(t, e, x, w)
     inv, nb, evb, kb, d = P["inv"], P["nb"], P["ev_blocks"], P["kb"], P["d"]
     p = x.shape[0]
     K = len(evb)
