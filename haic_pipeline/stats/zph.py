@@ -89,54 +89,9 @@ def cox_zph(df: pd.DataFrame, time: str, event: str, covariates: Sequence[str],
     fit = _fit(t, e, x, covariates, ties, max_iter, step_tol=1e-10, weights=w, prepared=P)
     ftime = _transformed_time(t, e, transform, inv=P["inv"])
     gtime = ftime - ftime[e == 1].mean()
-
-    inv, nb, evb, kb, d = P["inv"], P["nb"], P["ev_blocks"], P["kb"], P["d"]
+    g_k = gtime[_first_row_of_blocks(P["inv"], P["ev_blocks"])]  # g is the same for every row of a time
+    _, u2, info = _score_and_information(P, x, fit.coef, g_k, ties)
     p = x.shape[0]
-    K = len(evb)
-    eta = fit.coef @ x
-    r = np.exp(eta - eta.max())
-    ww = np.ones(n) if w is None else w
-    risk = r * ww
-    # per distinct time: sums of risk, risk x, risk x x' (all rows / event rows)
-    g0 = np.bincount(inv, weights=risk, minlength=nb)
-    e0 = np.bincount(inv, weights=risk * e, minlength=nb)[evb]
-    g1 = np.empty((p, nb))
-    e1 = np.empty((p, K))
-    ux = np.empty((p, K))  # sum of w x over the events at t_k
-    for j in range(p):
-        g1[j] = np.bincount(inv, weights=risk * x[j], minlength=nb)
-        e1[j] = np.bincount(inv, weights=risk * e * x[j], minlength=nb)[evb]
-        ux[j] = np.bincount(inv, weights=ww * e * x[j], minlength=nb)[evb]
-    g2 = np.empty((p, p, nb))
-    e2 = np.empty((p, p, K))
-    for j in range(p):
-        for i in range(j + 1):
-            g2[i, j] = g2[j, i] = np.bincount(inv, weights=risk * x[i] * x[j], minlength=nb)
-            e2[i, j] = e2[j, i] = np.bincount(inv, weights=risk * e * x[i] * x[j],
-                                               minlength=nb)[evb]
-    s0 = _rev_cumsum(g0)[evb]
-    s1 = _rev_cumsum(g1)[:, evb]
-    s2 = _rev_cumsum(g2)[:, :, evb]
-    a = P["l_idx"] / d[kb] if ties == "efron" else np.zeros(len(kb))
-    den = s0[kb] - a * e0[kb]
-    mw = np.ones(K) if P["mw"] is None else P["mw"]
-    mwt = mw[kb]
-    mean = (s1[:, kb] - a * e1[:, kb]) / den  # p x terms
-    # U_k and I_k per event time
-    u_k = ux - np.stack([np.bincount(kb, weights=mwt * mean[j], minlength=K) for j in range(p)])
-    c_part = (s2[:, :, kb] - a * e2[:, :, kb]) / den  # p x p x terms
-    mm = mean[:, None, :] * mean[None, :, :]
-    i_terms = mwt * (c_part - mm)
-    i_k = np.empty((p, p, K))
-    for i in range(p):
-        for j in range(p):
-            i_k[i, j] = np.bincount(kb, weights=i_terms[i, j], minlength=K)
-    g_k = gtime[_first_row_of_blocks(inv, evb)]  # g is the same for every row of a time
-    u2 = u_k @ g_k
-    info = np.empty((2 * p, 2 * p))
-    info[:p, :p] = i_k.sum(axis=2)
-    info[:p, p:] = info[p:, :p] = i_k @ g_k
-    info[p:, p:] = i_k @ (g_k * g_k)
     u = np.concatenate([np.zeros(p), u2])
     rows = []
     for j, name in enumerate(covariates):
@@ -151,6 +106,68 @@ def cox_zph(df: pd.DataFrame, time: str, event: str, covariates: Sequence[str],
     out.attrs.update(n=n, events=events, transform=transform,
                      coef=dict(zip(covariates, fit.coef.tolist())))
     return out
+
+
+def _score_and_information(P: dict, xt: np.ndarray, beta: np.ndarray, g_k: np.ndarray,
+                           ties: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At beta: the model's score U = sum_k U_k, the time-varying score U2 = sum_k g_k U_k and
+    the 2p x 2p information J of the expanded model (module docstring).
+
+    Summed per distinct event time, never per event, and the S2 parts never per time (as the
+    fit, :func:`~haic_pipeline.stats.cox._loglik_derivs`): with h_k one of 1, g_k, g_k^2,
+    c_k = mw_k sum_l 1/D_kl, b_k = mw_k sum_l a_l/D_kl,
+    sum_k h_k I_k = X' W_h X - sum_k h_k mw_k sum_l M_kl M_kl' with
+    w_i = r_i (sum_{t_k <= t_i} h_k c_k - delta_i h_k(i) b_k(i)), and
+    mw sum_l M M' = S1 S1' c2 - (S1 e1' + e1 S1') c2a + e1 e1' c2aa, c2, c2a, c2aa the sums of
+    mw/D^2, mw a/D^2, mw a^2/D^2; U_k = sum_{events at t_k} w x - (c_k S1_k - b_k e1_k). So the
+    cost is a few passes over the rows and three n x p x p products, whatever the ties."""
+    inv, nb, evb, kb, d = P["inv"], P["nb"], P["ev_blocks"], P["kb"], P["d"]
+    e = P["event"]
+    p = xt.shape[0]
+    K = len(evb)
+    eta = beta @ xt
+    r = np.exp(eta - eta.max())  # the scale cancels in every ratio below
+    risk = r if P["w"] is None else r * P["w"]
+    re = risk * e
+    we = P["we"]  # case weight of an event row, 0 for a censored row
+    g1 = np.empty((p, nb))
+    e1 = np.empty((p, K))
+    ux = np.empty((p, K))  # sum of w x over the events at t_k
+    for j in range(p):
+        g1[j] = np.bincount(inv, weights=risk * xt[j], minlength=nb)
+        e1[j] = np.bincount(inv, weights=re * xt[j], minlength=nb)[evb]
+        ux[j] = np.bincount(inv, weights=we * xt[j], minlength=nb)[evb]
+    s0 = _rev_cumsum(np.bincount(inv, weights=risk, minlength=nb))[evb]
+    s1 = _rev_cumsum(g1)[:, evb]
+    e0 = np.bincount(inv, weights=re, minlength=nb)[evb]
+    a = P["l_idx"] / d[kb] if ties == "efron" else np.zeros(len(kb))
+    den = s0[kb] - a * e0[kb]
+    mwt = np.ones(len(kb)) if P["mw"] is None else P["mw"][kb]
+    inv_d = mwt / den
+    inv_d2 = inv_d / den
+    c = np.bincount(kb, weights=inv_d, minlength=K)
+    b = np.bincount(kb, weights=a * inv_d, minlength=K)
+    c2 = np.bincount(kb, weights=inv_d2, minlength=K)
+    c2a = np.bincount(kb, weights=a * inv_d2, minlength=K)
+    c2aa = np.bincount(kb, weights=a * a * inv_d2, minlength=K)
+    u_k = ux - (s1 * c - e1 * b)
+    info = np.empty((2 * p, 2 * p))
+    blocks = []
+    for h in (np.ones(K), g_k, g_k * g_k):
+        full = np.zeros(nb)
+        full[evb] = h * c
+        wrow = risk * np.cumsum(full)[inv]
+        full = np.zeros(nb)
+        full[evb] = h * b
+        wrow -= re * full[inv]
+        cross = (s1 * (h * c2a)) @ e1.T
+        mm = (s1 * (h * c2)) @ s1.T - cross - cross.T + (e1 * (h * c2aa)) @ e1.T
+        blocks.append((xt * wrow) @ xt.T - mm)
+    info[:p, :p] = blocks[0]
+    info[:p, p:] = blocks[1]
+    info[p:, :p] = blocks[1].T
+    info[p:, p:] = blocks[2]
+    return u_k.sum(axis=1), u_k @ g_k, info
 
 
 def _first_row_of_blocks(inv: np.ndarray, blocks: np.ndarray) -> np.ndarray:
