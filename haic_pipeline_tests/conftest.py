@@ -22,6 +22,46 @@ def pytest_configure(config):
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 
 
+# The tests of several seconds and more (a `haic run` or `dagster dev` process, Dagster refreshes),
+# roughly longest first. They start before the others, and xdist hands out one test at a time
+# (maxschedchunk 1), so the short tests fill the end and both workers finish together instead of
+# one running the browser test alone while the other idles. Order only: nothing depends on it.
+LONG_FIRST = (
+    "test_ui_browser.py::",
+    "test_crash_safety.py::",
+    "test_snapshot.py::",
+    "analysis/test_dagster_analysis.py::test_demo_refreshes",
+    "test_cli.py::",
+    "test_faults.py::",
+    "quality/test_unblock.py::",
+    "test_publish.py::",
+    "analysis/test_dagster_beyond.py::",
+    "quality/test_parallel.py::test_worker_processes",
+    "analysis/test_dagster_analysis.py::",
+    "test_dagster.py::",
+    "test_ui_smoke.py::",
+    "analysis/test_beyond.py::test_beyond_tables_at_100k",
+    "quality/test_quality.py::test_refresh",
+    "quality/test_rule_kinds.py::test_rule_kind[",
+)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's load scheduling, one test at a time (unless --maxschedchunk says otherwise)."""
+    if config.getoption("maxschedchunk", None) is None and config.getoption("dist", "load") == "load":
+        config.option.maxschedchunk = 1
+
+
+def _rank(item) -> int:
+    name = item.nodeid.split("haic_pipeline_tests/", 1)[-1]
+    return next((i for i, prefix in enumerate(LONG_FIRST) if name.startswith(prefix)), len(LONG_FIRST))
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_rank)  # stable: collection order within a rank
+
+
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     """HAIC_* variables pointing at a fresh inbox and warehouse in a temp dir."""
