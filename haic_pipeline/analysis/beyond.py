@@ -373,14 +373,22 @@ def rmst_rows(terms: pd.DataFrame, ps: PropensityResult, weights: dict[str, pd.S
 PH_COLUMNS = ["endpoint", "model", "term", "chisq", "df", "p_value", "model_terms", "n", "events", "note"]
 
 
-def cox_model_terms(cox_models: pd.DataFrame, endpoint: str) -> list[tuple[str, list[str]]]:
+def cox_model_terms(cox_models: pd.DataFrame, endpoint: str) -> list[tuple[str, list[str], list[float] | None]]:
     """The Cox models of §3 for ``endpoint`` as analysis.cox_models holds them: each
-    univariable model (one term), then the multivariable model (its terms in order)."""
+    univariable model (one term), then the multivariable model (its terms in order), each with
+    its estimates log(hr) (None unless every hr is finite and > 0)."""
     m = cox_models[cox_models["endpoint"] == endpoint] if len(cox_models) else cox_models
-    out = [("univariable", [t]) for t in m.loc[m["model"] == "univariable", "term"]] if len(m) else []
-    multi = list(m.loc[m["model"] == "multivariable", "term"]) if len(m) else []
-    if multi:
-        out.append(("multivariable", multi))
+    out = []
+    for model in ("univariable", "multivariable") if len(m) else ():
+        rows = m[m["model"] == model]
+        parts = [rows.iloc[[i]] for i in range(len(rows))] if model == "univariable" else [rows]
+        for part in parts:
+            if not len(part):
+                continue
+            hr = pd.to_numeric(part["hr"], errors="coerce").to_numpy(dtype=float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                coef = np.log(hr)
+            out.append((model, list(part["term"]), coef.tolist() if np.isfinite(coef).all() else None))
     return out
 
 
@@ -388,7 +396,10 @@ def ph_rows(terms: pd.DataFrame, cox_models: pd.DataFrame) -> pd.DataFrame:
     """analysis.ph_tests: stats.cox_zph (R ``cox.zph(fit, transform = "km")``, survival >= 3
     score test) for every Cox model of analysis.cox_models, on the complete cases of its terms:
     one row per term and a ``GLOBAL`` row per model (for a one-term model GLOBAL is the same
-    test). ``model_terms`` names the model's terms, so the univariable models stay apart."""
+    test). ``model_terms`` names the model's terms, so the univariable models stay apart.
+    cox_zph is given each model's estimates, log(hr) from analysis.cox_models, as R's cox.zph is
+    given the fit: the models are not fitted a second time (cox_zph checks that they are this
+    model's estimates)."""
     rows = []
     for endpoint in ENDPOINTS:
         tcol, ecol = ENDPOINT_COLUMNS[endpoint]
@@ -397,11 +408,11 @@ def ph_rows(terms: pd.DataFrame, cox_models: pd.DataFrame) -> pd.DataFrame:
             rows.append(dict.fromkeys(PH_COLUMNS) | {"endpoint": endpoint, "note": (
                 "not computed: no Cox model of this endpoint was fitted (see analysis.cox_excluded)")})
             continue
-        for model, model_terms in models:
+        for model, model_terms, coef in models:
             base = dict.fromkeys(PH_COLUMNS) | {"endpoint": endpoint, "model": model,
                                                 "model_terms": ", ".join(model_terms)}
             try:
-                zph = cox_zph(terms, tcol, ecol, model_terms, transform="km")
+                zph = cox_zph(terms, tcol, ecol, model_terms, transform="km", coef=coef)
             except (CoxFitError, ValueError, np.linalg.LinAlgError) as exc:
                 rows += [base | {"term": t, "note": f"not computed: {exc}"} for t in (*model_terms, "GLOBAL")]
                 continue

@@ -25,14 +25,14 @@ chi2 = u' J^-1 u on p df. p = P(chi2_df > chi2).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as _sps
 from scipy.stats import rankdata
 
-from .cox import _check_design, _fit, _model_data, _prepare, _rev_cumsum
+from .cox import CoxFitError, _check_design, _fit, _model_data, _prepare, _rev_cumsum
 
 TRANSFORMS = ("km", "identity", "rank", "log")
 
@@ -64,13 +64,20 @@ def _transformed_time(time: np.ndarray, event: np.ndarray, transform: str,
 
 def cox_zph(df: pd.DataFrame, time: str, event: str, covariates: Sequence[str],
             transform: str = "km", weights: str | None = None, ties: str = "efron",
-            max_iter: int = 60) -> pd.DataFrame:
+            max_iter: int = 60,
+            coef: Sequence[float] | Mapping[str, float] | None = None) -> pd.DataFrame:
     """Proportional-hazards test of ``coxph(Surv(time, event) ~ covariates)``, as R
     ``cox.zph(fit, transform = transform)$table`` (survival >= 3.0, score test; formulas
     in the module docstring).
 
     ``time`` / ``event`` / ``covariates`` (and ``weights``, a column of case weights for a
     weighted fit) are columns of ``df``; complete cases, as :func:`cox_regression`.
+    ``coef``: the Cox estimates of this very model (covariates' order, or term -> coef),
+    e.g. ``cox_regression(...)["coef"]`` or log(hr) of the stored model, as R's cox.zph
+    takes the fitted model; the model is then not fitted again, which would give the same
+    estimate. They are checked: if the Newton step I^-1 U from them is not negligible
+    (|step| > 1e-6 max(1, |coef|), the fit's own convergence check) they are not this
+    model's estimate and a ``ValueError`` says so. Without ``coef`` the model is fitted.
     Returns one row per covariate and a last row ``GLOBAL``: term, chisq, df, p_value.
     ``DataFrame.attrs``: n, events, transform, coef (the Cox estimates). Raises
     :class:`~haic_pipeline.stats.cox.CoxFitError` when the Cox model cannot be fitted.
@@ -86,12 +93,25 @@ def cox_zph(df: pd.DataFrame, time: str, event: str, covariates: Sequence[str],
     n, events = len(t), int(e.sum())
     _check_design(x, covariates, n, events)
     P = _prepare(t, e, x, w)
-    fit = _fit(t, e, x, covariates, ties, max_iter, step_tol=1e-10, weights=w, prepared=P)
+    p = x.shape[0]
+    if coef is None:
+        beta = _fit(t, e, x, covariates, ties, max_iter, step_tol=1e-10, weights=w, prepared=P).coef
+    else:
+        beta = _given_coef(coef, covariates)
     ftime = _transformed_time(t, e, transform, inv=P["inv"])
     gtime = ftime - ftime[e == 1].mean()
     g_k = gtime[_first_row_of_blocks(P["inv"], P["ev_blocks"])]  # g is the same for every row of a time
-    _, u2, info = _score_and_information(P, x, fit.coef, g_k, ties)
-    p = x.shape[0]
+    score, u2, info = _score_and_information(P, x, beta, g_k, ties)
+    if coef is not None:
+        try:
+            step = np.linalg.solve(info[:p, :p], score)
+        except np.linalg.LinAlgError as exc:
+            raise CoxFitError(f"Cox model cannot be fitted: singular information matrix ({exc})") from exc
+        off = np.flatnonzero(~(np.abs(step) <= 1e-6 * np.maximum(1.0, np.abs(beta))))
+        if len(off):
+            raise ValueError("coef is not the estimate of this model (a Newton step from it moves "
+                             f"{', '.join(repr(covariates[j]) for j in off)}): pass the model's own "
+                             "estimates or none")
     u = np.concatenate([np.zeros(p), u2])
     rows = []
     for j, name in enumerate(covariates):
@@ -104,8 +124,23 @@ def cox_zph(df: pd.DataFrame, time: str, event: str, covariates: Sequence[str],
     out = pd.DataFrame(rows, columns=["term", "chisq", "df"])
     out["p_value"] = _sps.chi2.sf(out["chisq"].to_numpy(), out["df"].to_numpy())
     out.attrs.update(n=n, events=events, transform=transform,
-                     coef=dict(zip(covariates, fit.coef.tolist())))
+                     coef=dict(zip(covariates, beta.tolist())))
     return out
+
+
+def _given_coef(coef: Sequence[float] | Mapping[str, float], covariates: list[str]) -> np.ndarray:
+    """The caller's estimates in the covariates' order, as floats (finite)."""
+    if isinstance(coef, Mapping):
+        missing = [c for c in covariates if c not in coef]
+        if missing:
+            raise ValueError(f"coef has no estimate for {missing}")
+        coef = [coef[c] for c in covariates]
+    beta = np.asarray(coef, dtype=float).reshape(-1)
+    if len(beta) != len(covariates):
+        raise ValueError(f"coef has {len(beta)} estimates for {len(covariates)} covariates")
+    if not np.all(np.isfinite(beta)):
+        raise ValueError("coef must be finite")
+    return beta
 
 
 def _score_and_information(P: dict, xt: np.ndarray, beta: np.ndarray, g_k: np.ndarray,
