@@ -138,6 +138,18 @@ def weight_summary(treatment: Any, weights: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
+def _unique_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``m`` in lexicographic order and how often each occurs: what
+    ``np.unique(m, axis=0, return_counts=True)`` returns, sorting one lexicographic key
+    (``np.lexsort``) instead of the rows as structured records, which is much slower."""
+    if len(m) == 0:
+        return m[:0], np.zeros(0, dtype=np.int64)
+    order = np.lexsort(m.T[::-1])  # the last key is the primary one: first column first
+    s = m[order]
+    starts = np.flatnonzero(np.r_[True, (s[1:] != s[:-1]).any(axis=1)])
+    return s[starts], np.diff(np.r_[starts, len(s)])
+
+
 def _separating_direction(design: np.ndarray, a: np.ndarray) -> np.ndarray | None:
     """A direction b != 0 with (2A - 1) x_i'b >= 0 for every row (complete or quasi-complete
     separation: the logistic MLE is infinite), or None.
@@ -151,7 +163,7 @@ def _separating_direction(design: np.ndarray, a: np.ndarray) -> np.ndarray | Non
     scale = np.maximum(np.abs(design).max(axis=0), 1.0)
     ys = ys / scale  # columns on a comparable scale for the solver's tolerances
     # equal rows give equal constraints: one per distinct (treatment, covariates) pattern
-    rows, counts = np.unique(ys, axis=0, return_counts=True)
+    rows, counts = _unique_rows(ys)
     res = linprog(-(counts @ rows), A_ub=-rows, b_ub=np.zeros(len(rows)),
                   bounds=[(-1, 1)] * design.shape[1], method="highs")
     if res.status != 0 or res.x is None or -res.fun <= 1e-7 * len(a):
