@@ -4,10 +4,10 @@ RMST, proportional hazards, each with a plain sentence on what it means for the 
 regenerated on every refresh from the analysis tables.
 
 Two files under the reports folder: ``study_report.html`` (self-contained: tables as HTML,
-figures inlined as data URIs: the paper's figures as PNG, the beyond-the-paper figures as
-their SVG, vector and text-searchable) and ``study_report.md`` (the same tables, figures linked
-as ``figures/<name>.png``). Deterministic: no clock time, only the provenance (drops, data
-cutoff). Nothing patient-level: only aggregated tables.
+figures inlined as PNG data URIs, the paper's and the beyond-the-paper ones alike) and
+``study_report.md`` (the same tables, figures linked as ``figures/<name>.png``).
+Deterministic: no clock time, only the provenance (drops, data cutoff). Nothing
+patient-level: only aggregated tables.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from haic_pipeline.stats import (
 
 from . import figures as F
 from .data import ENDPOINTS, GROUPS, Provenance
-from .figures import BEYOND_FIGURES
 from .warehouse import read_table
 
 VARIABLE_LABELS = {
@@ -657,18 +656,15 @@ METHODS = ("Times in months of 30.4375 days. Kaplan-Meier with Greenwood varianc
 
 
 def _figure_bytes(reports: Path, name: str, con: duckdb.DuckDBPyConnection) -> bytes:
-    """The figure's PNG (its SVG for BEYOND_FIGURES) as written by build_figures, drawn here
-    if it is not on disk."""
-    svg = name in BEYOND_FIGURES
-    path = reports / "figures" / f"{name}.{'svg' if svg else 'png'}"
+    """The figure's PNG as written by build_figures, drawn here if it is not on disk. Every
+    figure is embedded as PNG, so the report's figures look alike and the markdown's links
+    (``figures/<name>.png``) show what the HTML shows."""
+    path = reports / "figures" / f"{name}.png"
     if path.exists():
         return path.read_bytes()
     from .build import render_figure
 
-    fig = render_figure(con, name)
-    if svg:
-        return F.svg_bytes(fig)
-    return F.png_bytes(fig)
+    return F.png_bytes(render_figure(con, name))
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -725,9 +721,8 @@ def render_html(secs: list[Section], prov: str, images: dict[str, bytes]) -> str
         out += [f"<p class=\"note\">{html.escape(n)}</p>" for n in s.notes]
         for name, caption in s.figures:
             b64 = base64.b64encode(images[name]).decode("ascii")
-            mime = "image/svg+xml" if name in BEYOND_FIGURES else "image/png"
             out.append(f"<figure><figcaption>{html.escape(caption)}</figcaption>"
-                       f"<img alt=\"{html.escape(caption)}\" src=\"data:{mime};base64,{b64}\"></figure>")
+                       f"<img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{b64}\"></figure>")
     out.append("</body></html>")
     return "\n".join(out)
 

@@ -245,7 +245,7 @@ def test_report_has_the_beyond_section_with_its_sentences(demo, tmp_path):
                       "Medians and 12-month rates, unadjusted and IPTW-adjusted",
                       "Restricted mean survival time at 12 months", "Proportional-hazards tests"):
             assert title in text, title
-    assert html.count('src="data:image/svg+xml;base64,') == 3
+    assert html.count('src="data:image/png;base64,') == 7 and "image/svg+xml" not in html  # 4 paper + 3 beyond
     assert all(f"figures/{n}.png" in md for n in BEYOND_FIGURES)
     section = md[md.index("## Beyond the paper"):]
     # one sentence per result, computed from the tables
