@@ -402,7 +402,7 @@ def program() -> None:
     """The `haic` program (console script and `python -m haic_pipeline.cli`): main(), then a
     fast exit. Once every atexit handler has run (the GX worker pool shut down, logging flushed)
     and stdout/stderr are flushed, nothing is left but the interpreter's teardown of the Dagster,
-    GX, pandas and matplotlib modules, which took ~2.5 s after a refresh: `os._exit` skips it.
+    GX, pandas and matplotlib modules, which takes seconds after a refresh: `os._exit` skips it.
     (DuckDB files are closed by then: every connection is a `with` block.)"""
     import atexit  # noqa: PLC0415
 
