@@ -377,19 +377,22 @@ def cox_model_terms(cox_models: pd.DataFrame, endpoint: str) -> list[tuple[str, 
     """The Cox models of §3 for ``endpoint`` as analysis.cox_models holds them: each
     univariable model (one term), then the multivariable model (its terms in order), each with
     its estimates log(hr) (None unless every hr is finite and > 0)."""
-    m = cox_models[cox_models["endpoint"] == endpoint] if len(cox_models) else cox_models
-    out = []
-    for model in ("univariable", "multivariable") if len(m) else ():
-        rows = m[m["model"] == model]
-        parts = [rows.iloc[[i]] for i in range(len(rows))] if model == "univariable" else [rows]
-        for part in parts:
-            if not len(part):
-                continue
-            hr = pd.to_numeric(part["hr"], errors="coerce").to_numpy(dtype=float)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                coef = np.log(hr)
-            out.append((model, list(part["term"]), coef.tolist() if np.isfinite(coef).all() else None))
-    return out
+    if not len(cox_models):
+        return []
+    m = cox_models[cox_models["endpoint"] == endpoint]
+    uni, multi = m[m["model"] == "univariable"], m[m["model"] == "multivariable"]
+    models = [("univariable", uni.iloc[[i]]) for i in range(len(uni))]
+    if len(multi):
+        models.append(("multivariable", multi))
+    return [(model, list(rows["term"]), _log_hr(rows["hr"])) for model, rows in models]
+
+
+def _log_hr(hr: pd.Series) -> list[float] | None:
+    """log(hr): the model's estimates, or None when an hr is missing, 0 or not finite."""
+    v = pd.to_numeric(hr, errors="coerce").to_numpy(dtype=float)
+    if not (np.isfinite(v).all() and (v > 0).all()):
+        return None
+    return np.log(v).tolist()
 
 
 def ph_rows(terms: pd.DataFrame, cox_models: pd.DataFrame) -> pd.DataFrame:
