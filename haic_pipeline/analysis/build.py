@@ -201,6 +201,7 @@ def build_software(con: duckdb.DuckDBPyConnection, refresh: str) -> BuildResult:
     at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     frame = pd.DataFrame({"component": list(versions), "version": list(versions.values()), "recorded_at": at})
     counts = write_tables(con, {"software": frame}, prov)
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
     con.execute(SOFTWARE_DDL)
     con.execute("INSERT INTO ops.software SELECT ?, recorded_at, extract_id, data_cutoff, component, version "
                 "FROM analysis.software", [refresh])
