@@ -1,4 +1,5 @@
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -9,14 +10,23 @@ from haic_pipeline.contracts import load_contracts
 
 TEST_KEY = "test-pseudonym-key"
 MEMORY_DISK = Path("/dev/shm")
+MEMORY_DISK_MIN_FREE = 1 << 30  # a run holds ~100 MB at a time (passed tests' tmp_path is removed)
+
+
+def _memory_disk_usable() -> bool:
+    try:
+        return os.access(MEMORY_DISK, os.W_OK | os.X_OK) and shutil.disk_usage(MEMORY_DISK).free >= MEMORY_DISK_MIN_FREE
+    except OSError:
+        return False
 
 
 def pytest_configure(config):
-    """Temporary files on a memory-backed disk (/dev/shm) unless TMPDIR names another place:
-    pytest's tmp_path, Dagster's instance_for_test, and the `haic` / `dagster dev` processes the
-    tests start (they inherit TMPDIR). The files are the same real DuckDB and SQLite files; only
-    the fsync of each commit (milliseconds on a disk, thousands per Dagster run) is gone."""
-    if os.environ.get("TMPDIR") or not (MEMORY_DISK.is_dir() and os.access(MEMORY_DISK, os.W_OK | os.X_OK)):
+    """Temporary files on a memory-backed disk (/dev/shm, where it has 1 GiB free) unless TMPDIR
+    names another place: pytest's tmp_path, Dagster's instance_for_test, and the `haic` /
+    `dagster dev` processes the tests start (they inherit TMPDIR). The files are the same real
+    DuckDB and SQLite files; only the fsync of each commit (milliseconds on a disk, thousands per
+    Dagster run) is gone."""
+    if os.environ.get("TMPDIR") or not _memory_disk_usable():
         return
     os.environ["TMPDIR"] = str(MEMORY_DISK)
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
