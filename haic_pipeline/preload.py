@@ -29,9 +29,14 @@ def _work(analysis: bool) -> None:
 
 
 def start(analysis: bool = False) -> None:
-    """Start the imports (once per process): GX, then the analysis libraries if `analysis`."""
+    """Start the imports (once per process): GX, then the analysis libraries if `analysis`.
+
+    SQLAlchemy's ORM is imported first, here, on the calling thread: GX imports it too, and
+    Dagster's run storage may reach it on the main thread while the thread is half-way through
+    (a partially initialised `sqlalchemy.orm.exc` fails the step that meets it)."""
     global _thread
     if _thread is None:
+        import sqlalchemy.orm  # noqa: F401, PLC0415
         _thread = threading.Thread(target=_work, args=(analysis,), name="haic-preload", daemon=True)
         _thread.start()
 
