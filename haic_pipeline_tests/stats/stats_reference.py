@@ -8,6 +8,8 @@ absent.
 
 from __future__ import annotations
 
+import math
+
 import json
 import os
 from pathlib import Path
@@ -54,3 +56,31 @@ def load_dataset(name: str) -> tuple[pd.DataFrame, dict]:
     with open(d / f"{name}.json", encoding="utf-8") as fh:
         ref = json.load(fh)
     return frame, ref
+
+
+def compare_reference(ref, got, path: str, rtol: float, failures: list, counter: list, exact: set) -> None:
+    """Walk an R reference block and the computed one: every leaf compared (text, lists and the
+    keys in `exact` exactly, numbers to `rtol` relative), each leaf's path added to `counter`,
+    each mismatch to `failures`. A key missing from the computed block is a failure."""
+    if isinstance(ref, dict):
+        if not isinstance(got, dict):
+            failures.append(f"{path}: expected a mapping, got {got!r}")
+            return
+        for key, val in ref.items():
+            if key not in got:
+                failures.append(f"{path}.{key}: in the R reference but not computed")
+                continue
+            compare_reference(val, got[key], f"{path}.{key}", rtol, failures, counter, exact)
+        return
+    counter.append(path)
+    key = path.rsplit(".", 1)[-1]
+    if ref is None or got is None:
+        if not (ref is None and got is None):
+            failures.append(f"{path}: R {ref!r}, got {got!r}")
+        return
+    if isinstance(ref, (str, list)) or key in exact:
+        if ref != got:
+            failures.append(f"{path}: R {ref!r}, got {got!r} (must be exact)")
+        return
+    if not math.isclose(float(got), float(ref), rel_tol=rtol, abs_tol=0.0):
+        failures.append(f"{path}: R {ref!r}, got {got!r} (rel diff {float(got) / float(ref) - 1:.2e})")

@@ -13,7 +13,6 @@ compared row by row when present.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
@@ -30,7 +29,7 @@ from haic_pipeline.stats import (
     weighted_logrank,
 )
 
-from .stats_reference import beyond_dir, shared_dir
+from .stats_reference import beyond_dir, compare_reference, shared_dir
 
 EXACT_KEYS = {"median", "median_lower", "median_upper", "n", "df", "tau", "landmark", "covariates"}
 COX_SECTIONS = {"iptw_cox", "cox_zph"}
@@ -120,28 +119,7 @@ def compute(frame: pd.DataFrame, ref: dict) -> dict:
 
 
 def _compare(ref, got, path: str, rtol: float, failures: list, counter: list) -> None:
-    if isinstance(ref, dict):
-        if not isinstance(got, dict):
-            failures.append(f"{path}: expected a mapping, got {got!r}")
-            return
-        for key, val in ref.items():
-            if key not in got:
-                failures.append(f"{path}.{key}: in the R reference but not computed")
-                continue
-            _compare(val, got[key], f"{path}.{key}", rtol, failures, counter)
-        return
-    counter.append(path)
-    key = path.rsplit(".", 1)[-1]
-    if ref is None or got is None:
-        if not (ref is None and got is None):
-            failures.append(f"{path}: R {ref!r}, got {got!r}")
-        return
-    if isinstance(ref, (str, list)) or key in EXACT_KEYS:
-        if ref != got:
-            failures.append(f"{path}: R {ref!r}, got {got!r} (must be exact)")
-        return
-    if not math.isclose(float(got), float(ref), rel_tol=rtol, abs_tol=0.0):
-        failures.append(f"{path}: R {ref!r}, got {got!r} (rel diff {float(got) / float(ref) - 1:.2e})")
+    compare_reference(ref, got, path, rtol, failures, counter, EXACT_KEYS)
 
 
 def check(ref: dict, got: dict) -> tuple[list, list]:

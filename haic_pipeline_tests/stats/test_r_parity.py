@@ -8,7 +8,6 @@ and this test does not compute fails the test (so new reference keys cannot be s
 
 from __future__ import annotations
 
-import math
 
 import pandas as pd
 import pytest
@@ -23,7 +22,8 @@ from haic_pipeline.stats import (
     reverse_km_follow_up,
 )
 
-from .stats_reference import KNOWN_DATASETS, discover_datasets, load_dataset, reference_dir, skip_message
+from .stats_reference import (KNOWN_DATASETS, compare_reference, discover_datasets, load_dataset, reference_dir,
+                              skip_message)
 
 DATASETS = discover_datasets()
 EXACT_KEYS = {"median", "median_lower", "median_upper", "n", "events", "df", "landmark", "t",
@@ -78,28 +78,7 @@ def compute(frame: pd.DataFrame, ref: dict) -> dict:
 
 
 def _compare(ref, got, path: str, rtol: float, failures: list, counter: list) -> None:
-    if isinstance(ref, dict):
-        if not isinstance(got, dict):
-            failures.append(f"{path}: expected a mapping, got {got!r}")
-            return
-        for key, val in ref.items():
-            if key not in got:
-                failures.append(f"{path}.{key}: in the R reference but not computed")
-                continue
-            _compare(val, got[key], f"{path}.{key}", rtol, failures, counter)
-        return
-    counter.append(path)
-    key = path.rsplit(".", 1)[-1]
-    if ref is None or got is None:
-        if not (ref is None and got is None):
-            failures.append(f"{path}: R {ref!r}, got {got!r}")
-        return
-    if isinstance(ref, str) or key in EXACT_KEYS:
-        if ref != got:
-            failures.append(f"{path}: R {ref!r}, got {got!r} (must be exact)")
-        return
-    if not math.isclose(float(got), float(ref), rel_tol=rtol, abs_tol=0.0):
-        failures.append(f"{path}: R {ref!r}, got {got!r} (rel diff {float(got) / float(ref) - 1:.2e})")
+    compare_reference(ref, got, path, rtol, failures, counter, EXACT_KEYS)
 
 
 @pytest.mark.parametrize("name", DATASETS or ["<reference folder missing>"])
