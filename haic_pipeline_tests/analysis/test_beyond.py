@@ -35,6 +35,7 @@ from haic_pipeline.stats import (
 
 from .conftest import identifiers
 from .synth import analysis_frame
+from .test_tables import COX_TERMS_SQL
 
 SPEC_COLUMNS = {  # study_spec §5.5, in order (iptw_weights, iptw_km_curves: this layer's additions)
     "propensity_model": ["term", "coef", "se", "p_value", "n", "n_excluded_missing"],
@@ -64,17 +65,10 @@ def q(con, sql, *params) -> pd.DataFrame:
 def cohort_terms(con) -> pd.DataFrame:
     """The §3 terms derived again in SQL from staging (not with analysis.data.cox_terms); a
     negative time is missing, as the analysis layer reads it."""
-    return q(con, """
+    return q(con, f"""
         SELECT CASE WHEN e.os_months >= 0 THEN e.os_months END AS os_months, e.os_event::DOUBLE AS os_event,
                CASE WHEN e.pfs_months >= 0 THEN e.pfs_months END AS pfs_months, e.pfs_event::DOUBLE AS pfs_event,
-               (c."group" = 'post_ate_beva')::DOUBLE AS "group",
-               (c.age >= 65)::DOUBLE AS age_ge_65, (c.sex = 'M')::DOUBLE AS sex_male,
-               (c.etiology = 'HBV')::DOUBLE AS etiology_hbv, (c.ecog = 0)::DOUBLE AS ecog_0,
-               (c.child_pugh_class = 'A')::DOUBLE AS child_pugh_a,
-               (c.bclc_stage IN ('C', 'D'))::DOUBLE AS bclc_c_d, c.afp_ge_400::DOUBLE AS afp_ge_400,
-               c.multiple_tumors::DOUBLE AS multiple_tumors, c.tumor_size_gt_10::DOUBLE AS tumor_size_gt_10,
-               c.portal_vein_invasion::DOUBLE AS portal_vein_invasion,
-               c.extrahepatic_metastasis::DOUBLE AS extrahepatic_metastasis
+               {COX_TERMS_SQL}
         FROM staging.cohort AS c JOIN staging.endpoints AS e USING (patient_key)
         WHERE c.included ORDER BY c.patient_key""")
 

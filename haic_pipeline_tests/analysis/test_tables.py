@@ -29,6 +29,17 @@ SPEC_COLUMNS = {  # study_spec §4, in order
                         "rate_12m"],
 }
 
+#: the §3 Cox terms derived again in SQL from staging.cohort `c` (not with analysis.data.cox_terms),
+#: for the tests that recompute the analysis independently
+COX_TERMS_SQL = """(c."group" = 'post_ate_beva')::DOUBLE AS "group",
+               (c.age >= 65)::DOUBLE AS age_ge_65, (c.sex = 'M')::DOUBLE AS sex_male,
+               (c.etiology = 'HBV')::DOUBLE AS etiology_hbv, (c.ecog = 0)::DOUBLE AS ecog_0,
+               (c.child_pugh_class = 'A')::DOUBLE AS child_pugh_a,
+               (c.bclc_stage IN ('C', 'D'))::DOUBLE AS bclc_c_d, c.afp_ge_400::DOUBLE AS afp_ge_400,
+               c.multiple_tumors::DOUBLE AS multiple_tumors, c.tumor_size_gt_10::DOUBLE AS tumor_size_gt_10,
+               c.portal_vein_invasion::DOUBLE AS portal_vein_invasion,
+               c.extrahepatic_metastasis::DOUBLE AS extrahepatic_metastasis"""
+
 
 def q(con, sql, *params) -> pd.DataFrame:
     return con.execute(sql, list(params)).df()
@@ -176,16 +187,9 @@ def test_cox_multivariable_matches_lifelines_with_terms_derived_in_sql(demo):
     """The terms are derived here again in SQL (not with analysis.data.cox_terms) and the
     multivariable model is refitted with lifelines (Efron, tight convergence)."""
     con, _, _ = demo
-    d = q(con, """
+    d = q(con, f"""
         SELECT e.os_months, e.os_event, e.pfs_months, e.pfs_event,
-               (c."group" = 'post_ate_beva')::DOUBLE AS "group",
-               (c.age >= 65)::DOUBLE AS age_ge_65, (c.sex = 'M')::DOUBLE AS sex_male,
-               (c.etiology = 'HBV')::DOUBLE AS etiology_hbv, (c.ecog = 0)::DOUBLE AS ecog_0,
-               (c.child_pugh_class = 'A')::DOUBLE AS child_pugh_a,
-               (c.bclc_stage IN ('C', 'D'))::DOUBLE AS bclc_c_d, c.afp_ge_400::DOUBLE AS afp_ge_400,
-               c.multiple_tumors::DOUBLE AS multiple_tumors, c.tumor_size_gt_10::DOUBLE AS tumor_size_gt_10,
-               c.portal_vein_invasion::DOUBLE AS portal_vein_invasion,
-               c.extrahepatic_metastasis::DOUBLE AS extrahepatic_metastasis
+               {COX_TERMS_SQL}
         FROM staging.endpoints AS e JOIN staging.cohort AS c USING (patient_key)""")
     models = q(con, "SELECT * FROM analysis.cox_models")
     for endpoint, (tcol, ecol) in {"OS": ("os_months", "os_event"), "PFS": ("pfs_months", "pfs_event")}.items():
