@@ -170,6 +170,18 @@ def _loglik_derivs(beta: np.ndarray, P: dict, ties: str):
     return loglik, score, info
 
 
+def checked_model_data(frame, time_col, event_col, covariates: list, weights, ties: str, caller: str):
+    """(time, event, x, w) of a Cox model's complete cases, after checking the ties method, the
+    covariates and the design (`_check_design`); `caller` names the function in the messages."""
+    if ties not in ("efron", "breslow"):
+        raise ValueError("ties must be 'efron' or 'breslow'")
+    if not covariates:
+        raise ValueError(f"{caller} needs at least one covariate")
+    time, event, x, w = _model_data(frame, time_col, event_col, covariates, weights)
+    _check_design(x, covariates, len(time), int(event.sum()))
+    return time, event, x, w
+
+
 def _check_design(xt: np.ndarray, names: Sequence[str], n: int, events: int) -> None:
     """Clear errors for designs that cannot be fitted (xt: centred covariates, p x n)."""
     if n == 0:
@@ -406,14 +418,9 @@ def cox_regression(
     be fitted: no complete cases, no events, a constant covariate, collinear covariates,
     a diverging (infinite) coefficient from perfect separation, or weights <= 0.
     """
-    if ties not in ("efron", "breslow"):
-        raise ValueError("ties must be 'efron' or 'breslow'")
     covariates = list(covariates)
-    if not covariates:
-        raise ValueError("cox_regression needs at least one covariate")
-    time, event, x, w = _model_data(frame, time_col, event_col, covariates, weights)
+    time, event, x, w = checked_model_data(frame, time_col, event_col, covariates, weights, ties, "cox_regression")
     n, events = len(time), int(event.sum())
-    _check_design(x, covariates, n, events)
     fit = _fit(time, event, x, covariates, ties, max_iter, step_tol=1e-10, weights=w)
     naive_se = np.sqrt(np.diag(fit.var))
     var = fit.var

@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import stats as _sps
 from scipy.stats import rankdata
 
-from .cox import CoxFitError, _check_design, _fit, _model_data, _prepare, _rev_cumsum
+from .cox import CoxFitError, _fit, _prepare, _rev_cumsum, checked_model_data
 
 TRANSFORMS = ("km", "identity", "rank", "log")
 
@@ -84,14 +84,9 @@ def cox_zph(df: pd.DataFrame, time: str, event: str, covariates: Sequence[str],
     """
     if transform not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}")
-    if ties not in ("efron", "breslow"):
-        raise ValueError("ties must be 'efron' or 'breslow'")
     covariates = list(covariates)
-    if not covariates:
-        raise ValueError("cox_zph needs at least one covariate")
-    t, e, x, w = _model_data(df, time, event, covariates, weights)
+    t, e, x, w = checked_model_data(df, time, event, covariates, weights, ties, "cox_zph")
     n, events = len(t), int(e.sum())
-    _check_design(x, covariates, n, events)
     P = _prepare(t, e, x, w)
     p = x.shape[0]
     if coef is None:
