@@ -123,18 +123,16 @@ def _copy_inputs(con: duckdb.DuckDBPyConnection, live_path: Path, extract_id: st
     finally:
         con.execute("DETACH live")
     # retractions as they stood: each drop's last retract / restore before `until`
-    for eid, action in con.execute(
-            "SELECT extract_id, arg_max(action, recorded_at) FROM ops.interventions "
-            "WHERE action IN ('retract', 'restore') GROUP BY 1").fetchall():
-        if action == "retract":
-            con.execute("UPDATE ops.drops SET status = 'retracted' WHERE extract_id = ?", [eid])
+    retracted = {eid for eid, action in con.execute(
+        "SELECT extract_id, arg_max(action, recorded_at) FROM ops.interventions "
+        "WHERE action IN ('retract', 'restore') GROUP BY 1").fetchall() if action == "retract"}
+    con.execute("UPDATE ops.drops SET status = 'retracted' WHERE list_contains(?, extract_id)", [sorted(retracted)])
     by_drop: dict[str, dict] = {}
     for eid, file, sha, rows in files:
         by_drop.setdefault(eid, {})[file] = {"sha256": sha, "rows": rows}
     for item in inputs:
         item["files"] = by_drop.get(item["extract_id"], {})
-        item["retracted"] = con.execute("SELECT status = 'retracted' FROM ops.drops WHERE extract_id = ?",
-                                        [item["extract_id"]]).fetchall()[0][0]
+        item["retracted"] = item["extract_id"] in retracted
     return inputs
 
 

@@ -46,16 +46,16 @@ def _checks() -> dict:
     return {c.name: c for c in all_checks()}
 
 
-def blockers(con) -> list[dict]:
-    """(check, drop) pairs whose blocking check fails now and is not waived: what stops the study."""
-    from haic_pipeline.quality import store
+def blockers(con, failing: list[dict]) -> list[dict]:
+    """(check, drop) pairs whose blocking check fails now (`failing`: store.failing_now) and is not
+    waived: what stops the study."""
     from haic_pipeline.warehouse import interventions
 
     checks = _checks()
     waived = interventions.active_waivers(con)
     out: dict[tuple, dict] = {}
-    for r in store.failing_now(con, [n for n, c in checks.items() if c.blocking]):
-        if (r["check_name"], r["extract_id"]) in waived:
+    for r in failing:
+        if not checks[r["check_name"]].blocking or (r["check_name"], r["extract_id"]) in waived:
             continue
         b = out.setdefault((r["check_name"], r["extract_id"]), {
             "check_name": r["check_name"], "extract_id": r["extract_id"], "since": r["since"], "rules": []})
@@ -98,7 +98,10 @@ def cmd_status(args) -> int:
                 _say(f"waived: {check} for drop {eid} on {_fmt(w['waived_at'])} by {w['waived_by']}: {w['reason']}")
         if "dq_results" not in has:
             return 0
-        blocked = blockers(con)
+        from haic_pipeline.quality import store
+
+        failing = store.failing_now(con)
+        blocked = blockers(con, failing)
         if blocked:
             _say(f"\nSTUDY BLOCKED since {_fmt(blocked[0]['since'])}: a blocking data-quality check fails, so the "
                  "cohort, the endpoints and every analysis stop at the gate (the last good results stay):")
@@ -110,9 +113,7 @@ def cmd_status(args) -> int:
             _say("\n" + WAYS_OUT)
         else:
             _say("\nno blocking data-quality check fails: the study refreshes")
-        from haic_pipeline.quality import store
-
-        warn = [r for r in store.failing_now(con) if r["severity"] == "warn"]
+        warn = [r for r in failing if r["severity"] == "warn"]
         if warn:
             _say(f"warnings (the refresh goes on): {len(warn)} rule result(s)")
             for r in warn[:20]:

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from haic_pipeline.contracts import load_contracts
 from haic_pipeline.warehouse.compile import model_path
+from haic_pipeline.warehouse.refresh import record_build, staging_fingerprint, unchanged_since_last_build
+from haic_pipeline.warehouse.schema import ensure_schema
 from haic_pipeline.warehouse.transaction import transaction
 
 
@@ -54,10 +57,6 @@ def staging_result(con: duckdb.DuckDBPyConnection, domain: str) -> StagingResult
 def refresh_staging(con: duckdb.DuckDBPyConnection, domain: str) -> tuple[StagingResult, bool]:
     """staging.<domain> brought up to date: rebuilt when a loaded drop or a staging model changed
     since its last build (warehouse.refresh), else left as it is. (result, rebuilt)."""
-    from haic_pipeline.contracts import load_contracts  # noqa: PLC0415
-    from haic_pipeline.warehouse.refresh import record_build, staging_fingerprint, unchanged_since_last_build  # noqa: PLC0415
-    from haic_pipeline.warehouse.schema import ensure_schema  # noqa: PLC0415
-
     ensure_schema(con, load_contracts())
     fingerprint = staging_fingerprint(con, domain)
     if unchanged_since_last_build(con, f"staging.{domain}", fingerprint):
