@@ -39,6 +39,7 @@ import duckdb
 
 from haic_pipeline.contracts import Contract, contract_by_file
 from haic_pipeline.ingest.pseudonym import PATIENT_ID_PATTERN, hmac_pads, patient_key_sql
+from haic_pipeline.warehouse.interventions import retracted_drops
 from haic_pipeline.warehouse.schema import ensure_schema
 from haic_pipeline.warehouse.faults import describe as describe_storage_fault
 from haic_pipeline.warehouse.transaction import transaction
@@ -374,15 +375,12 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
 
     # 2. a retracted extract_id is refused until restored (whatever its content); one loaded
     #    before: identical content is a no-op, different content refused
-    retracted = con.execute(
-        "SELECT i.recorded_at, i.reason, i.actor FROM ops.drops AS d JOIN ops.interventions AS i USING (extract_id) "
-        "WHERE d.extract_id = ? AND d.status = 'retracted' AND i.action = 'retract' ORDER BY i.recorded_at DESC LIMIT 1",
-        [eid]).fetchall()
+    retracted = next((r for r in retracted_drops(con) if r["extract_id"] == eid), None)
     if retracted:
-        at, why, who = retracted[0]
         raise DropRefused(
             eid,
-            f"extract_id {eid} was retracted on {at:%Y-%m-%d %H:%M} UTC by {who} ({why}); a re-delivery is "
+            f"extract_id {eid} was retracted on {retracted['retracted_at']:%Y-%m-%d %H:%M} UTC by "
+            f"{retracted['retracted_by']} ({retracted['reason']}); a re-delivery is "
             f"refused while it stands. Undo the retraction first: haic drop restore {eid} --reason \"...\"",
             file=MANIFEST,
         )
