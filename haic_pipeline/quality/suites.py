@@ -49,7 +49,7 @@ from haic_pipeline.contracts import Contract, contracts_dir, contracts_fingerpri
 
 #: Bump when the meaning of a generated suite changes without a contract change: every drop is
 #: validated again under the new suite version.
-SUITE_LOGIC_VERSION = "5"
+SUITE_LOGIC_VERSION = "6"
 
 #: DuckDB type of a staging column per contract type (lab values are converted to DOUBLE).
 STAGING_TYPES = {"string": "VARCHAR", "code": "VARCHAR", "date": "DATE", "datetime": "TIMESTAMP",

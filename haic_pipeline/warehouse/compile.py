@@ -13,7 +13,9 @@ analyst or a reviewer reads each staging model on its own, as plain DuckDB SQL. 
    repeats a key with *different* values gets the `duplicate_key_conflict` error;
 3. evaluates every rule of the contract on the winning rows: `error` rules send the row to
    ops.quarantine (one row per failed check, with the reason), `warn` rules keep the row and
-   record it in ops.row_flags, and list the rule names in the row's `dq_warnings`;
+   list the rule names in the row's `dq_warnings`; every warn offence of a winning row is in
+   ops.row_flags, also that of a row quarantined for an error rule (the drop delivered it, and the
+   gate re-judges a drop's warn rules on these rows);
 4. writes staging.<domain>. A patient whose consent is withdrawn keeps only
    (patient_key, consent_status) in staging.patients and vanishes from every other table.
 """
@@ -213,7 +215,9 @@ def compile_contract(c: Contract) -> str:
         f"SELECT {quote(d)}, f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, {row_json}",
         f"FROM failed AS f JOIN raw.{d} AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;",
         "",
-        "-- 5. warn rules: the row stays in staging and is listed in ops.row_flags",
+        "-- 5. warn rules: every offence of a winning row is listed in ops.row_flags (also that of a",
+        "--    row quarantined above: the drop's warn counts must not shrink by its errors);",
+        "--    a row without errors stays in staging with the rule names in dq_warnings",
         f"DELETE FROM ops.row_flags WHERE domain = {quote(d)};",
     ]
     if warn_cols:
@@ -221,7 +225,7 @@ def compile_contract(c: Contract) -> str:
             "INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)",
             f"SELECT {quote(d)}, f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, {row_json}",
             f"FROM (SELECT j.*, unnest([{', '.join(_struct(n) for n, *_ in warns)}]) AS u",
-            f"      {winners} WHERE ({has_warn}) AND NOT ({has_error})) AS f",
+            f"      {winners} WHERE {has_warn}) AS f",
             f"JOIN raw.{d} AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number",
             "WHERE f.u.reason IS NOT NULL;",
         ]

@@ -1,10 +1,8 @@
 """One rule catalogue, two judges that agree: every row rule of the contracts, run through Great
 Expectations on its frame columns and through the staging SQL generated from the same catalogue
 entry, must find the same offending rows (ops.quarantine for error rules, ops.row_flags for warn
-rules). A real drop, a real DuckDB file, real GX.
-
-A warn offence of a row that is also quarantined is not in ops.row_flags (the row is not in
-staging), so the drop's warn-offending rows break no error rule."""
+rules). A real drop, a real DuckDB file, real GX. A warn offence of a row that is also
+quarantined is in ops.row_flags too, as GX counts it (test_warn_rejudge.py)."""
 
 from __future__ import annotations
 

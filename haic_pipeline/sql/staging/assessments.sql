@@ -100,12 +100,14 @@ WITH failed AS (
 SELECT 'assessments', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, to_json({'patient_key': r.patient_key, 'assessment_date': r.assessment_date, 'ecog': r.ecog, 'ascites': r.ascites, 'encephalopathy': r.encephalopathy, 'tumor_count': r.tumor_count, 'max_tumor_size_cm': r.max_tumor_size_cm, 'portal_vein_invasion': r.portal_vein_invasion, 'extrahepatic_metastasis': r.extrahepatic_metastasis})
 FROM failed AS f JOIN raw.assessments AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
--- 5. warn rules: the row stays in staging and is listed in ops.row_flags
+-- 5. warn rules: every offence of a winning row is listed in ops.row_flags (also that of a
+--    row quarantined above: the drop's warn counts must not shrink by its errors);
+--    a row without errors stays in staging with the rule names in dq_warnings
 DELETE FROM ops.row_flags WHERE domain = 'assessments';
 INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
 SELECT 'assessments', f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, to_json({'patient_key': r.patient_key, 'assessment_date': r.assessment_date, 'ecog': r.ecog, 'ascites': r.ascites, 'encephalopathy': r.encephalopathy, 'tumor_count': r.tumor_count, 'max_tumor_size_cm': r.max_tumor_size_cm, 'portal_vein_invasion': r.portal_vein_invasion, 'extrahepatic_metastasis': r.extrahepatic_metastasis})
 FROM (SELECT j.*, unnest([{'check_name': 'assessment_date_in_future', 'reason': _r_assessment_date_in_future}]) AS u
-      FROM _assessments_judged AS j ANTI JOIN _assessments_later AS v USING (_extract_id, _row_number) WHERE (_r_assessment_date_in_future IS NOT NULL) AND NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_assessment_date_required IS NOT NULL OR _r_assessment_date_type IS NOT NULL OR _r_ecog_type IS NOT NULL OR _r_ecog_range IS NOT NULL OR _r_ascites_code IS NOT NULL OR _r_encephalopathy_code IS NOT NULL OR _r_tumor_count_type IS NOT NULL OR _r_tumor_count_range IS NOT NULL OR _r_max_tumor_size_cm_type IS NOT NULL OR _r_max_tumor_size_cm_range IS NOT NULL OR _r_portal_vein_invasion_code IS NOT NULL OR _r_extrahepatic_metastasis_code IS NOT NULL OR _r_orphan_patient IS NOT NULL)) AS f
+      FROM _assessments_judged AS j ANTI JOIN _assessments_later AS v USING (_extract_id, _row_number) WHERE _r_assessment_date_in_future IS NOT NULL) AS f
 JOIN raw.assessments AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number
 WHERE f.u.reason IS NOT NULL;
 

@@ -105,12 +105,14 @@ WITH failed AS (
 SELECT 'labs', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, to_json({'patient_key': r.patient_key, 'collected_at': r.collected_at, 'test_code': r.test_code, 'value': r.value, 'unit': r.unit})
 FROM failed AS f JOIN raw.labs AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
--- 5. warn rules: the row stays in staging and is listed in ops.row_flags
+-- 5. warn rules: every offence of a winning row is listed in ops.row_flags (also that of a
+--    row quarantined above: the drop's warn counts must not shrink by its errors);
+--    a row without errors stays in staging with the rule names in dq_warnings
 DELETE FROM ops.row_flags WHERE domain = 'labs';
 INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
 SELECT 'labs', f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, to_json({'patient_key': r.patient_key, 'collected_at': r.collected_at, 'test_code': r.test_code, 'value': r.value, 'unit': r.unit})
 FROM (SELECT j.*, unnest([{'check_name': 'censored_value_not_afp', 'reason': _r_censored_value_not_afp}, {'check_name': 'collected_at_in_future', 'reason': _r_collected_at_in_future}]) AS u
-      FROM _labs_judged AS j ANTI JOIN _labs_later AS v USING (_extract_id, _row_number) WHERE (_r_censored_value_not_afp IS NOT NULL OR _r_collected_at_in_future IS NOT NULL) AND NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_collected_at_required IS NOT NULL OR _r_collected_at_type IS NOT NULL OR _r_test_code_required IS NOT NULL OR _r_test_code_code IS NOT NULL OR _r_value_required IS NOT NULL OR _r_value_type IS NOT NULL OR _r_value_range IS NOT NULL OR _r_unit_for_test IS NOT NULL OR _r_orphan_patient IS NOT NULL)) AS f
+      FROM _labs_judged AS j ANTI JOIN _labs_later AS v USING (_extract_id, _row_number) WHERE _r_censored_value_not_afp IS NOT NULL OR _r_collected_at_in_future IS NOT NULL) AS f
 JOIN raw.labs AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number
 WHERE f.u.reason IS NOT NULL;
 

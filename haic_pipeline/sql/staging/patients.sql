@@ -86,12 +86,14 @@ WITH failed AS (
 SELECT 'patients', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, to_json({'patient_key': r.patient_key, 'sex': r.sex, 'etiology': r.etiology, 'hcc_diagnosis_date': r.hcc_diagnosis_date, 'consent_status': r.consent_status})
 FROM failed AS f JOIN raw.patients AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
--- 5. warn rules: the row stays in staging and is listed in ops.row_flags
+-- 5. warn rules: every offence of a winning row is listed in ops.row_flags (also that of a
+--    row quarantined above: the drop's warn counts must not shrink by its errors);
+--    a row without errors stays in staging with the rule names in dq_warnings
 DELETE FROM ops.row_flags WHERE domain = 'patients';
 INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
 SELECT 'patients', f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, to_json({'patient_key': r.patient_key, 'sex': r.sex, 'etiology': r.etiology, 'hcc_diagnosis_date': r.hcc_diagnosis_date, 'consent_status': r.consent_status})
 FROM (SELECT j.*, unnest([{'check_name': 'hcc_diagnosis_date_in_future', 'reason': _r_hcc_diagnosis_date_in_future}, {'check_name': 'diagnosis_after_birth', 'reason': _r_diagnosis_after_birth}]) AS u
-      FROM _patients_judged AS j ANTI JOIN _patients_later AS v USING (_extract_id, _row_number) WHERE (_r_hcc_diagnosis_date_in_future IS NOT NULL OR _r_diagnosis_after_birth IS NOT NULL) AND NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_birth_date_required IS NOT NULL OR _r_birth_date_type IS NOT NULL OR _r_sex_required IS NOT NULL OR _r_sex_code IS NOT NULL OR _r_etiology_code IS NOT NULL OR _r_hcc_diagnosis_date_type IS NOT NULL OR _r_consent_status_required IS NOT NULL OR _r_consent_status_code IS NOT NULL OR _r_birth_date_in_future IS NOT NULL)) AS f
+      FROM _patients_judged AS j ANTI JOIN _patients_later AS v USING (_extract_id, _row_number) WHERE _r_hcc_diagnosis_date_in_future IS NOT NULL OR _r_diagnosis_after_birth IS NOT NULL) AS f
 JOIN raw.patients AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number
 WHERE f.u.reason IS NOT NULL;
 

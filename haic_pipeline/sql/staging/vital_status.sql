@@ -75,12 +75,14 @@ WITH failed AS (
 SELECT 'vital_status', f._extract_id, f._row_number, f.patient_key, f.check_name, 'error', f.reason, to_json({'patient_key': r.patient_key, 'last_contact_date': r.last_contact_date, 'death_date': r.death_date})
 FROM failed AS f JOIN raw.vital_status AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number;
 
--- 5. warn rules: the row stays in staging and is listed in ops.row_flags
+-- 5. warn rules: every offence of a winning row is listed in ops.row_flags (also that of a
+--    row quarantined above: the drop's warn counts must not shrink by its errors);
+--    a row without errors stays in staging with the rule names in dq_warnings
 DELETE FROM ops.row_flags WHERE domain = 'vital_status';
 INSERT INTO ops.row_flags (domain, extract_id, row_number, patient_key, check_name, severity, reason, row_json)
 SELECT 'vital_status', f._extract_id, f._row_number, f.patient_key, f.u.check_name, 'warn', f.u.reason, to_json({'patient_key': r.patient_key, 'last_contact_date': r.last_contact_date, 'death_date': r.death_date})
 FROM (SELECT j.*, unnest([{'check_name': 'last_contact_after_death', 'reason': _r_last_contact_after_death}, {'check_name': 'last_contact_in_future', 'reason': _r_last_contact_in_future}, {'check_name': 'death_date_in_future', 'reason': _r_death_date_in_future}]) AS u
-      FROM _vital_status_judged AS j ANTI JOIN _vital_status_later AS v USING (_extract_id, _row_number) WHERE (_r_last_contact_after_death IS NOT NULL OR _r_last_contact_in_future IS NOT NULL OR _r_death_date_in_future IS NOT NULL) AND NOT (_r_patient_id_required IS NOT NULL OR _r_patient_id_pattern IS NOT NULL OR _r_last_contact_date_required IS NOT NULL OR _r_last_contact_date_type IS NOT NULL OR _r_death_date_type IS NOT NULL OR _r_orphan_patient IS NOT NULL)) AS f
+      FROM _vital_status_judged AS j ANTI JOIN _vital_status_later AS v USING (_extract_id, _row_number) WHERE _r_last_contact_after_death IS NOT NULL OR _r_last_contact_in_future IS NOT NULL OR _r_death_date_in_future IS NOT NULL) AS f
 JOIN raw.vital_status AS r ON r._extract_id = f._extract_id AND r._row_number = f._row_number
 WHERE f.u.reason IS NOT NULL;
 
