@@ -220,9 +220,9 @@ def interventions_section(con: duckdb.DuckDBPyConnection) -> Section | None:
         retracted, waivers = interventions.retracted_drops(con), interventions.active_waivers(con)
     except duckdb.Error:
         return None
-    rows = [{"Action": "drop retracted", "Drop": r["extract_id"], "Check": "-", "By": r["retracted_by"],
-             "On (UTC)": str(r["retracted_at"])[:16], "Reason": r["reason"]} for r in retracted]
-    rows += [{"Action": "check waived", "Drop": eid, "Check": check, "By": w["waived_by"],
+    rows = [{"Action": "drop retracted", "Drop": r["extract_id"], "Check": "-", "Rules": "-",
+             "By": r["retracted_by"], "On (UTC)": str(r["retracted_at"])[:16], "Reason": r["reason"]} for r in retracted]
+    rows += [{"Action": "check waived", "Drop": eid, "Check": check, "Rules": ", ".join(w["rules"]), "By": w["waived_by"],
               "On (UTC)": str(w["waived_at"])[:16], "Reason": w["reason"]} for (check, eid), w in waivers.items()]
     if not rows:
         return None

@@ -95,7 +95,8 @@ def cmd_status(args) -> int:
                 _say(f"retracted: drop {r['extract_id']} on {_fmt(r['retracted_at'])} by {r['retracted_by']}: "
                      f"{r['reason']}")
             for (check, eid), w in interventions.active_waivers(con).items():
-                _say(f"waived: {check} for drop {eid} on {_fmt(w['waived_at'])} by {w['waived_by']}: {w['reason']}")
+                _say(f"waived: {check} for drop {eid} (rules {', '.join(w['rules'])}) on {_fmt(w['waived_at'])} "
+                     f"by {w['waived_by']}: {w['reason']}")
         if "dq_results" not in has:
             return 0
         from haic_pipeline.quality import store

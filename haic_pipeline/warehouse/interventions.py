@@ -31,13 +31,22 @@ INTERVENTIONS_DDL = [
         action      VARCHAR NOT NULL,   -- retract / restore (a drop), waive / revoke (a check for a drop)
         extract_id  VARCHAR NOT NULL,
         check_name  VARCHAR,            -- waive / revoke only
-        reason      VARCHAR NOT NULL,
+        reason      VARCHAR NOT NULL,   -- the engineer's words only
         actor       VARCHAR NOT NULL,   -- the operating-system user who ran the command
-        recorded_at TIMESTAMP NOT NULL  -- UTC
+        recorded_at TIMESTAMP NOT NULL, -- UTC
+        rules       VARCHAR[]           -- waive only: the check's rules the drop failed when it was waived
     )""",
+    # a warehouse whose table predates the column: add it, and move the rules a waiver's reason
+    # held as "<reason> [rules: a, b]" into it (the reason keeps the engineer's words)
+    "ALTER TABLE ops.interventions ADD COLUMN IF NOT EXISTS rules VARCHAR[]",
+    r"""
+    UPDATE ops.interventions
+    SET rules = string_split(regexp_extract(reason, '\[rules: ([^\]]*)\]$', 1), ', '),
+        reason = regexp_replace(reason, ' \[rules: [^\]]*\]$', '')
+    WHERE action = 'waive' AND rules IS NULL AND regexp_matches(reason, ' \[rules: [^\]]*\]$')""",
     """
-    CREATE VIEW IF NOT EXISTS ops.waivers AS   -- the waivers that stand now
-    SELECT check_name, extract_id, reason, actor AS waived_by, recorded_at AS waived_at
+    CREATE OR REPLACE VIEW ops.waivers AS   -- the waivers that stand now
+    SELECT check_name, extract_id, reason, rules, actor AS waived_by, recorded_at AS waived_at
     FROM (SELECT *, row_number() OVER (PARTITION BY check_name, extract_id ORDER BY recorded_at DESC) AS k
           FROM ops.interventions WHERE action IN ('waive', 'revoke'))
     WHERE k = 1 AND action = 'waive'""",
@@ -70,9 +79,10 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
-def _record(con, action: str, extract_id: str, check_name: str | None, reason: str, who: str, at) -> None:
-    con.execute("INSERT INTO ops.interventions VALUES (?, ?, ?, ?, ?, ?)",
-                [action, extract_id, check_name, reason, who, at])
+def _record(con, action: str, extract_id: str, check_name: str | None, reason: str, who: str, at,
+            rules: list[str] | None = None) -> None:
+    con.execute("INSERT INTO ops.interventions (action, extract_id, check_name, reason, actor, recorded_at, rules) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", [action, extract_id, check_name, reason, who, at, rules])
 
 
 def _reason(reason: str) -> str:
@@ -130,7 +140,7 @@ def waive(con: duckdb.DuckDBPyConnection, check_name: str, extract_id: str, reas
         raise InterventionError(f"{check_name} does not fail for drop {extract_id}; nothing to waive")
     if (check_name, extract_id) in active_waivers(con):
         raise InterventionError(f"{check_name} is already waived for drop {extract_id}")
-    _record(con, "waive", extract_id, check_name, f"{reason} [rules: {', '.join(failing)}]", actor(), _now())
+    _record(con, "waive", extract_id, check_name, reason, actor(), _now(), rules=list(failing))
 
 
 def revoke(con: duckdb.DuckDBPyConnection, check_name: str, extract_id: str, reason: str) -> None:
@@ -141,10 +151,11 @@ def revoke(con: duckdb.DuckDBPyConnection, check_name: str, extract_id: str, rea
 
 
 def active_waivers(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict]:
-    """(check_name, extract_id) -> {reason, waived_by, waived_at} of every standing waiver."""
-    rows = con.execute("SELECT check_name, extract_id, reason, waived_by, waived_at FROM ops.waivers "
+    """(check_name, extract_id) -> {reason, rules, waived_by, waived_at} of every standing waiver."""
+    rows = con.execute("SELECT check_name, extract_id, reason, rules, waived_by, waived_at FROM ops.waivers "
                        "ORDER BY waived_at").fetchall()
-    return {(c, e): {"reason": r, "waived_by": by, "waived_at": at} for c, e, r, by, at in rows}
+    return {(c, e): {"reason": r, "rules": list(rules or []), "waived_by": by, "waived_at": at}
+            for c, e, r, rules, by, at in rows}
 
 
 def retracted_drops(con: duckdb.DuckDBPyConnection) -> list[dict]:

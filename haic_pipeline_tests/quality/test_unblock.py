@@ -194,14 +194,16 @@ def test_waive_unblocks_is_recorded_and_shows_everywhere(env, capsys):
         assert "vendor ticket" in check.metadata["waivers"].value and E2 in check.metadata["waivers"].value
         assert result.success and DOWNSTREAM <= _materialized(result)
     with _wh() as con:
-        (check_name, eid, reason, by, _at), = con.execute("SELECT * FROM ops.waivers").fetchall()
-        assert (check_name, eid) == ("assessments_error_rules", E2) and "vendor ticket" in reason and by
+        (check_name, eid, reason, rules, by, _at), = con.execute("SELECT * FROM ops.waivers").fetchall()
+        # the engineer's words as typed; the failing rules in their own column
+        assert (check_name, eid, reason, rules) == ("assessments_error_rules", E2, "ECOG 7 rows known, vendor ticket",
+                                                    ["ecog_range"]) and by
         # the failure itself stays on record
         assert con.execute("SELECT count(*) FROM ops.dq_results WHERE extract_id = ? AND rule = 'ecog_range' "
                            "AND NOT passed", [E2]).fetchall()[0][0] >= 1
         assert con.execute("SELECT count(*) FROM staging.cohort").fetchall()[0][0] == 60
     out = _status(capsys)
-    assert "STUDY BLOCKED" not in out and f"waived: assessments_error_rules for drop {E2}" in out
+    assert "STUDY BLOCKED" not in out and f"waived: assessments_error_rules for drop {E2} (rules ecog_range)" in out
     report = _report()
     assert "check waived" in report and "vendor ticket" in report and "1 check waiver(s) in force" in report
 

@@ -48,8 +48,8 @@ def check_metadata(outcome: CheckOutcome) -> dict:
     }
     if outcome.waivers:
         meta["waivers"] = dg.MetadataValue.md("\n".join(
-            ["| drop | waived by | at (UTC) | reason |", "|---|---|---|---|"]
-            + [f"| {eid} | {w['waived_by']} | {str(w['waived_at'])[:16]} | {w['reason']} |"
+            ["| drop | failing rules | waived by | at (UTC) | reason |", "|---|---|---|---|---|"]
+            + [f"| {eid} | {', '.join(w['rules'])} | {w['waived_by']} | {str(w['waived_at'])[:16]} | {w['reason']} |"
                for eid, w in sorted(outcome.waivers.items())]))
     if outcome.cached and outcome.rows:
         last = max(outcome.rows, key=lambda r: r["checked_at"])
