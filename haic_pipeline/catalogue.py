@@ -2,7 +2,7 @@
 
 Each rule is a `RuleSpec`: a Great Expectations expectation over named frame columns, the SQL
 of those columns over `t` (the typed view `raw.typed_<domain>`), a severity, a threshold
-(`max_share`, `min_count`), a unit (rows or patients) and the reason text a quarantined row
+(`max_share`, `min_count`, both settled by the contracts layer), a unit (rows or patients) and the reason text a quarantined row
 carries. Both judges of a row are generated from it, so they cannot drift apart:
 
 - the staging SQL (`haic_pipeline.warehouse.compile`) routes each offending row to
@@ -25,9 +25,8 @@ not apply: GX ignores missing values, and so does a NULL predicate).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from haic_pipeline.contracts import Column, Contract, Rule, contracts_dir, load_yaml
+from haic_pipeline.contracts import UNIT_ROW, Column, Contract, Rule
 
 SCOPE_DROP = "drop"          # rows delivered by one drop (raw.typed_<domain>)
 SCOPE_DROP_PATIENT = "drop_patient"  # patients one drop delivered rows of, in one domain
@@ -59,7 +58,7 @@ class RuleSpec:
     source: dict = field(default_factory=dict)   # cross-table: the contract entry (frames.py)
     #: what one offence is: a row, or a patient (patient-level rules: one patient's 24 orphan
     #: lab rows are one offence)
-    unit: str = "row"
+    unit: str = UNIT_ROW
     #: a rule with a non-zero max_share fails only from this many offences on (validate.verdict)
     min_count: int = 1
     #: SQL (over the typed view's columns) of the reason a quarantined or flagged row carries
@@ -81,33 +80,6 @@ class RuleSpec:
                 "expectation": self.expectation, "kwargs": self.kwargs,
                 "sql": self.sql,
                 "source": self.source, "unit": self.unit, "min_count": self.min_count}
-
-
-def load_defaults(folder: str | Path | None = None) -> dict:
-    """`_defaults.yaml`: thresholds per class of rule and the minimum counts per unit."""
-    base = Path(folder) if folder else contracts_dir()
-    path = base / "_defaults.yaml"
-    doc = load_yaml(path.read_text()) if path.exists() else None
-    defaults = (doc or {}).get("defaults", {}) or {}
-    return {
-        "structural_max_share": float(defaults.get("structural_max_share", 0.0)),
-        "value_max_share": float(defaults.get("value_max_share", 0.02)),
-        "plausibility_max_share": float(defaults.get("plausibility_max_share", 0.05)),
-        "orphan_max_share": float(defaults.get("orphan_max_share", 0.02)),
-        "min_count_rows": int(defaults.get("min_count_rows", 5)),
-        "min_count_patients": int(defaults.get("min_count_patients", 3)),
-    }
-
-
-def min_count(max_share: float, unit: str, override: int | None, defaults: dict) -> int:
-    """Offences from which a rule with a non-zero threshold can fail: the contract's own
-    `min_count`, else the _defaults.yaml one of the rule's unit (rows or patients). A rule with a
-    zero threshold (structural) fails on one."""
-    if max_share <= 0:
-        return 1
-    if override is not None:
-        return int(override)
-    return defaults["min_count_patients"] if unit == "patient" else defaults["min_count_rows"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,13 +146,13 @@ def _pair_not_before(a: str, b: str) -> dict:
 def column_rules(c: Contract, col: Column, check_of) -> list[RuleSpec]:
     out = []
     ident = col.identifier is not None
-    share = col.max_share if col.max_share is not None else 0.02
 
     def add(name, family, severity, expectation, kwargs, sql, reason, description=""):
         out.append(RuleSpec(check=check_of(severity), domain=c.domain, name=name, family=family,
-                            severity=severity, max_share=float(share), scope=SCOPE_DROP,
+                            severity=severity, max_share=col.max_share, scope=SCOPE_DROP,
                             expectation=expectation, kwargs=kwargs, sql=dict(sql),
-                            identifier=ident, description=description, reason=reason))
+                            identifier=ident, description=description, reason=reason,
+                            unit=c.unit, min_count=col.min_count))
 
     if col.identifier == "pseudonymise":
         col_d, sql_d = delivered(col)
@@ -238,7 +210,8 @@ def contract_rule(c: Contract, rule: Rule, check_of) -> RuleSpec:
         return RuleSpec(check=check_of(rule.severity), domain=c.domain, name=rule.name, family=family,
                         severity=rule.severity, max_share=rule.max_share, scope=SCOPE_DROP,
                         expectation=expectation, kwargs=kwargs, sql=dict(sql),
-                        identifier=identifier, description=description, reason=reason)
+                        identifier=identifier, description=description, reason=reason,
+                        unit=rule.unit, min_count=rule.min_count)
 
     if rule.kind == "date_order":
         a, b = (c.column(x) for x in rule.columns)
@@ -262,7 +235,7 @@ def contract_rule(c: Contract, rule: Rule, check_of) -> RuleSpec:
                                            "(SELECT patient_key FROM staging.patients) END")],
                    quote("patient is in no delivered patients.csv (or its patient row is quarantined)"),
                    description="patients of the drop's rows present in staging.patients (counted per patient)")
-        out.scope, out.unit = SCOPE_DROP_PATIENT, "patient"
+        out.scope = SCOPE_DROP_PATIENT
         return out
     if rule.kind == "lab_unit":
         return spec("lab_unit", "ExpectColumnValuesToBeInSet", {"column": "unit_accepted", "value_set": [True]},
@@ -298,8 +271,8 @@ def duplicate_key_rule(c: Contract, check_of) -> RuleSpec:
                    "AND q.row_number = t._row_number")
     column = "duplicate_key__last_or_same"
     return RuleSpec(check=check_of("error"), domain=c.domain, name="duplicate_key_conflict",
-                    family="duplicate_key", severity="error", max_share=float(c.duplicate_key_max_share),
-                    scope=SCOPE_DROP, expectation="ExpectColumnValuesToBeInSet",
+                    family="duplicate_key", severity="error", max_share=c.duplicate_key_max_share,
+                    min_count=c.duplicate_key_min_count, unit=c.unit, scope=SCOPE_DROP, expectation="ExpectColumnValuesToBeInSet",
                     kwargs={"column": column, "value_set": [True]},
                     sql={column: f"CASE WHEN {applies} THEN NOT EXISTS ({quarantined}) END"},
                     identifier=True,
@@ -307,10 +280,10 @@ def duplicate_key_rule(c: Contract, check_of) -> RuleSpec:
                                  "last row of a key wins, the others are quarantined)"))
 
 
-def row_rules(c: Contract, defaults: dict | None = None) -> list[RuleSpec]:
+def row_rules(c: Contract) -> list[RuleSpec]:
     """Every row rule of one contract, in order: column rules, contract rules,
-    duplicate_key_conflict; with unit, min_count and (patients) the consent gate."""
-    defaults = defaults or load_defaults()
+    duplicate_key_conflict; (patients) with the consent gate. Thresholds, minimum counts and
+    units are the contract's, as the contracts layer settled them."""
 
     def check_of(severity: str) -> str:
         return f"{c.domain}_{severity}_rules"
@@ -327,15 +300,6 @@ def row_rules(c: Contract, defaults: dict | None = None) -> list[RuleSpec]:
     if c.natural_key:
         # after the consent gate: staging ranks a withdrawn patient's key like any other
         rules.append(duplicate_key_rule(c, check_of))
-    if c.staging_key == ["patient_key"]:
-        for r in rules:   # one row per patient: a patient's missing or conflicting demographics
-            if r.scope == SCOPE_DROP:
-                r.unit = "patient"
-    overrides = {x.name: x.min_count for x in c.rules} | {
-        name: col.min_count for col in c.columns
-        for name in (f"{col.name}_{k}" for k in ("required", "type", "code", "range", "pattern"))}
-    for r in rules:
-        r.min_count = min_count(r.max_share, r.unit, overrides.get(r.name), defaults)
     return rules
 
 

@@ -4,6 +4,13 @@
 identifier handling and rule severities (see its README). The ingest parser
 (`haic_pipeline.ingest`), the staging SQL (`haic_pipeline.warehouse.compile`) and the data
 quality suites all read these objects; none of them lists a column by hand.
+
+Every threshold is settled here, once: a column's or rule's `max_share` is the contract's own or
+the `_defaults.yaml` value of its class (values, plausibility, orphans; structural rules and
+`duplicate_key_conflict` read theirs from the same `Defaults`), and its `min_count` the
+contract's own or the default of the rule's unit (rows, or patients for patient-level rules:
+orphans, the one-row-per-patient patients domain, cross-table rules). Downstream code reads
+the settled numbers and never falls back to a default of its own.
 """
 
 from __future__ import annotations
@@ -30,6 +37,31 @@ class ContractError(ValueError):
     """A contract file is malformed."""
 
 
+UNIT_ROW, UNIT_PATIENT = "row", "patient"
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """`_defaults.yaml`: the threshold of each class of rule and the minimum count of each unit."""
+
+    structural_max_share: float = 0.0     # missing column, duplicate natural key after latest-wins
+    value_max_share: float = 0.02         # unparseable value, unknown code, out-of-range value
+    plausibility_max_share: float = 0.05  # date order, future dates, cross-table plausibility
+    orphan_max_share: float = 0.02        # rows whose patient is in no patients.csv
+    min_count_rows: int = 5
+    min_count_patients: int = 3
+    source_sha256: str = ""
+
+    def min_count(self, max_share: float, unit: str, own: int | None = None) -> int:
+        """Offences from which a rule can fail: 1 for a zero threshold (structural), else the
+        rule's own `min_count`, else this file's minimum of the rule's unit."""
+        if max_share <= 0:
+            return 1
+        if own is not None:
+            return own
+        return self.min_count_patients if unit == UNIT_PATIENT else self.min_count_rows
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -43,8 +75,8 @@ class Column:
     max: float | None = None
     pattern: str | None = None
     severity: str = "error"
-    max_share: float | None = None
-    min_count: int | None = None     # None: the _defaults.yaml minimum of the rule's unit
+    max_share: float = 0.02          # settled: the contract's, else Defaults.value_max_share
+    min_count: int = 1               # settled: the contract's, else the Defaults minimum of the unit
 
     @property
     def in_raw(self) -> bool:
@@ -68,7 +100,22 @@ class Rule:
     max_share: float
     columns: tuple[str, ...] = ()
     tests: tuple[str, ...] = ()
-    min_count: int | None = None     # None: the _defaults.yaml minimum of the rule's unit
+    min_count: int = 1               # settled: the contract's, else the Defaults minimum of the unit
+    unit: str = UNIT_ROW             # what one offence is: a row, or a patient (orphans)
+
+
+@dataclass(frozen=True)
+class CrossTableRule:
+    """A rule on the staging tables joined per patient (a contract's `cross_table:` section):
+    every date of `later` on or after every date of `earlier` (`index_date`, or domain.column)."""
+
+    name: str
+    severity: str
+    earlier: tuple[str, ...]
+    later: tuple[str, ...]
+    max_share: float                 # settled: the contract's, else Defaults.plausibility_max_share
+    min_count: int                   # settled, counted in patients
+    source: str = ""                 # the contract file it is written in
 
 
 @dataclass(frozen=True)
@@ -83,8 +130,13 @@ class Contract:
     source_sha256: str = ""
     #: share of rows repeating a natural key with different values within one drop above which
     #: the drop fails `duplicate_key_conflict` (contract `duplicate_key_max_share`, else the
-    #: `value_max_share` of _defaults.yaml)
+    #: `value_max_share` of _defaults.yaml), and its settled minimum count
     duplicate_key_max_share: float = 0.02
+    duplicate_key_min_count: int = 1
+    defaults: Defaults = field(default_factory=Defaults)
+    #: the `cross_table:` section: its rules and the regimen that defines the index date
+    cross_table: tuple[CrossTableRule, ...] = ()
+    index_regimen: str | None = None
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -121,23 +173,55 @@ class Contract:
     def has_patient(self) -> bool:
         return any(c.identifier == "pseudonymise" for c in self.columns)
 
+    @property
+    def unit(self) -> str:
+        """The unit of the domain's row rules: patients where a row is a patient."""
+        return UNIT_PATIENT if self.staging_key == ["patient_key"] else UNIT_ROW
+
 
 def contracts_dir() -> Path:
     return project_root() / "data_contracts"
 
 
-def _load_defaults(folder: Path) -> dict:
-    path = folder / "_defaults.yaml"
-    return (load_yaml(path.read_text()) or {}).get("defaults", {}) if path.exists() else {}
+DEFAULTS_FILE = "_defaults.yaml"
 
 
-def _parse(path: Path, defaults: dict) -> Contract:
+@lru_cache(maxsize=4)
+def load_defaults(folder: str | None = None) -> Defaults:
+    """`_defaults.yaml` of the contracts folder (the dataclass defaults where it is absent)."""
+    path = (Path(folder) if folder else contracts_dir()) / DEFAULTS_FILE
+    if not path.exists():
+        return Defaults()
+    text = path.read_text(encoding="utf-8")
+    raw = (load_yaml(text) or {}).get("defaults", {}) or {}
+    known = {f for f in Defaults.__dataclass_fields__ if f != "source_sha256"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ContractError(f"{DEFAULTS_FILE}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+    values = {}
+    for key, value in raw.items():
+        if key.endswith("max_share"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ContractError(f"{DEFAULTS_FILE}: {key} is {value!r}; expected a share in [0, 1)")
+            values[key] = float(value)
+        else:
+            values[key] = _count(value, f"{DEFAULTS_FILE}: {key}")
+    return Defaults(**values, source_sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def _parse(path: Path, defaults: Defaults) -> Contract:
     text = path.read_text(encoding="utf-8")
     doc = load_yaml(text)
     where = f"{path.name}"
     for key in ("domain", "file", "natural_key", "columns"):
         if key not in doc:
             raise ContractError(f"{where}: missing '{key}'")
+    names = {raw.get("name") for raw in doc["columns"]}
+    for k in doc["natural_key"]:
+        if k not in names:
+            raise ContractError(f"{where}: natural key column {k!r} is not a column")
+    key_ids = [raw.get("identifier") for raw in doc["columns"] if raw.get("name") in doc["natural_key"]]
+    unit = UNIT_PATIENT if key_ids == ["pseudonymise"] else UNIT_ROW   # = Contract.unit
     cols = []
     for raw in doc["columns"]:
         ctype = raw.get("type")
@@ -151,6 +235,7 @@ def _parse(path: Path, defaults: dict) -> Contract:
         sev = raw.get("severity", "error")
         if sev not in SEVERITIES:
             raise ContractError(f"{where}: column {raw['name']!r} has unknown severity {sev!r}")
+        max_share = _share(raw, defaults.value_max_share, where)
         cols.append(
             Column(
                 name=raw["name"],
@@ -164,14 +249,10 @@ def _parse(path: Path, defaults: dict) -> Contract:
                 max=raw.get("max"),
                 pattern=raw.get("pattern"),
                 severity=sev,
-                max_share=raw.get("max_share", defaults.get("value_max_share", 0.02)),
-                min_count=_min_count(raw, where),
+                max_share=max_share,
+                min_count=defaults.min_count(max_share, unit, _min_count(raw, where)),
             )
         )
-    names = {c.name for c in cols}
-    for k in doc["natural_key"]:
-        if k not in names:
-            raise ContractError(f"{where}: natural key column {k!r} is not a column")
     rules = []
     for raw in doc.get("rules", []) or []:
         if raw.get("kind") not in RULE_KINDS:
@@ -181,17 +262,33 @@ def _parse(path: Path, defaults: dict) -> Contract:
         for c in raw.get("columns", []) or []:
             if c not in names:
                 raise ContractError(f"{where}: rule {raw['name']!r} names unknown column {c!r}")
+        orphan = raw["kind"] == "orphan"
+        max_share = _share(raw, defaults.orphan_max_share if orphan else defaults.plausibility_max_share, where)
+        rule_unit = UNIT_PATIENT if orphan else unit
         rules.append(
             Rule(
                 name=raw["name"],
                 kind=raw["kind"],
                 severity=raw["severity"],
-                max_share=float(raw.get("max_share", defaults.get("plausibility_max_share", 0.05))),
+                max_share=max_share,
                 columns=tuple(raw.get("columns", []) or []),
                 tests=tuple(raw.get("tests", []) or []),
-                min_count=_min_count(raw, where),
+                min_count=defaults.min_count(max_share, rule_unit, _min_count(raw, where)),
+                unit=rule_unit,
             )
         )
+    section = doc.get("cross_table") or {}
+    cross = []
+    for raw in section.get("rules", []) or []:
+        sev = raw.get("severity", "warn")
+        if sev not in SEVERITIES:
+            raise ContractError(f"{where}: cross_table rule {raw.get('name')!r} needs severity error|warn")
+        max_share = _share(raw, defaults.plausibility_max_share, where)
+        cross.append(CrossTableRule(
+            name=raw["name"], severity=sev, earlier=tuple(raw.get("earlier", []) or []),
+            later=tuple(raw.get("later", []) or []), max_share=max_share,
+            min_count=defaults.min_count(max_share, UNIT_PATIENT, _min_count(raw, where)), source=path.name))
+    dup_share = float(doc.get("duplicate_key_max_share", defaults.value_max_share))
     return Contract(
         domain=doc["domain"],
         file=doc["file"],
@@ -201,18 +298,30 @@ def _parse(path: Path, defaults: dict) -> Contract:
         rules=tuple(rules),
         units=doc.get("units", {}) or {},
         source_sha256=hashlib.sha256(text.encode()).hexdigest(),
-        duplicate_key_max_share=float(doc.get("duplicate_key_max_share",
-                                              defaults.get("value_max_share", 0.02))),
+        duplicate_key_max_share=dup_share,
+        duplicate_key_min_count=defaults.min_count(dup_share, unit),
+        defaults=defaults,
+        cross_table=tuple(cross),
+        index_regimen=section.get("index_regimen"),
     )
+
+
+def _share(raw: dict, default: float, where: str) -> float:
+    value = raw.get("max_share", default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ContractError(f"{where}: {raw.get('name')!r} has max_share {value!r}; expected a share in [0, 1)")
+    return float(value)
+
+
+def _count(value, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ContractError(f"{where} is {value!r}; expected an integer >= 1")
+    return value
 
 
 def _min_count(raw: dict, where: str) -> int | None:
     value = raw.get("min_count")
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ContractError(f"{where}: {raw.get('name')!r} has min_count {value!r}; expected an integer >= 1")
-    return value
+    return None if value is None else _count(value, f"{where}: {raw.get('name')!r} min_count")
 
 
 def load_yaml(text: str):
@@ -225,7 +334,7 @@ def load_yaml(text: str):
 def load_contracts(folder: str | None = None) -> dict[str, Contract]:
     """All contracts, keyed by domain, in staging order."""
     base = Path(folder) if folder else contracts_dir()
-    defaults = _load_defaults(base)
+    defaults = load_defaults(folder)
     found = {}
     for path in sorted(base.glob("*.yaml")):
         if path.name.startswith("_"):
@@ -235,7 +344,24 @@ def load_contracts(folder: str | None = None) -> dict[str, Contract]:
     missing = [d for d in DOMAIN_ORDER if d not in found]
     if missing:
         raise ContractError(f"{base}: no contract for domain(s) {', '.join(missing)}")
+    for rule in (r for c in found.values() for r in c.cross_table):
+        for ref in rule.earlier + rule.later:
+            domain, _, column = ref.partition(".")
+            if ref != "index_date" and (domain not in found or column not in found[domain].column_names):
+                raise ContractError(f"{rule.source}: cross_table rule {rule.name!r} names unknown column {ref!r}")
     return {d: found[d] for d in DOMAIN_ORDER}
+
+
+def cross_table_rules(contracts: dict[str, Contract]) -> tuple[list[CrossTableRule], str | None]:
+    """Every contract's cross-table rules (in file order) and the index regimen they name."""
+    ordered = sorted(contracts.values(), key=lambda c: c.file)
+    regimen = next((c.index_regimen for c in reversed(ordered) if c.index_regimen), None)
+    return [r for c in ordered for r in c.cross_table], regimen
+
+
+def defaults_of(contracts: dict[str, Contract]) -> Defaults:
+    """The `_defaults.yaml` the contracts were settled with."""
+    return next(iter(contracts.values())).defaults if contracts else Defaults()
 
 
 def contract_by_file(contracts: dict[str, Contract]) -> dict[str, Contract]:
@@ -243,7 +369,9 @@ def contract_by_file(contracts: dict[str, Contract]) -> dict[str, Contract]:
 
 
 def contracts_fingerprint(contracts: dict[str, Contract]) -> str:
+    """The contract files and their `_defaults.yaml`: a change of either changes the suites."""
     h = hashlib.sha256()
     for c in contracts.values():
         h.update(c.source_sha256.encode())
+    h.update(defaults_of(contracts).source_sha256.encode())
     return h.hexdigest()

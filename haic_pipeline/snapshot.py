@@ -84,12 +84,10 @@ def table_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def _copy_inputs(con: duckdb.DuckDBPyConnection, live_path: Path, extract_id: str) -> list[dict]:
-    from haic_pipeline.warehouse.interventions import ensure as ensure_interventions  # noqa: PLC0415
     from haic_pipeline.warehouse.schema import ensure_schema  # noqa: PLC0415
 
     contracts = load_contracts()
     ensure_schema(con, contracts)
-    ensure_interventions(con)
     con.execute(f"ATTACH {_q(live_path)} AS live (READ_ONLY)")
     try:
         drops, until = _drops_as_of(con, extract_id)

@@ -30,6 +30,7 @@ import duckdb
 import pandas as pd
 
 from haic_pipeline.stats import format_count_percent, format_estimate_ci, format_median_ci, format_p
+from haic_pipeline.warehouse.schema import ensure_ops
 
 from . import beyond as B
 from . import figures as F
@@ -186,10 +187,6 @@ def build_refresh_history(con: duckdb.DuckDBPyConnection) -> BuildResult:
     return BuildResult(tables={"refresh_history": int(total)}, provenance=prov, headline=headline)
 
 
-SOFTWARE_DDL = """CREATE TABLE IF NOT EXISTS ops.software (
-    refresh VARCHAR, recorded_at TIMESTAMP, extract_id VARCHAR, data_cutoff DATE, component VARCHAR, version VARCHAR)"""
-
-
 def build_software(con: duckdb.DuckDBPyConnection, refresh: str) -> BuildResult:
     """analysis.software: the versions this refresh computes with (haic_pipeline.provenance),
     replaced each refresh; the same rows appended to ops.software under the refresh's id, so the
@@ -201,8 +198,7 @@ def build_software(con: duckdb.DuckDBPyConnection, refresh: str) -> BuildResult:
     at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     frame = pd.DataFrame({"component": list(versions), "version": list(versions.values()), "recorded_at": at})
     counts = write_tables(con, {"software": frame}, prov)
-    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    con.execute(SOFTWARE_DDL)
+    ensure_ops(con)
     con.execute("INSERT INTO ops.software SELECT ?, recorded_at, extract_id, data_cutoff, component, version "
                 "FROM analysis.software", [refresh])
     return BuildResult(tables=counts, provenance=prov, headline={"software": provenance.describe(versions)})

@@ -140,11 +140,12 @@ def _act(fn) -> int:
     import duckdb
 
     from haic_pipeline.warehouse import interventions
+    from haic_pipeline.warehouse.schema import ensure_ops
 
     settings = _warehouse()
     try:
         with duckdb.connect(str(settings.warehouse)) as con:
-            interventions.ensure(con)
+            ensure_ops(con)
             return fn(con)
     except interventions.InterventionError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -23,9 +23,11 @@ import hashlib
 
 import duckdb
 
-from haic_pipeline.contracts import Contract
-from haic_pipeline.quality.suites import CheckSpec, RuleSpec, load_defaults
+from haic_pipeline.contracts import Contract, defaults_of
+from haic_pipeline.quality import store
+from haic_pipeline.quality.suites import CheckSpec, RuleSpec
 
+SEQUENCE, CHANGES = "drop_sequence", "drop_changes"
 ROW_RATIO_MIN = 0.5
 ROW_RATIO_MAX = 2.0
 SHARE_JUMP = 0.5
@@ -63,9 +65,52 @@ def drop_checks() -> list[CheckSpec]:
     ]
 
 
+def is_drop_check(check: CheckSpec) -> bool:
+    return check.name in (SEQUENCE, CHANGES)
+
+
 def pair_fingerprint(drops: list[tuple], i: int) -> str:
+    """A drop is judged with the one before it: its key is the pair of their manifests."""
     prev = drops[i - 1][1] if i > 0 else ""
     return hashlib.sha256(f"{drops[i][1]}|{prev}".encode()).hexdigest()
+
+
+def pending(con: duckdb.DuckDBPyConnection, check: CheckSpec, suite_fp: str,
+            drops: list[tuple]) -> tuple[list[dict], list[tuple[str, str]]]:
+    """(the stored rows of every drop still judged with the same previous drop, the drops to
+    judge now as (extract_id, pair fingerprint)): a retracted or a newly loaded drop changes its
+    successor's pair, which is judged again."""
+    keys = [(d[0], pair_fingerprint(drops, i)) for i, d in enumerate(drops)]
+    stored = store.latest_rows(con, check.name, suite_fp, keys)
+    todo = [k for k in keys if not store.usable(stored.get(k))]
+    return [r for k in keys if k not in todo for r in stored.get(k, [])], todo
+
+
+def validate(con: duckdb.DuckDBPyConnection, check: CheckSpec, contracts: dict[str, Contract], suite_fp: str,
+             refresh: str, drops: list[tuple], todo: list[tuple[str, str]]) -> list[dict]:
+    """The rows of `check` (drop_sequence or drop_changes) for each drop of `todo`, each compared
+    with the loaded drop before it (not written here)."""
+    rules = {r.name: r for r in check.rules}
+    index = {d[0]: i for i, d in enumerate(drops)}
+    figures = {}
+    if check.name == CHANGES:  # the pending drops and the drops they are compared with
+        wanted = {eid for eid, _ in todo} | {drops[index[eid] - 1][0] for eid, _ in todo if index[eid] > 0}
+        figures = drop_figures(con, contracts, sorted(wanted))
+    rows = []
+    for eid, data_fp in todo:
+        i = index[eid]
+        prev = drops[i - 1] if i > 0 else None
+        if check.name == SEQUENCE:
+            outcome = sequence(drops[i], prev)
+        else:
+            outcome = compare(figures[eid], figures[prev[0]] if prev else None, previous_is_first=i == 1,
+                              min_count=defaults_of(contracts).min_count_rows)
+        at = store.now()
+        rows += [store.result_row(refresh, check, rules[name], scope=check.name, extract_id=eid, passed=o["passed"],
+                                  evaluated=1, unexpected=0 if o["passed"] else 1, gx_success=None, exception=None,
+                                  suite_fp=suite_fp, data_fp=data_fp, details=o["details"], checked_at=at)
+                 for name, o in outcome.items()]
+    return rows
 
 
 def _key_expr(c: Contract) -> str:
@@ -120,13 +165,12 @@ def drop_figures(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
     return out
 
 
-def compare(figures: dict, previous: dict | None, previous_is_first: bool = False,
-            min_count: int | None = None) -> dict[str, dict]:
+def compare(figures: dict, previous: dict | None, previous_is_first: bool, min_count: int) -> dict[str, dict]:
     """rule -> {passed, details} for drop_changes; `min_count`: the fewest rows gained or lost that
-    flag a domain (default `min_count_rows` of `_defaults.yaml`). Shares of changed rows are not
-    compared with the first drop's (nothing came before it: its share is 0 by definition)."""
+    flag a domain (`min_count_rows` of `_defaults.yaml`, contracts.Defaults). Shares of changed
+    rows are not compared with the first drop's (nothing came before it: its share is 0 by
+    definition)."""
     out = {}
-    min_count = load_defaults()["min_count_rows"] if min_count is None else min_count
     ratios, flagged = {}, []
     for d, n in figures["rows"].items():
         p = (previous or {}).get("rows", {}).get(d)

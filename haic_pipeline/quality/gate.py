@@ -3,17 +3,26 @@
 `run_checks(con, names, ...)` is what each Dagster step calls for its group of checks
 (`CheckSpec.group`: a domain's error and warn checks), `run_all` what the benchmark calls,
 `run_check(con, name)` one check alone (tests). To answer "why did drop X fail rule Y", read in
-this order: `catalogue.py` (the rule), `suites.py` (its check), this module's `run_checks`, then
-`validate.validate_plain` (the frame of one drop through GX) and `validate.verdict` (the judge).
+this order:
+
+1. `catalogue.py`: the rule, its expectation and SQL (its threshold and minimum count settled
+   in `contracts.py` from `data_contracts/`);
+2. `quality/suites.py`: the check the rule belongs to;
+3. this module's `run_checks`: plan (what is pending) -> validate -> re-judge -> write once;
+4. `quality/validate.py`: `validate`, the one dispatch of a drop's frames by scope, and
+   `verdict`, the one judge (`quality/frames.py` holds the queries the frames come from);
+5. `quality/drops.py`: the drop-level checks (`drop_sequence`, `drop_changes`);
+6. `quality/store.py`: `ops.dq_results`, where every result and re-judgment is kept.
 
 For a suite check:
 
 1. the loaded drops (ops.drops) not yet validated by this check under the current suite
-   fingerprint (ops.dq_results) are validated, each drop counted on its own (validate.py, or the
-   speed layer quality/speed/ with the same counts); staging-wide rules (schema, natural-key
-   uniqueness) are validated when the staging state changed;
+   fingerprint (ops.dq_results) are validated, each drop counted on its own (the speed layer
+   quality/speed/ reads and runs the frames faster, with the same counts); staging-wide rules
+   (schema, natural-key uniqueness) are validated when the staging state changed;
 2. a drop that failed is judged again on what it still contributes (`rejudge`);
-3. every result is written to ops.dq_results (one row per rule and drop);
+3. every new result and re-judgment is written to ops.dq_results at once (one row per rule
+   and drop);
 4. the verdict covers every loaded drop: the check fails while any loaded drop fails a rule and
    no waiver stands for it (a bad drop keeps failing until it is dealt with: a later drop, a
    retraction or a waiver);
@@ -53,6 +62,7 @@ from haic_pipeline.quality.validate import verdict
 from haic_pipeline.settings import quality_settings
 from haic_pipeline.warehouse import interventions
 from haic_pipeline.warehouse.refresh import staging_fingerprint
+from haic_pipeline.warehouse.schema import ensure_ops
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +72,7 @@ DROP_SCOPES = {SCOPE_DROP, SCOPE_DROP_PATIENT, SCOPE_PATIENT}
 
 def all_checks(contracts: dict[str, Contract] | None = None, folder: str | None = None) -> list[CheckSpec]:
     contracts = contracts or load_contracts(folder)
-    return drop_level.drop_checks() + generate_checks(contracts, folder)
+    return drop_level.drop_checks() + generate_checks(contracts)
 
 
 @dataclass
@@ -129,21 +139,6 @@ class CheckOutcome:
         return "\n".join(lines)
 
 
-def _row(refresh, check: CheckSpec, rule, *, scope, extract_id, passed, evaluated, unexpected, gx_success,
-         exception, suite_fp, data_fp, details=None, checked_at=None) -> dict:
-    return {"refresh": refresh, "checked_at": checked_at or store.now(), "check_name": check.name,
-            "asset": check.asset, "rule": rule.name, "expectation": rule.expectation or None,
-            "severity": rule.severity, "scope": scope, "extract_id": extract_id, "passed": bool(passed),
-            "evaluated": evaluated, "unexpected": unexpected,
-            "unexpected_share": (unexpected / evaluated) if evaluated else 0.0, "max_share": rule.max_share,
-            "gx_success": gx_success, "exception": exception, "suite_fingerprint": suite_fp,
-            "data_fingerprint": data_fp, "details": details or {}}
-
-
-def _usable(rows: list[dict] | None) -> bool:
-    return bool(rows) and not any(r["exception"] for r in rows)
-
-
 # ------------------------------------------------------------------------------------------------
 
 
@@ -157,15 +152,15 @@ def staging_state(con, domain: str) -> str:
     return hashlib.sha256(f"{staging_fingerprint(con, domain)}|{schema}|{rows}".encode()).hexdigest()
 
 
-def _suite_pending(con, check: CheckSpec, contracts, suite_fp, drops) -> tuple[dict, list, list]:
+def _suite_pending(con, check: CheckSpec, suite_fp, drops) -> tuple[dict, list, list]:
     scopes = {r.scope for r in check.rules}
     keys_drop = [(eid, sha) for eid, sha, *_ in drops] if scopes & DROP_SCOPES else []
     keys_staging = []
     if scopes & {SCOPE_SCHEMA, SCOPE_STAGING}:
         keys_staging = [(None, staging_state(con, check.asset.split("/")[1]))]
     stored = store.latest_rows(con, check.name, suite_fp, keys_drop + keys_staging)
-    pending_drop = [k for k in keys_drop if not _usable(stored.get(k))]
-    pending_staging = [k for k in keys_staging if not _usable(stored.get(k))]
+    pending_drop = [k for k in keys_drop if not store.usable(stored.get(k))]
+    pending_staging = [k for k in keys_staging if not store.usable(stored.get(k))]
     return stored, pending_drop, pending_staging
 
 
@@ -173,10 +168,11 @@ def _validate_suites(con, checks: list[CheckSpec], contracts, suite_fp, refresh,
                      pending: dict[str, tuple[list, list]]) -> dict[str, list[dict]]:
     """Validate every pending frame of `checks` (checks of one group: a domain's error and warn
     rules; pending: check name -> its pending drops and staging state), each drop's counts in
-    its own results: with the speed layer (quality/speed/) unless `HAIC_DQ_FAST=0`, else drop by
-    drop (validate.validate_plain); the counts are the same. Check name -> its new rows."""
+    its own results (validate.validate), its frames read and run by the speed layer
+    (quality/speed/) unless `HAIC_DQ_FAST=0`, else drop by drop (validate.FrameSource); the
+    counts are the same. Check name -> its new rows."""
     from haic_pipeline.quality import speed  # noqa: PLC0415 (GX only when needed)
-    from haic_pipeline.quality.validate import finish, new_results, validate_plain  # noqa: PLC0415
+    from haic_pipeline.quality.validate import FrameSource, finish, new_results, validate  # noqa: PLC0415
 
     t0 = time.perf_counter()
     ids = next((ids for ids in ([eid for eid, _ in pending[c.name][0]] for c in checks) if ids), [])
@@ -190,8 +186,8 @@ def _validate_suites(con, checks: list[CheckSpec], contracts, suite_fp, refresh,
             labels = (ids if pending_drop else []) if scope in DROP_SCOPES else ([None] if pending_staging else [])
             for label in labels:
                 results[(ch.name, scope, label)] = new_results(rules, label)
-    validate = speed.validate if quality_settings().fast else validate_plain
-    validate(con, checks, contracts, pending, ids, results)
+    source = (speed.FastSource if quality_settings().fast else FrameSource)(con, contracts, ids)
+    validate(con, checks, contracts, pending, ids, results, source)
 
     at = store.now()  # one timestamp per validation: the cache reads the latest rows
     out: dict[str, list[dict]] = {ch.name: [] for ch in checks}
@@ -199,53 +195,30 @@ def _validate_suites(con, checks: list[CheckSpec], contracts, suite_fp, refresh,
     for (name, scope, label), per_rule in results.items():
         pending_drop, pending_staging = pending[name]
         data_fp = dict(pending_drop)[label] if label is not None else pending_staging[0][1]
-        out[name] += [_row(refresh, by_name[name], rr.rule, scope=scope, extract_id=label, passed=rr.passed,
-                           evaluated=rr.evaluated, unexpected=rr.unexpected, gx_success=rr.gx_success,
-                           exception=rr.exception, suite_fp=suite_fp, data_fp=data_fp,
-                           details={"chunks": rr.chunks}, checked_at=at) for rr in finish(per_rule)]
-    store.write_rows(con, [r for rows in out.values() for r in rows])
+        out[name] += [store.result_row(refresh, by_name[name], rr.rule, scope=scope, extract_id=label,
+                                       passed=rr.passed, evaluated=rr.evaluated, unexpected=rr.unexpected,
+                                       gx_success=rr.gx_success, exception=rr.exception, suite_fp=suite_fp,
+                                       data_fp=data_fp, details={"chunks": rr.chunks}, checked_at=at)
+                      for rr in finish(per_rule)]
     log.info("%s: %d drop(s)%s validated in %.1f s", ", ".join(by_name), len(ids),
              " and the staging table" if any(pending[n][1] for n in by_name) else "", time.perf_counter() - t0)
     return out
 
 
-def _validate_drops(con, check: CheckSpec, contracts, suite_fp, refresh, drops, pending) -> list[dict]:
-    new_rows = []
-    rules = {r.name: r for r in check.rules}
-    index = {d[0]: i for i, d in enumerate(drops)}
-    figures = {}
-    if check.name == "drop_changes":  # the pending drops and the drops they are compared with
-        wanted = {eid for eid, _ in pending} | {drops[index[eid] - 1][0] for eid, _ in pending if index[eid] > 0}
-        figures = drop_level.drop_figures(con, contracts, sorted(wanted))
-    for eid, data_fp in pending:
-        i = index[eid]
-        prev = drops[i - 1] if i > 0 else None
-        if check.name == "drop_sequence":
-            outcome = drop_level.sequence(drops[i], prev)
-        else:
-            outcome = drop_level.compare(figures[eid], figures[prev[0]] if prev else None, previous_is_first=i == 1)
-        at = store.now()
-        rows = [_row(refresh, check, rules[name], scope=check.name, extract_id=eid, passed=o["passed"],
-                     evaluated=1, unexpected=0 if o["passed"] else 1, gx_success=None, exception=None,
-                     suite_fp=suite_fp, data_fp=data_fp, details=o["details"], checked_at=at)
-                for name, o in outcome.items()]
-        store.write_rows(con, rows)
-        new_rows.extend(rows)
-    return new_rows
-
-
-def rejudge(con: duckdb.DuckDBPyConnection, check: CheckSpec, rows: list[dict], refresh: str) -> list[dict]:
+def rejudge(con: duckdb.DuckDBPyConnection, check: CheckSpec, rows: list[dict],
+            refresh: str) -> tuple[list[dict], list[dict]]:
     """A drop's failed rules judged again on what the drop still contributes: its offences that
     staging still routes (its rows in ops.quarantine for error rules, ops.row_flags for warn
     rules, after latest-wins; patients for patient-level rules), over what it delivered. A later
     drop that supersedes the offending rows, or delivers an orphan's patient row, so lifts the
     block at the next refresh by itself. When a drop's offences went down, its rows of this check
-    are written again (one timestamp, `details.rejudged`), the earlier ones stay as history. Only
-    failures are judged again: a later drop never turns a passed drop into a failed one."""
+    are given anew (one timestamp, `details.rejudged`) for the caller to write; the earlier ones
+    stay as history. Only failures are judged again: a later drop never turns a passed drop into
+    a failed one. Returns (the rows as judged now, the rows to write)."""
     failed = [r for r in rows if not r["passed"] and not r["exception"] and r["extract_id"]
               and r["scope"] in (SCOPE_DROP, SCOPE_DROP_PATIENT)]
     if not failed:
-        return rows
+        return rows, []
     domain = check.asset.split("/")[1]
     ids = sorted({r["extract_id"] for r in failed})
     still = {}
@@ -263,7 +236,7 @@ def rejudge(con: duckdb.DuckDBPyConnection, check: CheckSpec, rows: list[dict], 
         if n < (r["unexpected"] or 0):
             changed.setdefault(r["extract_id"], {})[r["rule"]] = n
     if not changed:
-        return rows
+        return rows, []
     at, out, new = store.now(), [], []
     for r in rows:
         if r["extract_id"] not in changed:
@@ -280,9 +253,8 @@ def rejudge(con: duckdb.DuckDBPyConnection, check: CheckSpec, rows: list[dict], 
                      passed=verdict(r["evaluated"] or 0, n, spec.max_share, spec.min_count))
         out.append(r)
         new.append(r)
-    store.write_rows(con, new)
     log.info("%s: drop(s) %s judged again on what they still contribute", check.name, ", ".join(sorted(changed)))
-    return out
+    return out, new
 
 
 def run_check(con: duckdb.DuckDBPyConnection, name: str, *, reports_dir: Path | None = None,
@@ -292,57 +264,81 @@ def run_check(con: duckdb.DuckDBPyConnection, name: str, *, reports_dir: Path | 
     return run_checks(con, [name], reports_dir=reports_dir, refresh=refresh, contracts=contracts, folder=folder)[0]
 
 
+@dataclass
+class _Pending:
+    """What a check must judge now: its stored rows still valid, the drops and staging state it
+    has not judged under the current suite."""
+
+    check: CheckSpec
+    kept: list[dict]
+    drops: list[tuple[str, str]]            # (extract_id, data fingerprint)
+    staging: list[tuple[None, str]]         # (None, staging state), or nothing
+
+
+def _plan(con, group: list[CheckSpec], suite_fp: str, drops: list[tuple]) -> dict[str, _Pending]:
+    plan = {}
+    for check in group:
+        if drop_level.is_drop_check(check):
+            kept, pending = drop_level.pending(con, check, suite_fp, drops)
+            plan[check.name] = _Pending(check, kept, pending, [])
+            continue
+        stored, pending_drop, pending_staging = _suite_pending(con, check, suite_fp, drops)
+        kept = [r for k, rows in stored.items() if k not in pending_drop + pending_staging for r in rows]
+        plan[check.name] = _Pending(check, kept, pending_drop, pending_staging)
+    return plan
+
+
+def _validate(con, plan: dict[str, _Pending], contracts, suite_fp: str, refresh: str,
+              drops: list[tuple]) -> dict[str, list[dict]]:
+    """Check name -> the rows of what it judged now. Drop-level checks compare drops
+    (quality/drops.py); suite checks on the same staging asset whose pending drops are the same
+    (a domain's error and warn rules) are validated from one read of those drops' rows, and a
+    check with only its staging state pending joins that validation."""
+    new: dict[str, list[dict]] = {name: [] for name in plan}
+    suites: dict[tuple, list[CheckSpec]] = {}
+    for name, p in plan.items():
+        if drop_level.is_drop_check(p.check):
+            if p.drops:
+                new[name] = drop_level.validate(con, p.check, contracts, suite_fp, refresh, drops, p.drops)
+        elif p.drops or p.staging:
+            suites.setdefault((p.check.asset, tuple(eid for eid, _ in p.drops) or None), []).append(p.check)
+    for (asset, ids), members in list(suites.items()):
+        if ids is None:
+            other = next((k for k in suites if k[0] == asset and k[1] is not None), None)
+            if other is not None:
+                suites[other] += suites.pop((asset, ids))
+    pending = {name: (p.drops, p.staging) for name, p in plan.items()}
+    for members in suites.values():
+        new.update(_validate_suites(con, members, contracts, suite_fp, refresh, pending))
+    return new
+
+
 def run_checks(con: duckdb.DuckDBPyConnection, names: list[str], *, reports_dir: Path | None = None,
                refresh: str | None = None, contracts: dict[str, Contract] | None = None,
                folder: str | None = None) -> list[CheckOutcome]:
-    """Run the checks `names` (see module docstring), one outcome each, in that order. Suite
-    checks on the same staging asset whose pending drops are the same (a domain's error and warn
-    rules, normally) are validated from one read of those drops' rows; the report is written
-    once, after all of them."""
+    """Run the checks `names` (see module docstring), one outcome each, in that order: plan what
+    is pending, validate it, judge failed drops again, write every new row at once, then the
+    report."""
     t0 = time.perf_counter()
     refresh = refresh or f"manual-{uuid.uuid4().hex[:12]}"
     contracts = contracts or load_contracts(folder)
     checks = all_checks(contracts, folder)
     by_name = {c.name: c for c in checks}
     group = [by_name[n] for n in names]
-    store.ensure_dq_results(con)
-    interventions.ensure(con)
-    suite_fp = suite_fingerprint(contracts, folder)
+    ensure_ops(con)
+    suite_fp = suite_fingerprint(contracts)
     drops = store.loaded_drops(con)
     if store.unvalidated_rows(con, suite_fp) > 0:
         preload.start()  # a drop to validate: GX is imported while the drop-level checks run
 
-    done: dict[str, tuple[list[dict], list[dict], list[str]]] = {}   # name -> kept, new, validated
-    suites: dict[tuple, list[CheckSpec]] = {}
-    pending: dict[str, tuple[list, list]] = {}
+    plan = _plan(con, group, suite_fp, drops)
+    new = _validate(con, plan, contracts, suite_fp, refresh, drops)
+    judged, rewritten = {}, []
     for check in group:
-        if check.name in ("drop_sequence", "drop_changes"):
-            keys = [(d[0], drop_level.pair_fingerprint(drops, i)) for i, d in enumerate(drops)]
-            stored = store.latest_rows(con, check.name, suite_fp, keys)
-            todo = [k for k in keys if not _usable(stored.get(k))]
-            new_rows = _validate_drops(con, check, contracts, suite_fp, refresh, drops, todo) if todo else []
-            done[check.name] = ([r for k in keys if k not in todo for r in stored.get(k, [])], new_rows,
-                                [k[0] for k in todo])
-            continue
-        stored, pending_drop, pending_staging = _suite_pending(con, check, contracts, suite_fp, drops)
-        done[check.name] = ([r for k, rows in stored.items() if k not in pending_drop + pending_staging for r in rows],
-                            [], [k[0] for k in pending_drop])
-        if pending_drop or pending_staging:
-            pending[check.name] = (pending_drop, pending_staging)
-            together = (check.asset, tuple(eid for eid, _ in pending_drop) or None)
-            suites.setdefault(together, []).append(check)
-    # a check with only its staging state pending joins the group's drop validation as well
-    for (asset, ids), members in list(suites.items()):
-        if ids is None:
-            other = next((k for k in suites if k[0] == asset and k[1] is not None), None)
-            if other is not None:
-                suites[other] += suites.pop((asset, ids))
-    for members in suites.values():
-        for name, rows in _validate_suites(con, members, contracts, suite_fp, refresh, pending).items():
-            done[name] = (done[name][0], rows, done[name][2])
-    for check in group:
-        kept, new_rows, validated = done[check.name]
-        done[check.name] = (rejudge(con, check, kept, refresh), rejudge(con, check, new_rows, refresh), validated)
+        judged[check.name], again = rejudge(con, check, plan[check.name].kept + new[check.name], refresh)
+        rewritten += again
+    store.write_rows(con, [r for check in group for r in new[check.name]] + rewritten)
+
     waivers = interventions.active_waivers(con)
     report = None
     if reports_dir is not None:
@@ -350,11 +346,11 @@ def run_checks(con: duckdb.DuckDBPyConnection, names: list[str], *, reports_dir:
     seconds = time.perf_counter() - t0
     out = []
     for check in group:
-        kept, new_rows, validated = done[check.name]
-        rows = kept + new_rows
+        rows = judged[check.name]
         mine = {e: w for (c, e), w in waivers.items() if c == check.name}
         out.append(CheckOutcome(check=check, passed=all(r["passed"] or r["extract_id"] in mine for r in rows),
-                                cached=not new_rows, rows=rows, validated_now=validated, seconds=seconds,
+                                cached=not new[check.name], rows=rows,
+                                validated_now=[eid for eid, _ in plan[check.name].drops], seconds=seconds,
                                 report=report, refresh=refresh, waivers=mine))
     return out
 

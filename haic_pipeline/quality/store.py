@@ -5,7 +5,7 @@
 
 It is also the cache: a drop validated under the current suite fingerprint (the contracts and the
 generator's version) is not validated again; staging-wide rules are keyed by the staging state.
-Rows carry counts and shares only, never a value.
+Rows carry counts and shares only, never a value. The table's DDL: `warehouse/schema.py`.
 """
 
 from __future__ import annotations
@@ -16,36 +16,6 @@ import json
 import duckdb
 import pandas as pd
 
-DQ_RESULTS_DDL = """
-CREATE TABLE IF NOT EXISTS ops.dq_results (
-    refresh           VARCHAR NOT NULL,   -- Dagster run id (or the caller's refresh id)
-    checked_at        TIMESTAMP NOT NULL,
-    check_name        VARCHAR NOT NULL,   -- the asset check, e.g. labs_error_rules
-    asset             VARCHAR NOT NULL,   -- staging/labs
-    rule              VARCHAR NOT NULL,   -- the contract rule / generated check name
-    expectation       VARCHAR,            -- GX expectation class
-    severity          VARCHAR NOT NULL,   -- error / warn
-    scope             VARCHAR NOT NULL,   -- drop / schema / staging / patient / drop_sequence / drop_changes
-    extract_id        VARCHAR,            -- the drop validated (NULL for staging-wide rules)
-    passed            BOOLEAN NOT NULL,
-    evaluated         BIGINT,
-    unexpected        BIGINT,
-    unexpected_share  DOUBLE,
-    max_share         DOUBLE,
-    gx_success        BOOLEAN,            -- GX's own success on the drop's frame(s); NULL when the drop
-                                          -- shared a frame with others (counts attributed, passed = GX's formula)
-    exception         VARCHAR,            -- the expectation raised: not measured
-    suite_fingerprint VARCHAR NOT NULL,
-    data_fingerprint  VARCHAR NOT NULL,   -- manifest sha256 of the drop, or the staging state
-    details           JSON
-)"""
-
-
-def ensure_dq_results(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    con.execute(DQ_RESULTS_DDL)
-
-
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
@@ -55,6 +25,23 @@ def loaded_drops(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     return con.execute(
         "SELECT extract_id, manifest_sha256, extracted_at, data_cutoff FROM ops.drops "
         "WHERE status = 'loaded' ORDER BY extract_id").fetchall()
+
+
+def result_row(refresh, check, rule, *, scope, extract_id, passed, evaluated, unexpected, gx_success,
+               exception, suite_fp, data_fp, details=None, checked_at=None) -> dict:
+    """One row of ops.dq_results: one rule of one check judged for one drop (or staging)."""
+    return {"refresh": refresh, "checked_at": checked_at or now(), "check_name": check.name,
+            "asset": check.asset, "rule": rule.name, "expectation": rule.expectation or None,
+            "severity": rule.severity, "scope": scope, "extract_id": extract_id, "passed": bool(passed),
+            "evaluated": evaluated, "unexpected": unexpected,
+            "unexpected_share": (unexpected / evaluated) if evaluated else 0.0, "max_share": rule.max_share,
+            "gx_success": gx_success, "exception": exception, "suite_fingerprint": suite_fp,
+            "data_fingerprint": data_fp, "details": details or {}}
+
+
+def usable(rows: list[dict] | None) -> bool:
+    """Stored rows that stand as a result (none raised: a raised expectation is judged again)."""
+    return bool(rows) and not any(r["exception"] for r in rows)
 
 
 def write_rows(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:

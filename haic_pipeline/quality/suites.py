@@ -18,12 +18,10 @@ and groups them, plain data (no GX import), into checks:
 Rule names are the staging SQL's `check_name`s (the same catalogue entries), so a failed
 expectation points at its rows in `ops.quarantine` / `ops.row_flags`.
 
-Thresholds: every expectation gets `mostly = 1 - max_share` (the contract's `max_share`, or the
-`_defaults.yaml` value of its class: structural 0, values 2 %, plausibility 5 %, orphans 2 %;
-`duplicate_key_conflict`: the contract's `duplicate_key_max_share`, else values). A rule counts
-offences in its unit (`RuleSpec.unit`): rows, or patients for patient-level rules (orphans, the
-one-row-per-patient patients domain, cross-table rules); a rule with a non-zero threshold fails
-only when its offences also reach `min_count` (`_defaults.yaml`, or the rule's own), so a small
+Thresholds: every expectation gets `mostly = 1 - max_share`. Each rule's `max_share`, `min_count`
+and unit are the ones the contracts layer settled (`haic_pipeline/contracts.py`: the contract's
+own, else `_defaults.yaml`); nothing here falls back to a number of its own. A rule with a
+non-zero threshold fails only when its offences, in its unit, also reach `min_count`, so a small
 drop never blocks on one or two offenders (`validate.verdict` is the one judge).
 """
 
@@ -32,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from haic_pipeline.catalogue import (  # noqa: F401 (the catalogue's names, re-exported for the quality package)
     SCOPE_DROP,
@@ -41,11 +38,10 @@ from haic_pipeline.catalogue import (  # noqa: F401 (the catalogue's names, re-e
     SCOPE_SCHEMA,
     SCOPE_STAGING,
     RuleSpec,
-    load_defaults,
-    min_count,
     row_rules,
 )
-from haic_pipeline.contracts import Contract, contracts_dir, contracts_fingerprint, load_yaml
+from haic_pipeline.contracts import UNIT_PATIENT, Contract, contracts_fingerprint
+from haic_pipeline.contracts import cross_table_rules as contract_cross_table
 
 #: Bump when the meaning of a generated suite changes without a contract change: every drop is
 #: validated again under the new suite version.
@@ -76,42 +72,9 @@ class CheckSpec:
         return self.severity == "error"
 
 
-# --------------------------------------------------------------------------------------------
-# contract folder extras: the cross_table section (read from the same files)
-
-
-def load_cross_table(contracts: dict[str, Contract], folder: str | Path | None = None) -> dict:
-    """The `cross_table:` sections of the contract files (rules on joined staging tables)."""
-    base = Path(folder) if folder else contracts_dir()
-    index_regimen, rules = None, []
-    for path in sorted(base.glob("*.yaml")):
-        if path.name.startswith("_"):
-            continue
-        doc = load_yaml(path.read_text(encoding="utf-8")) or {}
-        section = doc.get("cross_table")
-        if not section:
-            continue
-        index_regimen = section.get("index_regimen", index_regimen)
-        for raw in section.get("rules", []) or []:
-            for side in ("earlier", "later"):
-                for ref in raw.get(side, []) or []:
-                    if ref == "index_date":
-                        continue
-                    domain, _, column = ref.partition(".")
-                    if domain not in contracts or column not in contracts[domain].column_names:
-                        raise ValueError(f"{path.name}: cross_table rule {raw.get('name')!r} names "
-                                         f"unknown column {ref!r}")
-            rules.append(raw)
-    return {"index_regimen": index_regimen, "rules": rules}
-
-
-def suite_fingerprint(contracts: dict[str, Contract], folder: str | Path | None = None) -> str:
+def suite_fingerprint(contracts: dict[str, Contract]) -> str:
     """The suite version: the contracts (incl. _defaults.yaml) and the generator's logic version."""
-    base = Path(folder) if folder else contracts_dir()
     h = hashlib.sha256(contracts_fingerprint(contracts).encode())
-    defaults = base / "_defaults.yaml"
-    if defaults.exists():
-        h.update(defaults.read_bytes())
     h.update(SUITE_LOGIC_VERSION.encode())
     return h.hexdigest()
 
@@ -132,9 +95,10 @@ def staging_columns(c: Contract) -> list[tuple[str, str]]:
     return out + list(LINEAGE_COLUMNS)
 
 
-def structural_rules(c: Contract, check: str, defaults: dict) -> list[RuleSpec]:
-    share = defaults["structural_max_share"]
-    common = {"check": check, "domain": c.domain, "severity": "error", "max_share": share}
+def structural_rules(c: Contract, check: str) -> list[RuleSpec]:
+    share = c.defaults.structural_max_share
+    common = {"check": check, "domain": c.domain, "severity": "error", "max_share": share,
+              "min_count": c.defaults.min_count(share, c.unit)}
     return [
         RuleSpec(**common, name="columns_present", family="presence", scope=SCOPE_SCHEMA,
                  expectation="ExpectColumnValuesToNotBeNull", kwargs={"column": "actual_type"},
@@ -151,38 +115,31 @@ def structural_rules(c: Contract, check: str, defaults: dict) -> list[RuleSpec]:
     ]
 
 
-def cross_table_rules(contracts: dict[str, Contract], defaults: dict, folder=None) -> list[RuleSpec]:
-    section = load_cross_table(contracts, folder)
-    out = []
-    for raw in section["rules"]:
-        sev = raw.get("severity", "warn")
-        out.append(RuleSpec(
-            check="cross_table_rules", domain=None, name=raw["name"], family="cross_table",
-            severity=sev, max_share=float(raw.get("max_share", defaults["plausibility_max_share"])),
-            scope=SCOPE_PATIENT, expectation="ExpectColumnPairValuesAToBeGreaterThanB",
-            kwargs={"column_A": f"{raw['name']}__later", "column_B": f"{raw['name']}__earlier",
-                    "or_equal": True, "ignore_row_if": "either_value_is_missing"},
-            description=(f"per patient: {' / '.join(raw['later'])} on or after "
-                         f"{' / '.join(raw['earlier'])}"),
-            source={"earlier": list(raw["earlier"]), "later": list(raw["later"]),
-                    "index_regimen": section["index_regimen"]},
-            unit="patient",
-        ))
-        out[-1].min_count = min_count(out[-1].max_share, out[-1].unit, raw.get("min_count"), defaults)
-    return out
+def cross_table_rules(contracts: dict[str, Contract]) -> list[RuleSpec]:
+    """The contracts' cross-table rules (contracts.CrossTableRule), one expectation each on the
+    joined frame of one row per patient (frames.py)."""
+    rules, regimen = contract_cross_table(contracts)
+    return [RuleSpec(
+        check="cross_table_rules", domain=None, name=r.name, family="cross_table", severity=r.severity,
+        max_share=r.max_share, min_count=r.min_count, unit=UNIT_PATIENT, scope=SCOPE_PATIENT,
+        expectation="ExpectColumnPairValuesAToBeGreaterThanB",
+        kwargs={"column_A": f"{r.name}__later", "column_B": f"{r.name}__earlier",
+                "or_equal": True, "ignore_row_if": "either_value_is_missing"},
+        description=f"per patient: {' / '.join(r.later)} on or after {' / '.join(r.earlier)}",
+        source={"earlier": list(r.earlier), "later": list(r.later), "index_regimen": regimen},
+    ) for r in rules]
 
 
-def domain_rules(c: Contract, defaults: dict) -> list[RuleSpec]:
+def domain_rules(c: Contract) -> list[RuleSpec]:
     """The catalogue's row rules of one contract, then its structural rules."""
-    return row_rules(c, defaults) + structural_rules(c, f"{c.domain}_error_rules", defaults)
+    return row_rules(c) + structural_rules(c, f"{c.domain}_error_rules")
 
 
-def generate_checks(contracts: dict[str, Contract], folder: str | Path | None = None) -> list[CheckSpec]:
+def generate_checks(contracts: dict[str, Contract]) -> list[CheckSpec]:
     """Every check and its rules, generated from the contracts (in staging order)."""
-    defaults = load_defaults(folder)
     checks: list[CheckSpec] = []
     for domain, c in contracts.items():
-        rules = domain_rules(c, defaults)
+        rules = domain_rules(c)
         for severity in ("error", "warn"):
             mine = [r for r in rules if r.severity == severity]
             if not mine:
@@ -196,7 +153,7 @@ def generate_checks(contracts: dict[str, Contract], folder: str | Path | None = 
                     f"drop (GX suite generated from the contract; fails above the rule's max_share and from "
                     f"its min_count offences on)."),
             ))
-    xt = cross_table_rules(contracts, defaults, folder)
+    xt = cross_table_rules(contracts)
     if xt:
         severity = "error" if any(r.severity == "error" for r in xt) else "warn"
         domains = [d for d in contracts if d != "vital_status"]

@@ -12,9 +12,10 @@ An expectation that raised (GX records it in `exception_info`, with `success=Fal
 counts) is never read as a pass or a fail of the data: the rule result carries the exception,
 and the check fails loudly as "not measured".
 
-`validate_plain` is the gate read top to bottom: each pending drop's frame read alone, validated
-alone. `quality/speed/` gives the same counts faster (several drops per frame, worker
-processes); `HAIC_DQ_FAST=0` switches it off.
+`validate` is the one dispatch of a validation by scope; a `FrameSource` reads and runs its
+frames: the plain one here (each pending drop's frame read alone, validated alone, the gate read
+top to bottom), or the speed layer's (`quality/speed/`: several drops per frame, worker
+processes), which gives the same counts faster; `HAIC_DQ_FAST=0` switches it off.
 
 Only counts leave this module: `result_format` is SUMMARY with `partial_unexpected_count: 0` (no
 unexpected values, no index lists); only whitelisted numeric fields of GX's result are copied.
@@ -28,6 +29,7 @@ import hashlib
 import pickle
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from haic_pipeline.quality import frames
@@ -216,35 +218,95 @@ def verdict(evaluated: int, unexpected: int, max_share: float, min_count: int) -
     return max_share > 0 and unexpected < min_count
 
 
-def validate_plain(con, checks: list[CheckSpec], contracts: dict, pending: dict, ids: list[str],
-                   results: dict) -> None:
-    """The pending frames of `checks` (checks of one staging asset; pending: check name -> its
-    pending drops and staging state), each drop's frame read and validated alone, its counts
-    added to `results[(check, scope, extract_id or None)]`."""
-    domain = checks[0].asset.split("/")[1]
-    c = contracts.get(domain)
+class FrameSource:
+    """Where a validation's frames come from and where they are run: the plain reader, each
+    pending drop's frame read alone and validated alone, in this process. Every frame comes as
+    (frame, labels, codes): the drops it holds and each row's index into them (here one drop, all
+    codes 0). The speed layer (`quality/speed/`) gives faster readers and runners with the same
+    counts; `validate` below is the one dispatch both go through."""
+
+    def __init__(self, con, contracts: dict, ids: list[str]):
+        self.con, self.contracts, self.ids = con, contracts, ids
+
+    def _per_drop(self, sql: str, n_params: int = 1):
+        for eid in self.ids:
+            df = frames.read_frame(self.con, sql, [[eid]] * n_params).drop(columns="_extract_id")
+            yield df, [eid], np.zeros(len(df), dtype=np.int8)
+
+    def drop_rows(self, c, rules: list[RuleSpec]):
+        """The rows each pending drop delivered, frame columns of `rules`."""
+        return self._per_drop(frames.drop_frame_sql(c, rules))
+
+    def drop_patients(self, c, rules: list[RuleSpec]):
+        """The patients each pending drop delivered rows of (patient-level rules)."""
+        return self._per_drop(frames.drop_patient_frame_sql(c, rules))
+
+    def patients(self, sql: str, n_params: int):
+        """One row per patient of each pending drop, the staging tables joined (cross-table)."""
+        return self._per_drop(sql, n_params)
+
+    def staging(self, c):
+        """staging.<domain> itself (natural-key uniqueness)."""
+        yield frames.read_frame(self.con, frames.staging_frame_sql(c))
+
+    def run(self, chunks, on_result) -> None:
+        """Each (scope, members, frame, labels, codes) through the suite of each member check, on
+        the member's own columns; `on_result(scope, members, labels, counts per code per member)`."""
+        for scope, members, df, labels, _codes in chunks:
+            on_result(scope, members, labels, [{0: cached_runner(ch, scope).run(df if cols is None else df[cols])}
+                                               for ch, cols in members])
+
+
+def validate(con, checks: list[CheckSpec], contracts: dict, pending: dict, ids: list[str], results: dict,
+             source: FrameSource | None = None) -> None:
+    """Every pending frame of `checks` (the checks of one staging asset; pending: check name ->
+    its pending drops and staging state), read and run by `source` (the plain one by default),
+    each drop's counts added to `results[(check, scope, extract_id or None)]`. The one dispatch
+    by scope: a domain's error and warn checks share one read of the drops' rows, each suite on
+    its own columns (the frame it would have alone); patient-level, cross-table, schema and
+    staging-wide rules each get their frames. Nothing is written to the connection until every
+    frame is read (a statement would end the result being fetched), except the cross-table flags
+    once their frames are read."""
+    source = source or FrameSource(con, contracts, ids)
+    c = contracts.get(checks[0].asset.split("/")[1])
+    rules_of = {(ch.name, scope): [r for r in ch.rules if r.scope == scope]
+                for ch in checks for scope in {r.scope for r in ch.rules}}
+    # a stream: (scope, [(check, its frame columns or None = all)], iterator of (frame, labels, codes))
+    streams: list[tuple[str, list, object]] = []
+
+    def patient_stream(rules):
+        frames.build_patient_dates(con, contracts, rules)
+        try:
+            yield from source.patients(*frames.patient_frame_sql(contracts, rules))
+            frames.flag_cross_table(con, rules)   # the frames are all read
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS {frames.PATIENT_DATES}")
+
+    def unlabelled(make_frames):
+        for df in make_frames():
+            yield df, [None], np.zeros(len(df), dtype=np.int8)
+
+    drop_members = [ch for ch in checks if pending[ch.name][0] and (ch.name, SCOPE_DROP) in rules_of]
+    if drop_members:
+        union = [r for ch in drop_members for r in rules_of[(ch.name, SCOPE_DROP)]]
+        members = [(ch, list(frames.frame_columns(rules_of[(ch.name, SCOPE_DROP)])) if len(drop_members) > 1 else None)
+                   for ch in drop_members]
+        streams.append((SCOPE_DROP, members, source.drop_rows(c, union)))
     for ch in checks:
         pending_drop, pending_staging = pending[ch.name]
-        for scope in dict.fromkeys(r.scope for r in ch.rules):
-            rules = [r for r in ch.rules if r.scope == scope]
-            runner = cached_runner(ch, scope)
-            if scope in (SCOPE_DROP, SCOPE_DROP_PATIENT) and pending_drop:
-                sql = (frames.drop_frame_sql if scope == SCOPE_DROP else frames.drop_patient_frame_sql)(c, rules)
-                for eid in ids:
-                    df = frames.read_frame(con, sql, [[eid]]).drop(columns="_extract_id")
-                    add_chunk(results[(ch.name, scope, eid)], runner.run(df))
-            elif scope == SCOPE_PATIENT and pending_drop:
-                frames.build_patient_dates(con, contracts, rules)
-                try:
-                    sql, n = frames.patient_frame_sql(contracts, rules)
-                    for eid in ids:
-                        df = frames.read_frame(con, sql, [[eid]] * n).drop(columns="_extract_id")
-                        add_chunk(results[(ch.name, scope, eid)], runner.run(df))
-                    frames.flag_cross_table(con, rules)
-                finally:
-                    con.execute(f"DROP TABLE IF EXISTS {frames.PATIENT_DATES}")
-            elif scope == SCOPE_SCHEMA and pending_staging:
-                add_chunk(results[(ch.name, scope, None)], runner.run(frames.schema_frame(con, c)))
-            elif scope == SCOPE_STAGING and pending_staging:
-                add_chunk(results[(ch.name, scope, None)],
-                          runner.run(frames.read_frame(con, frames.staging_frame_sql(c))))
+        if pending_drop and (ch.name, SCOPE_DROP_PATIENT) in rules_of:
+            streams.append((SCOPE_DROP_PATIENT, [(ch, None)], source.drop_patients(c, rules_of[(ch.name, SCOPE_DROP_PATIENT)])))
+        if pending_drop and (ch.name, SCOPE_PATIENT) in rules_of:
+            streams.append((SCOPE_PATIENT, [(ch, None)], patient_stream(rules_of[(ch.name, SCOPE_PATIENT)])))
+        if pending_staging and (ch.name, SCOPE_SCHEMA) in rules_of:
+            streams.append((SCOPE_SCHEMA, [(ch, None)], unlabelled(lambda: [frames.schema_frame(con, c)])))
+        if pending_staging and (ch.name, SCOPE_STAGING) in rules_of:
+            streams.append((SCOPE_STAGING, [(ch, None)], unlabelled(lambda: source.staging(c))))
+
+    def on_result(scope: str, members, labels: list, per_member: list[dict]) -> None:
+        for (ch, _cols), per_code in zip(members, per_member, strict=True):
+            for code, got in per_code.items():
+                add_chunk(results[(ch.name, scope, labels[code])], got)
+
+    source.run(((scope, members, df, labels, codes)
+                for scope, members, stream in streams for df, labels, codes in stream), on_result)

@@ -1,4 +1,5 @@
-"""The data engineer's recorded ways out of a blocked refresh, in `ops.interventions`.
+"""The data engineer's recorded ways out of a blocked refresh, in `ops.interventions` (its DDL
+and the view `ops.waivers`: `warehouse/schema.py`).
 
 - retract a drop: `ops.drops.status` becomes `retracted`; the drop's rows leave `raw.typed_*`
   (which reads loaded drops only), hence staging and everything derived, at the next refresh;
@@ -24,40 +25,6 @@ import duckdb
 
 from haic_pipeline.settings import actor_override
 from haic_pipeline.warehouse.transaction import transaction
-
-INTERVENTIONS_DDL = [
-    """
-    CREATE TABLE IF NOT EXISTS ops.interventions (
-        action      VARCHAR NOT NULL,   -- retract / restore (a drop), waive / revoke (a check for a drop)
-        extract_id  VARCHAR NOT NULL,
-        check_name  VARCHAR,            -- waive / revoke only
-        reason      VARCHAR NOT NULL,   -- the engineer's words only
-        actor       VARCHAR NOT NULL,   -- the operating-system user who ran the command
-        recorded_at TIMESTAMP NOT NULL, -- UTC
-        rules       VARCHAR[]           -- waive only: the check's rules the drop failed when it was waived
-    )""",
-    # a warehouse whose table predates the column: add it, and move the rules a waiver's reason
-    # held as "<reason> [rules: a, b]" into it (the reason keeps the engineer's words)
-    "ALTER TABLE ops.interventions ADD COLUMN IF NOT EXISTS rules VARCHAR[]",
-    r"""
-    UPDATE ops.interventions
-    SET rules = string_split(regexp_extract(reason, '\[rules: ([^\]]*)\]$', 1), ', '),
-        reason = regexp_replace(reason, ' \[rules: [^\]]*\]$', '')
-    WHERE action = 'waive' AND rules IS NULL AND regexp_matches(reason, ' \[rules: [^\]]*\]$')""",
-    """
-    CREATE OR REPLACE VIEW ops.waivers AS   -- the waivers that stand now
-    SELECT check_name, extract_id, reason, rules, actor AS waived_by, recorded_at AS waived_at
-    FROM (SELECT *, row_number() OVER (PARTITION BY check_name, extract_id ORDER BY recorded_at DESC) AS k
-          FROM ops.interventions WHERE action IN ('waive', 'revoke'))
-    WHERE k = 1 AND action = 'waive'""",
-]
-
-
-def ensure(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    for ddl in INTERVENTIONS_DDL:
-        con.execute(ddl)
-
 
 class InterventionError(ValueError):
     """The action does not apply (unknown drop, already retracted, nothing to waive...)."""

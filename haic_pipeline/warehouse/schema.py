@@ -4,7 +4,10 @@ raw.<domain>  one table per extract domain, every delivered value as text (a raw
               fails on a bad value: the staging rules judge it), identifiers already handled
               (patient_key instead of patient_id, no patient_name), plus lineage columns
               `_extract_id`, `_row_number` (1-based data row in the file), `_loaded_at`.
-ops.*         drops, load_log, quarantine, row_flags, refresh_state, interventions (+ view waivers).
+ops.*         every table of the pipeline's own record, defined here and nowhere else: drops,
+              load_log, quarantine, row_flags, refresh_state, interventions (+ view waivers),
+              dq_results, run_log, software. `ensure_ops` creates what is missing (and brings an
+              older table to its current shape); every writer of `ops` calls it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import duckdb
 
 from haic_pipeline.contracts import Contract
-from haic_pipeline.warehouse.interventions import INTERVENTIONS_DDL
 
 SCHEMAS = ("raw", "ops", "staging", "analysis")
 
@@ -68,6 +70,76 @@ OPS_DDL = [
         fingerprint VARCHAR NOT NULL,
         updated_at  TIMESTAMP NOT NULL
     )""",
+    # the data-quality record and cache (haic_pipeline/quality/store.py)
+    """
+    CREATE TABLE IF NOT EXISTS ops.dq_results (
+        refresh           VARCHAR NOT NULL,   -- Dagster run id (or the caller's refresh id)
+        checked_at        TIMESTAMP NOT NULL,
+        check_name        VARCHAR NOT NULL,   -- the asset check, e.g. labs_error_rules
+        asset             VARCHAR NOT NULL,   -- staging/labs
+        rule              VARCHAR NOT NULL,   -- the contract rule / generated check name
+        expectation       VARCHAR,            -- GX expectation class
+        severity          VARCHAR NOT NULL,   -- error / warn
+        scope             VARCHAR NOT NULL,   -- drop / schema / staging / patient / drop_sequence / drop_changes
+        extract_id        VARCHAR,            -- the drop validated (NULL for staging-wide rules)
+        passed            BOOLEAN NOT NULL,
+        evaluated         BIGINT,
+        unexpected        BIGINT,
+        unexpected_share  DOUBLE,
+        max_share         DOUBLE,
+        gx_success        BOOLEAN,            -- GX's own success on the drop's frame(s); NULL when the drop
+                                              -- shared a frame with others (counts attributed, passed = GX's formula)
+        exception         VARCHAR,            -- the expectation raised: not measured
+        suite_fingerprint VARCHAR NOT NULL,
+        data_fingerprint  VARCHAR NOT NULL,   -- manifest sha256 of the drop, or the staging state
+        details           JSON
+    )""",
+    # failed runs (haic_pipeline/ops_log.py)
+    """
+    CREATE TABLE IF NOT EXISTS ops.run_log (
+        run_id    VARCHAR NOT NULL,
+        job       VARCHAR NOT NULL,
+        partition VARCHAR,
+        step      VARCHAR,
+        status    VARCHAR NOT NULL,
+        message   VARCHAR,
+        logged_at TIMESTAMP NOT NULL
+    )""",
+    # the software of every refresh (haic_pipeline/provenance.py, analysis/build.build_software)
+    """
+    CREATE TABLE IF NOT EXISTS ops.software (
+        refresh     VARCHAR,      -- the Dagster run id (or the caller's refresh id)
+        recorded_at TIMESTAMP,
+        extract_id  VARCHAR,
+        data_cutoff DATE,
+        component   VARCHAR,      -- python, dagster, duckdb, ..., haic_pipeline (git commit)
+        version     VARCHAR
+    )""",
+    # retract / restore / waive / revoke (haic_pipeline/warehouse/interventions.py)
+    """
+    CREATE TABLE IF NOT EXISTS ops.interventions (
+        action      VARCHAR NOT NULL,   -- retract / restore (a drop), waive / revoke (a check for a drop)
+        extract_id  VARCHAR NOT NULL,
+        check_name  VARCHAR,            -- waive / revoke only
+        reason      VARCHAR NOT NULL,   -- the engineer's words only
+        actor       VARCHAR NOT NULL,   -- the operating-system user who ran the command
+        recorded_at TIMESTAMP NOT NULL, -- UTC
+        rules       VARCHAR[]           -- waive only: the check's rules the drop failed when it was waived
+    )""",
+    # a warehouse whose table predates the column: add it, and move the rules a waiver's reason
+    # held as "<reason> [rules: a, b]" into it (the reason keeps the engineer's words)
+    "ALTER TABLE ops.interventions ADD COLUMN IF NOT EXISTS rules VARCHAR[]",
+    r"""
+    UPDATE ops.interventions
+    SET rules = string_split(regexp_extract(reason, '\[rules: ([^\]]*)\]$', 1), ', '),
+        reason = regexp_replace(reason, ' \[rules: [^\]]*\]$', '')
+    WHERE action = 'waive' AND rules IS NULL AND regexp_matches(reason, ' \[rules: [^\]]*\]$')""",
+    """
+    CREATE OR REPLACE VIEW ops.waivers AS   -- the waivers that stand now
+    SELECT check_name, extract_id, reason, rules, actor AS waived_by, recorded_at AS waived_at
+    FROM (SELECT *, row_number() OVER (PARTITION BY check_name, extract_id ORDER BY recorded_at DESC) AS k
+          FROM ops.interventions WHERE action IN ('waive', 'revoke'))
+    WHERE k = 1 AND action = 'waive'""",
 ]
 
 
@@ -84,6 +156,13 @@ def raw_table_ddl(contract: Contract) -> str:
     return f"CREATE TABLE IF NOT EXISTS raw.{contract.domain} (\n" + ",\n".join(cols) + "\n)"
 
 
+def ensure_ops(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the `ops` schema and every table of it that does not exist yet (idempotent)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    for ddl in OPS_DDL:
+        con.execute(ddl)
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> None:
     """Create every schema and pipeline table that does not exist yet (idempotent).
 
@@ -91,8 +170,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]
     """
     for schema in SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    for ddl in OPS_DDL + INTERVENTIONS_DDL:
-        con.execute(ddl)
+    ensure_ops(con)
     for contract in contracts.values():
         con.execute(raw_table_ddl(contract))
         existing = {

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from haic_pipeline.contracts import load_contracts
+from haic_pipeline.contracts import load_contracts, load_defaults
 from haic_pipeline.quality.drops import compare, drop_figures
-from haic_pipeline.quality.suites import load_defaults
 
 from ..dropkit import land, write_drop
 from .test_quality import E1, E2, cohort
@@ -21,11 +20,11 @@ def _figures(rows: dict[str, int]) -> dict:
 
 
 def _row_change(previous: dict[str, int], now: dict[str, int]) -> dict:
-    return compare(_figures(now), _figures(previous))["row_count_change"]
+    return compare(_figures(now), _figures(previous), False, load_defaults().min_count_rows)["row_count_change"]
 
 
 def test_min_count_is_the_contract_default():
-    assert load_defaults()["min_count_rows"] == 5
+    assert load_defaults().min_count_rows == 5
     assert _row_change({"labs": 40}, {"labs": 40})["details"]["min_count"] == 5
 
 
@@ -57,7 +56,7 @@ def test_ratio_is_reported_for_every_compared_domain():
 
 
 def test_an_explicit_min_count_overrides_the_default():
-    outcome = compare(_figures({"labs": 4}), _figures({"labs": 8}), min_count=3)["row_count_change"]
+    outcome = compare(_figures({"labs": 4}), _figures({"labs": 8}), False, min_count=3)["row_count_change"]
     assert not outcome["passed"] and outcome["details"]["min_count"] == 3
 
 
@@ -68,7 +67,7 @@ def test_small_real_drops_halving_are_flagged(env, con):
     write_drop(env / "inbox", E2, cohort(6, start=101))
     land(con, env / "inbox")
     figures = drop_figures(con, load_contracts(), [E1, E2])
-    outcome = compare(figures[E2], figures[E1], previous_is_first=True)["row_count_change"]
+    outcome = compare(figures[E2], figures[E1], previous_is_first=True, min_count=5)["row_count_change"]
     before, now = figures[E1]["rows"], figures[E2]["rows"]
     assert before["labs"] == 24 and now["labs"] == 12
     expected = sorted(d for d in before if before[d] - now[d] >= 5)

@@ -191,7 +191,7 @@ def test_fast_paths_count_what_each_check_alone_counts_with_plain_gx(env, monkey
 
 def test_the_speed_layer_switched_off_gives_the_same_verdicts(env, monkeypatch):
     """HAIC_DQ_FAST=0: each drop's frame read alone with DuckDB's own dtypes and validated alone
-    (validate.validate_plain), no worker, no attribution, no ENUM: every rule's counts and verdict
+    (validate.FrameSource, through the same validate.validate dispatch), no worker, no attribution, no ENUM: every rule's counts and verdict
     per drop are those of the speed layer, chunks and several drops per frame included."""
     monkeypatch.setattr(fast, "CHUNK_VECTORS", 1)
     db, twins = _landed_with_twins(env, "plain")

@@ -306,9 +306,9 @@ def test_duplicate_key_conflict_is_generated_from_each_natural_key(tmp_path):
     with (copy / "labs.yaml").open("a") as f:
         f.write("duplicate_key_max_share: 0.1\n")
     changed = load_contracts(str(copy))
-    labs = next(c for c in generate_checks(changed, str(copy)) if c.name == "labs_error_rules")
+    labs = next(c for c in generate_checks(changed) if c.name == "labs_error_rules")
     assert next(r for r in labs.rules if r.name == "duplicate_key_conflict").mostly == pytest.approx(0.9)
-    assert suite_fingerprint(changed, str(copy)) != suite_fingerprint(base)
+    assert suite_fingerprint(changed) != suite_fingerprint(base)
 
 
 EXPECTED_CONFLICTS = {"patients": 3, "treatments": 1, "assessments": 1, "labs": 1, "imaging": 1,
