@@ -10,13 +10,17 @@ difference, so Corr(Z_i, Z_j) = sqrt(t_i / t_j) (Jennison & Turnbull 2000, ch. 3
   / sqrt t)), ``pocock`` alpha(t) = alpha ln(1 + (e - 1) t). The boundary c_k at look k solves
   P(|Z_1| < c_1, ..., |Z_{k-1}| < c_{k-1}, |Z_k| >= c_k) = alpha(t_k) - (alpha spent before k),
   by the recursive numerical integration of Armitage, McPherson & Rowe (1969) as set out in
-  Jennison & Turnbull (2000, ch. 19): the sub-density of S_k on the continuation region is
-  carried from look to look on a grid (their grid of 6r - 1 points, trimmed to the region,
-  with mid-points and Simpson weights), each step one matrix-vector product with the normal
-  transition kernel; c_k is the root (Brent) of the crossing probability at look k, itself
-  the same integral with the kernel replaced by normal tail probabilities. No simulation and
-  no generic multivariate-normal CDF (both lose the 1e-7 accuracy at 10+ looks). The grid
-  is refined where looks lie close together (the kernel is then narrow).
+  Jennison & Turnbull (2000, ch. 19): the sub-density of S_k on the continuation region
+  |S_k| < c_k sqrt(t_k) is carried from look to look on a grid with Simpson weights, each
+  step one matrix-vector product with the normal transition kernel N(0, t_k - t_{k-1});
+  c_k is the root (safeguarded Newton) of the crossing probability at look k, the same
+  integral with the kernel replaced by normal tail probabilities. The grid is equally spaced
+  over the region, at least ``PANELS_PER_SD`` Simpson panels per standard deviation of the
+  narrowest feature of the integrands (sqrt t_k, and the kernels into and out of look k):
+  J&T's fixed non-uniform grid loses accuracy when looks lie close together, where the
+  kernel is narrow. Under no difference the sub-densities are even, so half of each product
+  is computed. No simulation and no generic multivariate-normal CDF (both stochastic, far
+  from 1e-7 at 10+ looks).
   R: ``rpact::getDesignGroupSequential(sided = 2, typeOfDesign = "asOF" / "asP",
   informationRates = t, alpha = alpha)``, ``$criticalValues``, ``$alphaSpent``,
   ``2 * $stageLevels``.
@@ -24,8 +28,8 @@ difference, so Corr(Z_i, Z_j) = sqrt(t_i / t_j) (Jennison & Turnbull 2000, ch. 3
   bounds its root search at 8 and turns values >= 7.5 into Inf): that look spends no alpha,
   its (at most ~1e-13) share is spent at the next look with a finite boundary, and its
   nominal p is 0. rpact's reported final cumulative alpha is its own integral floored to
-  1e-8 (e.g. 0.04999999 for alpha = 0.05); here the cumulative alpha is the exact spending
-  function value.
+  1e-8 (e.g. 0.04999999 for alpha = 0.05); here the cumulative alpha at a look with a finite
+  boundary is the exact spending function value alpha(t_k).
   A look's boundary depends only on the looks up to it, so the boundary "a look now would
   face" is ``spending_boundaries(looks_so_far + [t_now])`` at its last look.
 * :func:`schoenfeld_events`: D = (z_{1-alpha/2} + z_{1-beta})^2 (1 + r)^2 / (r (ln HR)^2)
@@ -58,13 +62,12 @@ SPENDING_FUNCTIONS = ("obf", "pocock")
 #: rpact reports a boundary at or above this value as +Inf (no alpha spent at that look).
 INFINITE_BOUNDARY = 7.5
 
-#: Jennison & Turnbull's grid parameter r (6r - 1 grid points on the z scale before
-#: trimming); raised per look where the transition kernel is narrow.
-GRID_R = 18
-#: The next step's kernel standard deviation sd_k (on look k's z scale) spans at least this
-#: many core grid spacings 3/(2r): r_k = max(GRID_R, ceil(1.5 KERNEL_POINTS / sd_k)).
-KERNEL_POINTS = 4.0
-_GRID_R_MAX = 400
+#: Simpson panels per standard deviation of the narrowest feature of the integrands.
+PANELS_PER_SD = 3.0
+#: Panels of a look's grid at least (cheap, and keeps few-look designs at ~1e-8).
+MIN_PANELS = 100
+#: Cap on the panels of one look's grid (looks closer than ~1e-4 apart lose accuracy).
+MAX_PANELS = 1000
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -81,7 +84,7 @@ def spending_function(t: np.ndarray | float, alpha: float, spending: str) -> np.
     _check_alpha(alpha)
     _check_spending(spending)
     if spending == "obf":
-        return 4.0 * _sps.norm.sf(_sps.norm.isf(alpha / 4.0) / np.sqrt(t))
+        return 4.0 * _special.ndtr(_special.ndtri(alpha / 4.0) / np.sqrt(t))
     return alpha * np.log1p((math.e - 1.0) * t)
 
 
@@ -138,7 +141,7 @@ def spending_boundaries(information_fractions: Sequence[float], alpha: float = 0
         if k + 1 < k_max:
             grid = _propagate(grid, t[k - 1] if k else 0.0, t[k], crit[k], t[k + 1])
     cum = np.cumsum(spent)
-    nominal = np.where(np.isfinite(crit), 2.0 * _sps.norm.sf(np.where(np.isfinite(crit), crit, 0.0)), 0.0)
+    nominal = 2.0 * _special.ndtr(-crit)  # 0 at +inf
     for arr in (t, crit, cum, nominal, spent):
         arr.setflags(write=False)
     return SpendingBoundaries(information_fractions=t, critical_z=crit, cumulative_alpha=cum,
@@ -150,69 +153,87 @@ def _first_boundary(increment: float) -> float:
     """Look 1: P(|Z_1| >= c) = increment, c = Phi^-1(1 - increment/2); +inf at/above 7.5."""
     if increment <= 0.0:
         return math.inf
-    c = float(_sps.norm.isf(increment / 2.0))
+    c = float(-_special.ndtri(increment / 2.0))
     return c if c < INFINITE_BOUNDARY else math.inf
 
 
-def _crossing_probability(c: float, points: np.ndarray, mass: np.ndarray, t_prev: float,
-                          t_now: float) -> float:
-    """P(continue to look k and |Z_k| >= c): sum_i m_i [Phi((-c sqrt t_k - s_i)/sqrt d)
-    + Phi((-c sqrt t_k + s_i)/sqrt d)], m_i the weighted sub-density of S_{k-1}."""
+def _crossing(c: float, points: np.ndarray, mass: np.ndarray, t_prev: float,
+              t_now: float) -> tuple[float, float]:
+    """P(continue to look k and |Z_k| >= c) and its derivative in c.
+
+    P = sum_i m_i [Phi((-c sqrt t_k - s_i)/sqrt d) + Phi((s_i - c sqrt t_k)/sqrt d)] with m_i
+    the weighted sub-density of S_{k-1} on its grid, d = t_k - t_{k-1}; the grid and the
+    sub-density are symmetric, so P = 2 sum_i m_i Phi((s_i - c sqrt t_k)/sqrt d)."""
     sd = math.sqrt(t_now - t_prev)
-    b = c * math.sqrt(t_now)
-    tails = _special.ndtr((-b - points) / sd) + _special.ndtr((points - b) / sd)
-    return float(mass @ tails)
+    root_t = math.sqrt(t_now)
+    x = (points - c * root_t) / sd
+    p = 2.0 * float(mass @ _special.ndtr(x))
+    dp = -2.0 * root_t / sd * _INV_SQRT_2PI * float(mass @ np.exp(-0.5 * x * x))
+    return p, dp
 
 
 def _next_boundary(grid: tuple[np.ndarray, np.ndarray], t_prev: float, t_now: float,
                    increment: float) -> float:
+    """Root of P(c) = increment (P decreasing in c): Newton's method kept inside a bracket
+    (bisection when a step leaves it), from c = Phi^-1(1 - increment/2), an upper bound
+    (P(c) <= P(|Z_k| >= c))."""
     points, mass = grid
     if increment <= 0.0:
         return math.inf
-    if _crossing_probability(INFINITE_BOUNDARY, points, mass, t_prev, t_now) >= increment:
-        return math.inf
-    return float(_opt.brentq(lambda c: _crossing_probability(c, points, mass, t_prev, t_now)
-                             - increment, 0.0, INFINITE_BOUNDARY, xtol=1e-12, rtol=1e-14,
-                             maxiter=200))
+    hi = float(-_special.ndtri(increment / 2.0))
+    if hi >= INFINITE_BOUNDARY:
+        if _crossing(INFINITE_BOUNDARY, points, mass, t_prev, t_now)[0] >= increment:
+            return math.inf
+        hi = INFINITE_BOUNDARY
+    lo, c = 0.0, hi
+    for _ in range(100):
+        p, dp = _crossing(c, points, mass, t_prev, t_now)
+        f = p - increment
+        if f > 0.0:
+            lo = c
+        else:
+            hi = c
+        if dp < 0.0 and abs(f / dp) < 1e-10:
+            return c - f / dp
+        new = c - f / dp if dp < 0.0 else lo
+        c = new if lo < new < hi else 0.5 * (lo + hi)
+        if hi - lo < 1e-10:
+            return c
+    raise RuntimeError(f"boundary search did not converge (t = {t_now}, increment = {increment})")
 
 
 def _propagate(grid: tuple[np.ndarray, np.ndarray] | None, t_prev: float, t_now: float,
                c_now: float, t_next: float) -> tuple[np.ndarray, np.ndarray]:
     """Sub-density of S_k on its continuation region |S_k| < c_k sqrt(t_k), on a grid with
     Simpson weights already multiplied in (one matrix-vector product from look k-1)."""
-    c = min(c_now, 8.0)  # an infinite boundary: the region is the line; beyond 8 sd nothing
-    kernel_sd_z = math.sqrt((t_next - t_now) / t_now)  # next step's kernel on this z scale
-    r = int(min(_GRID_R_MAX, max(GRID_R, math.ceil(1.5 * KERNEL_POINTS / kernel_sd_z))))
-    z, w = _simpson_grid(c, r)
-    s = z * math.sqrt(t_now)
+    b = min(c_now, 8.0) * math.sqrt(t_now)  # an infinite boundary: beyond 8 sd nothing
+    # features of the integrands: the density's own scale sqrt(t_k), the kernel it was made
+    # with (sd sqrt(t_k - t_{k-1})) and the kernel it goes into (sqrt(t_{k+1} - t_k))
+    scale = min(math.sqrt(t_now), math.sqrt(t_next - t_now))
+    if grid is not None:
+        scale = min(scale, math.sqrt(t_now - t_prev))
+    panels = int(min(MAX_PANELS, max(MIN_PANELS, math.ceil(2.0 * b * PANELS_PER_SD / scale))))
+    s, w = _simpson_grid(b, panels)
     if grid is None:  # look 1: S_1 ~ N(0, t_1)
-        density = _INV_SQRT_2PI * np.exp(-0.5 * z * z) / math.sqrt(t_now)
+        density = np.exp(-0.5 * s * s / t_now) * (_INV_SQRT_2PI / math.sqrt(t_now))
     else:
+        # under no difference the sub-density is even: compute s >= 0 and mirror
         prev_points, prev_mass = grid
         sd = math.sqrt(t_now - t_prev)
-        u = (s[:, None] - prev_points[None, :]) / sd
-        density = (np.exp(-0.5 * u * u) @ prev_mass) * (_INV_SQRT_2PI / sd)
-    return s, w * math.sqrt(t_now) * density
+        u = (s[panels:, None] - prev_points[None, :]) / sd
+        half = (np.exp(-0.5 * u * u) @ prev_mass) * (_INV_SQRT_2PI / sd)
+        density = np.concatenate((half[:0:-1], half))
+    return s, w * density
 
 
-def _simpson_grid(c: float, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """Jennison & Turnbull's (2000, §19.2) grid on the z scale (mean 0): 6r - 1 points, dense
-    in (-3, 3) with spacing 3/(2r) and logarithmically spaced tails to about +-(3 + 4 ln r),
-    trimmed to (-c, c) with the end points added; mid-points inserted; Simpson weights."""
-    i = np.arange(1, 6 * r, dtype=float)
-    x = np.where(i < r, -3.0 - 4.0 * np.log(r / i),
-                 np.where(i <= 5 * r, -3.0 + 3.0 * (i - r) / (2.0 * r),
-                          3.0 + 4.0 * np.log(r / np.maximum(6.0 * r - i, 1.0))))
-    x = np.concatenate(([-c], x[(x > -c) & (x < c)], [c]))
-    z = np.empty(2 * len(x) - 1)
-    z[0::2] = x
-    z[1::2] = 0.5 * (x[:-1] + x[1:])
-    width = np.diff(x)
-    w = np.zeros_like(z)
-    w[0::2][:-1] += width / 6.0
-    w[0::2][1:] += width / 6.0
-    w[1::2] = 4.0 * width / 6.0
-    return z, w
+def _simpson_grid(b: float, panels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Composite Simpson rule on [-b, b]: 2 * panels + 1 equally spaced points and weights."""
+    s = np.linspace(-b, b, 2 * panels + 1)
+    h = s[1] - s[0]
+    w = np.full(s.size, 2.0 * h / 3.0)
+    w[1::2] = 4.0 * h / 3.0
+    w[0] = w[-1] = h / 3.0
+    return s, w
 
 
 # --------------------------------------------------------------------------------------------
