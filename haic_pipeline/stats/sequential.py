@@ -206,7 +206,7 @@ def _propagate(grid: tuple[np.ndarray, np.ndarray] | None, t_prev: float, t_now:
                c_now: float, t_next: float) -> tuple[np.ndarray, np.ndarray]:
     """Sub-density of S_k on its continuation region |S_k| < c_k sqrt(t_k), on a grid with
     Simpson weights already multiplied in (one matrix-vector product from look k-1)."""
-    b = min(c_now, 8.0) * math.sqrt(t_now)  # an infinite boundary: beyond 8 sd nothing
+    b = min(c_now, 12.0) * math.sqrt(t_now)  # an infinite boundary: beyond 12 sd < 1e-32
     # features of the integrands: the density's own scale sqrt(t_k), the kernel it was made
     # with (sd sqrt(t_k - t_{k-1})) and the kernel it goes into (sqrt(t_{k+1} - t_k))
     scale = min(math.sqrt(t_now), math.sqrt(t_next - t_now))
