@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import integrate, optimize
+from scipy import integrate
 from scipy.stats import norm
 
 from haic_pipeline.stats import (
@@ -166,8 +166,8 @@ def test_two_looks_against_direct_quadrature():
 
         increment = float(spending_function(t2, 0.05, spending) - spending_function(t1, 0.05, spending))
         assert cross(c2) == pytest.approx(increment, rel=1e-7)
-        truth = optimize.brentq(lambda c: cross(c) - increment, 1.0, 6.0, xtol=1e-12)
-        assert c2 == pytest.approx(truth, abs=1e-7)
+        # and 1e-5 either side of c2 is visibly off: the check resolves the boundary
+        assert abs(cross(c2 + 1e-5) - increment) > 10 * abs(cross(c2) - increment)
 
 
 def test_three_looks_against_direct_quadrature():
@@ -182,7 +182,7 @@ def test_three_looks_against_direct_quadrature():
         return dens * (norm.cdf((-b3 - x2) / s2) + norm.sf((b3 - x2) / s2))
 
     b1, b2 = c1 * math.sqrt(t[0]), c2 * math.sqrt(t[1])
-    p = integrate.dblquad(inner, -b1, b1, -b2, b2, epsabs=1e-13, epsrel=1e-10)[0]
+    p = integrate.dblquad(inner, -b1, b1, -b2, b2, epsabs=1e-12, epsrel=1e-8)[0]
     assert p == pytest.approx(b.alpha_increments[2], rel=1e-6)
 
 
@@ -339,9 +339,13 @@ def test_group_follow_up_rejects_bad_values(field):
         GroupFollowUp(**values)
 
 
-def test_benchmark_script_runs():
+def test_benchmark_script_runs(monkeypatch, capsys):
+    """The benchmark at a tiny size, in this process (its imports are loaded already)."""
     script = REPO_ROOT / "benchmarks" / "bench_sequential.py"
-    out = subprocess.run([sys.executable, str(script), "--looks", "3", "5", "--repeat", "1"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "obf" in out.stdout and "pocock" in out.stdout and "best s" in out.stdout
+    monkeypatch.setattr(sys, "argv", [str(script), "--looks", "3", "5", "--repeat", "1"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "best s" in out
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [(r[0], r[1]) for r in rows] == [("obf", "3"), ("obf", "5"), ("pocock", "3"), ("pocock", "5")]
+    assert all(float(r[2]) >= 0 and float(r[4]) > 1.9 for r in rows)
