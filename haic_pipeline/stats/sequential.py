@@ -12,7 +12,8 @@ difference, so Corr(Z_i, Z_j) = sqrt(t_i / t_j) (Jennison & Turnbull 2000, ch. 3
   by the recursive numerical integration of Armitage, McPherson & Rowe (1969) as set out in
   Jennison & Turnbull (2000, ch. 19): the sub-density of S_k on the continuation region
   |S_k| < c_k sqrt(t_k) is carried from look to look on a grid with Simpson weights, each
-  step one matrix-vector product with the normal transition kernel N(0, t_k - t_{k-1});
+  step one matrix-vector product with the normal transition kernel N(0, t_k - t_{k-1})
+  (restricted to the grid points within 9 sd when the kernel is narrow);
   c_k is the root (safeguarded Newton) of the crossing probability at look k, the same
   integral with the kernel replaced by normal tail probabilities. The grid is equally spaced
   over the region, at least ``PANELS_PER_SD`` Simpson panels per standard deviation of the
@@ -31,7 +32,8 @@ difference, so Corr(Z_i, Z_j) = sqrt(t_i / t_j) (Jennison & Turnbull 2000, ch. 3
   1e-8 (e.g. 0.04999999 for alpha = 0.05); here the cumulative alpha at a look with a finite
   boundary is the exact spending function value alpha(t_k).
   A look's boundary depends only on the looks up to it, so the boundary "a look now would
-  face" is ``spending_boundaries(looks_so_far + [t_now])`` at its last look.
+  face" is ``spending_boundaries(looks_so_far + [t_now])`` at its last look (the last look's
+  own boundary when t_now is that look's fraction: fractions must increase strictly).
 * :func:`schoenfeld_events`: D = (z_{1-alpha/2} + z_{1-beta})^2 (1 + r)^2 / (r (ln HR)^2)
   (Schoenfeld 1983), unrounded. R: ``rpact::getSampleSizeSurvival(alpha = alpha, sided = 2,
   beta = 1 - power, hazardRatio = HR, allocationRatioPlanned = r)$maxNumberOfEvents``.
@@ -347,10 +349,10 @@ class GroupFollowUp:
 
     def __post_init__(self) -> None:
         for name in ("events", "follow_up_months", "without_event", "accrual_per_month"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)
-                    and value >= 0):
-                raise ValueError(f"GroupFollowUp.{name} must be a finite number >= 0, got {value!r}")
+            value = _finite(getattr(self, name), f"GroupFollowUp.{name}")  # also Decimal, numpy
+            if value < 0:
+                raise ValueError(f"GroupFollowUp.{name} must be >= 0, got {value!r}")
+            object.__setattr__(self, name, value)
         if self.events > 0 and self.follow_up_months <= 0:
             raise ValueError(f"GroupFollowUp.follow_up_months must be positive when there are "
                              f"events (events={self.events!r})")

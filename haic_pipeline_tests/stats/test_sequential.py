@@ -350,6 +350,17 @@ def test_group_follow_up_rejects_bad_values(field):
     values[field] = -1
     with pytest.raises(ValueError, match=field):
         GroupFollowUp(**values)
+    values[field] = math.nan
+    with pytest.raises(ValueError, match=field):
+        GroupFollowUp(**values)
+
+
+def test_group_follow_up_takes_database_numbers():
+    from decimal import Decimal
+
+    g = GroupFollowUp(events=np.int64(4), follow_up_months=Decimal("80.5"), without_event=7,
+                      accrual_per_month=np.float32(0.25))
+    assert g.hazard == pytest.approx(4 / 80.5) and isinstance(g.follow_up_months, float)
 
 
 def test_benchmark_script_runs(monkeypatch, capsys):
