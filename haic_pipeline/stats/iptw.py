@@ -13,7 +13,10 @@
   the norm of what is left of it after the earlier Householder steps is below tol x its own
   norm; :func:`_dqrdc2_aliased`), and a covariate that alone separates the groups (one of
   the levels of a 0/1 indicator occurs in only one group: its coefficient is infinite).
-  The model is fitted without them.
+  The model is fitted without them. Tolerance 1e-7 (study_spec §5.6; R ``lm``'s and
+  ``qr()``'s default); R's ``glm.fit`` passes min(1e-7, epsilon / 1000) = 1e-11 to the same
+  QR, which keeps a covariate within 1e-11..1e-7 of collinear and gives it a coefficient of
+  order 1e14; on 0/1 indicators the two agree (``alias_tol=1e-11`` reproduces glm there).
 * Stabilized ATE weights: w = A p / ps + (1 - A)(1 - p) / (1 - ps), p = share treated among
   the modelled rows; unstabilized: w = A / ps + (1 - A) / (1 - ps).
 * Overlap weights (ATO, Li, Morgan & Zaslavsky 2018): w = A (1 - ps) + (1 - A) ps; with an
@@ -54,7 +57,7 @@ ESTIMANDS = ("ATE", "ATO")
 ALIAS_CONSTANT = "constant"
 ALIAS_LINEAR_COMBINATION = "linear_combination"
 ALIAS_SINGLE_GROUP_LEVEL = "single_group_level"
-#: R's tolerance for the rank of the design (study_spec §5.6; ``lm``'s 1e-7)
+#: tolerance for the rank of the design (study_spec §5.6; R ``lm``'s 1e-7; glm.fit's is 1e-11)
 ALIAS_TOL = 1e-7
 
 PROPENSITY_COLUMNS = ["term", "coef", "se", "p_value", "n", "n_excluded_missing"]
