@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from haic_pipeline.stats import balance_table, e_value, propensity_weights, quantile_type3, rare_outcome
-from haic_pipeline.stats.iptw import _dqrdc2_aliased
+from haic_pipeline.stats.iptw import _compressed, _dqrdc2_aliased
 
 
 def _design() -> np.ndarray:
@@ -38,6 +38,11 @@ def test_qr_rank_detection_is_rs_dqrdc2():
     assert _dqrdc2_aliased(_design(), 1e-11) == [3]
     # the test is relative to each column's own norm: a tiny but independent column stays
     assert 6 not in _dqrdc2_aliased(_design(), 1e-7)
+    # on the R factor of the design (what large n uses) the decisions are the same
+    tall = np.vstack([_design()] * 10)
+    assert _compressed(tall).shape == (7, 7)
+    assert _dqrdc2_aliased(_compressed(tall), 1e-7) == [3, 4]
+    assert _dqrdc2_aliased(_compressed(tall), 1e-11) == [3]
     # more columns than rows: the ones beyond n are aliased, as R's rank = min(k, n)
     wide = np.column_stack([np.ones(3), [1.0, 2, 4], [0.0, 1, 0], [3.0, 1, 2]])
     assert _dqrdc2_aliased(wide) == [3]
