@@ -154,3 +154,30 @@ def test_left_out_covariates_keep_the_complete_cases_of_every_candidate():
     res = propensity_weights(f, "a", ["x1", "c", "x2"])
     assert res.aliased == ("c",) and res.n == len(f) - 5 and res.n_excluded_missing == 5
     assert res.weights.iloc[:5].isna().all()
+
+
+def test_every_candidate_left_out_leaves_the_intercept_only_model():
+    """glm(A ~ 1): ps = share treated for everyone; stabilized ATE weights are all 1 and
+    overlap weights 1 - p / p."""
+    f = _frame(n=200)
+    f["c"] = 0.0
+    f["sep"] = f["a"].astype(float)
+    ate = propensity_weights(f, "a", ["c", "sep"])
+    ato = propensity_weights(f, "a", ["c", "sep"], estimand="ATO")
+    p = f["a"].mean()
+    assert ate.ok and ate.covariates == () and ate.aliased == ("c", "sep")
+    assert ate.table["term"].tolist() == ["intercept"]
+    assert ate.coefficients["intercept"] == pytest.approx(math.log(p / (1 - p)), rel=1e-10)
+    np.testing.assert_allclose(ate.weights, 1.0, rtol=1e-10)
+    np.testing.assert_allclose(ato.weights, np.where(f["a"] == 1, 1 - p, p), rtol=1e-10)
+
+
+def test_a_failed_fit_names_what_it_left_out_and_gives_no_weights():
+    rows = [(0, 0, 0)] * 20 + [(0, 0, 1)] * 10 + [(1, 1, 0)] * 12 + [(1, 1, 1)] * 9 \
+        + [(1, 0, 1)] * 15 + [(0, 1, 0)] * 18
+    f = pd.DataFrame(rows, columns=["x1", "x2", "a"]).astype(float)
+    f["c"] = 1.0
+    for estimand in ("ATE", "ATO"):
+        res = propensity_weights(f, "a", ["x1", "c", "x2"], estimand=estimand)
+        assert res.status == "separation" and res.weights is None and res.estimand == estimand
+        assert res.aliased == ("c",) and res.covariates == ("x1", "x2")
