@@ -121,7 +121,8 @@ class PropensityResult:
     * ``summary``: per treatment group (0, 1) n, sum, min, max, ess (Kish) of the weights
       (empty unless ``ok``).
     * ``n`` (modelled rows), ``n_excluded_missing``, ``p_treated`` (share treated among
-      the modelled rows), ``stabilized``, ``truncation`` (None or (lower, upper) weight
+      the modelled rows), ``stabilized`` (the argument; it applies to ATE weights only),
+      ``truncation`` (None or (lower, upper) weight
       bounds used), ``clipped`` (None or (number of weights raised to the lower bound,
       number lowered to the upper)), ``truncate`` (the requested quantiles), ``converged``,
       ``iterations``.
