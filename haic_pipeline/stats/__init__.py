@@ -6,11 +6,18 @@ No Dagster and no DuckDB here. Public API (``from haic_pipeline.stats import ...
 * :func:`logrank`, :func:`landmark_test`, :func:`compare_means`,
   :func:`compare_proportions`, :func:`fisher_exact_rxc`                      (tests.py)
 * :func:`cox_regression` (optionally weighted, robust se), :class:`CoxFitError`,
-  :func:`weighted_logrank` -> :class:`WeightedLogrankResult`                 (cox.py)
-* :func:`propensity_weights` -> :class:`PropensityResult`, :func:`balance_table`,
-  :func:`weight_summary`, :func:`quantile_type3` (R type 3)                  (iptw.py)
+  :func:`weighted_logrank` -> :class:`WeightedLogrankResult` (the robust score test of a
+  weighted Cox model on the group, taken at beta = 0: no fit needed, so it exists when the
+  Cox estimate diverges, e.g. no event in one group)                         (cox.py)
+* :func:`propensity_weights` (``estimand="ATE"`` stabilized / ``"ATO"`` overlap weights;
+  aliased and single-group covariates left out as R glm's NA coefficients, named with a
+  reason; truncation with its clipped counts) -> :class:`PropensityResult`,
+  :func:`balance_table`, :func:`weight_summary`, :func:`quantile_type3` (R type 3)  (iptw.py)
+* :func:`e_value` -> :class:`EValueResult` (VanderWeele & Ding; common-outcome HR
+  conversion), :func:`rare_outcome`                                          (evalue.py)
 * :func:`rmst` -> :class:`RMSTResult`, :func:`rmst_compare` -> :class:`RMSTComparison` (rmst.py)
-* :func:`cox_zph` (R ``cox.zph`` score test, survival >= 3.0)                 (zph.py)
+* :func:`cox_zph` (R ``cox.zph`` score test, survival >= 3.0; weighted fits with
+  ``weights=``)                                                              (zph.py)
 * :func:`cox_screening` (univariable screening + multivariable model of study_spec §3),
   :func:`binary_indicator`                                                   (models.py)
 * :func:`build_table1` (Table 1 / ``analysis.baseline_characteristics``)     (table1.py)
@@ -41,6 +48,7 @@ What uses what:
 """
 
 from .cox import CoxFitError, WeightedLogrankResult, cox_regression, weighted_logrank
+from .evalue import EValueResult, e_value, rare_outcome
 from .formatting import (
     format_count_percent,
     format_estimate_ci,
@@ -49,7 +57,14 @@ from .formatting import (
     format_median_ci,
     format_p,
 )
-from .iptw import PropensityResult, balance_table, propensity_weights, quantile_type3, weight_summary
+from .iptw import (
+    ALIAS_CONSTANT,
+    ALIAS_LINEAR_COMBINATION,
+    ALIAS_SINGLE_GROUP_LEVEL,
+    ESTIMANDS,
+    PropensityResult,
+)
+from .iptw import balance_table, propensity_weights, quantile_type3, weight_summary
 from .km import KaplanMeier, Quantile, SurvivalAt, SurvivalSummary, kaplan_meier, reverse_km_follow_up
 from .models import CoxScreeningResult, binary_indicator, cox_screening
 from .rmst import RMSTComparison, RMSTResult, rmst, rmst_compare
@@ -81,6 +96,11 @@ from .tests import (
 from .zph import cox_zph
 
 __all__ = [
+    "ALIAS_CONSTANT",
+    "ALIAS_LINEAR_COMBINATION",
+    "ALIAS_SINGLE_GROUP_LEVEL",
+    "ESTIMANDS",
+    "EValueResult",
     "CoxFitError",
     "CoxScreeningResult",
     "EventProjection",
@@ -109,6 +129,7 @@ __all__ = [
     "cox_screening",
     "cox_zph",
     "expected_events",
+    "e_value",
     "fisher_exact_rxc",
     "format_count_percent",
     "format_estimate_ci",
@@ -124,6 +145,7 @@ __all__ = [
     "propensity_weights",
     "quantile_type3",
     "repeated_ci",
+    "rare_outcome",
     "reverse_km_follow_up",
     "rmst",
     "rmst_compare",

@@ -298,23 +298,45 @@ def _ps_frame(n=200, seed=0, index=None):
     return pd.DataFrame({"a": a, "x1": x1.astype(float), "x2": x2.astype(float)}, index=index)
 
 
+def _joint_separation_frame() -> pd.DataFrame:
+    """Each level of x1 and of x2 occurs in both groups, yet x1 - x2 separates them: the
+    pattern (x1, x2) = (1, 0) only among the treated, (0, 1) only among the controls."""
+    rows = [(0, 0, 0)] * 20 + [(0, 0, 1)] * 10 + [(1, 1, 0)] * 12 + [(1, 1, 1)] * 9 \
+        + [(1, 0, 1)] * 15 + [(0, 1, 0)] * 18
+    return pd.DataFrame(rows, columns=["x1", "x2", "a"]).assign(
+        x1=lambda f: f["x1"].astype(float), x2=lambda f: f["x2"].astype(float))
+
+
 def test_complete_separation_is_a_status_not_nan():
     df = _ps_frame()
-    df["x3"] = df["a"].astype(float)  # predicts treatment exactly
+    df["x3"] = df["a"].astype(float)  # predicts treatment exactly: left out, alone
     res = propensity_weights(df, "a", ["x1", "x2", "x3"])
-    assert res.status == "separation" and not res.ok
-    assert "separat" in res.reason
-    assert res.weights is None and res.summary.empty
+    assert res.ok and res.aliased == ("x3",)
+    assert res.aliased_reason == {"x3": "single_group_level"}
+    assert "x3 = 1 occurs only among a = 1" in res.aliased_note["x3"]
+    assert res.covariates == ("x1", "x2")
+    np.testing.assert_allclose(res.weights, propensity_weights(df, "a", ["x1", "x2"]).weights,
+                               rtol=1e-12)
+    # jointly separating covariates (no single one does) still stop the weights
+    joint = propensity_weights(_joint_separation_frame(), "a", ["x1", "x2"])
+    assert joint.status == "separation" and not joint.ok and joint.aliased == ()
+    assert "separat" in joint.reason and "'x1', 'x2'" in joint.reason
+    assert joint.weights is None and joint.summary.empty
 
 
-def test_quasi_complete_separation_is_detected():
+def test_quasi_complete_separation_by_one_level_leaves_the_covariate_out():
     df = _ps_frame(seed=3)
     df["x3"] = 0.0
     df.loc[df.index[:15], "x3"] = 1.0
     df.loc[df.index[:15], "a"] = 1  # x3 = 1 only among the treated
-    res = propensity_weights(df, "a", ["x1", "x2", "x3"])
-    assert res.status == "separation"
-    assert res.reason and "0 or 1" in res.reason
+    df["x4"] = 1.0
+    df.loc[df.index[df["a"] == 0][:7], "x4"] = 0.0  # x4 = 0 only among the controls
+    res = propensity_weights(df, "a", ["x1", "x3", "x2", "x4"])
+    assert res.ok and res.aliased == ("x3", "x4") and res.covariates == ("x1", "x2")
+    assert res.aliased_reason == {"x3": "single_group_level", "x4": "single_group_level"}
+    assert "x3 = 1 occurs only among a = 1" in res.aliased_note["x3"]
+    assert "x4 = 0 occurs only among a = 0" in res.aliased_note["x4"]
+    assert res.table["term"].tolist() == ["intercept", "x1", "x2"]
 
 
 def test_non_convergence_is_a_status():
@@ -361,14 +383,34 @@ def test_weights_formulas_and_truncation():
     assert s.loc[1, "max"] == pytest.approx(w1.max())
 
 
-def test_no_variation_and_too_few_are_statuses():
+def test_constant_and_collinear_covariates_are_left_out_in_order():
     df = _ps_frame()
     df["c"] = 1.0
-    assert propensity_weights(df, "a", ["x1", "c"]).status == "no_variation"
+    df["both"] = df["x1"] + df["x2"]  # a linear combination of earlier ones
+    df["not_x1"] = 1.0 - df["x1"]  # of the intercept and x1
+    res = propensity_weights(df, "a", ["x1", "c", "x2", "both", "not_x1"])
+    assert res.ok and res.aliased == ("c", "both", "not_x1")
+    assert res.aliased_reason == {"c": "constant", "both": "linear_combination",
+                                  "not_x1": "linear_combination"}
+    assert "x1, x2" in res.aliased_note["both"] and "intercept, x1" in res.aliased_note["not_x1"]
+    plain = propensity_weights(df, "a", ["x1", "x2"])
+    assert res.coefficients == pytest.approx(plain.coefficients, rel=1e-12)
+    # the order of the candidates decides which one of a dependent set is aliased (as R)
+    flipped = propensity_weights(df, "a", ["both", "x1", "x2"])
+    assert flipped.aliased == ("x2",) and flipped.covariates == ("both", "x1")
+    np.testing.assert_allclose(flipped.ps, plain.ps, rtol=1e-10)
+
+
+def test_no_variation_and_too_few_are_statuses():
     df2 = _ps_frame()
     df2["a"] = 1
     assert propensity_weights(df2, "a", ["x1"]).status == "no_variation"
-    assert propensity_weights(_ps_frame(n=3), "a", ["x1", "x2"]).status == "too_few"
+    tiny = pd.DataFrame({"a": [1, 0, 1, 0], "x1": [0.0, 0.0, 1.0, 1.0], "x2": [0.0, 1.0, 1.0, 0.0],
+                         "x3": [1.0, 0.0, 0.0, 1.0], "x5": [0.3, 0.1, 0.9, 0.5]})
+    res = propensity_weights(tiny, "a", ["x1", "x2", "x3", "x5"])
+    assert res.status == "too_few" and res.aliased == ("x3",)  # x3 = 1 - x2
+    empty = propensity_weights(tiny.assign(x1=np.nan), "a", ["x1"])
+    assert empty.status == "too_few" and empty.n_excluded_missing == 4
 
 
 # ---------------------------------------------------------------------------------------
