@@ -1,4 +1,4 @@
-"""Benchmark: the data-quality gates on a 100,000-patient history (issue 4).
+"""Benchmark: the data-quality gates on a 100,000-patient history.
 
     .venv/bin/python benchmarks/bench_quality.py [--patients 100000] [--drops 6] [--keep]
 
@@ -6,8 +6,8 @@ Writes the synthetic drops into a temp folder, lands them (haic_pipeline.ingest.
 builds staging (haic_pipeline.warehouse.staging.build_staging), then times, each in a child
 process (so peak memory and the Great Expectations import are measured alone):
 
-1. validating the whole history (every check, every drop, nothing stored yet): issue 4's
-   "every suite on the staging tables of a 100,000-patient history", target < 30 s;
+1. validating the whole history (every check, every drop, nothing stored yet): every suite on
+   the staging tables of a 100,000-patient history, target < 30 s;
 2. the same with nothing new (every check answers from ops.dq_results, GX not imported);
 3. one new drop (the nightly case): the last drop's stored results and the staging-wide ones are
    deleted, so exactly what a newly arrived drop triggers is validated again.

@@ -4,7 +4,7 @@
 
 Writes the synthetic drops into a temp inbox, then runs `haic run` (what `make run` runs) in a
 child process against a fresh warehouse and prints wall time and peak memory (the summed RSS
-of the run's process tree, data-quality workers included, sampled every 0.1 s); then runs it a second time with no new drop. Targets (issue 2): first run < 120 s and
+of the run's process tree, data-quality workers included, sampled every 0.1 s); then runs it a second time with no new drop. Targets: first run < 120 s and
 < 4 GiB on this 2-core machine; the second run in seconds, changing nothing.
 """
 

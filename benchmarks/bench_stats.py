@@ -2,7 +2,7 @@
 
 Usage:  python benchmarks/bench_stats.py [--rows 1000000] [--seed 1] [--r]
 
-Prints the wall time of each call and the total. The targets (issue 3): under 10 s for
+Prints the wall time of each call and the total. The targets: under 10 s for
 the three together on the 2-core reference machine, and at most half of R ``survival``'s
 time for ``survfit`` + ``survdiff`` + ``coxph`` on the same data (about 8 s measured there).
 R is optional: with ``--r`` and ``Rscript`` on PATH (and the ``survival`` package) the same

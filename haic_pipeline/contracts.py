@@ -325,8 +325,8 @@ def _min_count(raw: dict, where: str) -> int | None:
 
 
 def load_yaml(text: str):
-    """yaml.safe_load with libyaml's C parser when PyYAML has it (the same documents, ~10x
-    faster: the checks read the contract files on every run)."""
+    """yaml.safe_load with libyaml's C parser when PyYAML has it (the same documents, parsed in
+    C: the checks read the contract files on every run)."""
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
 
 

@@ -12,7 +12,7 @@ def test_dagster_dev_starts_and_lists_the_assets(env):
         for domain in ("patients", "treatments", "assessments", "labs", "imaging", "vital_status"):
             assert f"raw/{domain}" in keys and f"staging/{domain}" in keys
         assert {"staging/cohort", "staging/endpoints", "analysis/attrition"} <= keys
-        # the data-quality checks on the staging assets (issue 4), blocking for error rules
+        # the data-quality checks on the staging assets, blocking for error rules
         nodes = graphql(port, "{ assetNodes { assetKey { path } assetChecksOrError { "
                               "... on AssetChecks { checks { name blocking } } } } }")["data"]["assetNodes"]
         checks = {"/".join(n["assetKey"]["path"]): {c["name"]: c["blocking"] for c in

@@ -495,8 +495,8 @@ def _parse_file(con, contract: Contract, path: Path, header: list[str], eid: str
 
     DuckDB keeps a file's row order in a table it creates (`preserve_insertion_order`, on by
     default), so in a new committed table `rowid` runs 0..n-1 in file order and `rowid + 1` is the
-    data row number: checked here, with WITH ORDINALITY (same numbers, but read on one thread,
-    2.7x slower on a 2.4 M-row labs.csv) as the fallback. Inside a transaction the rowids of new
+    data row number: checked here, with WITH ORDINALITY (same numbers, but read on one thread)
+    as the fallback. Inside a transaction the rowids of new
     rows are not 0-based, which is why this runs before the drop's transaction."""
     source = _read_csv_sql(path, header)
     table = _landing_table(contract)

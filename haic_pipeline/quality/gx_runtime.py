@@ -11,8 +11,8 @@ new to validate never imports it at all. `load_gx()` is the one place that impor
 - progress bars are off (`ProgressBarsConfig(globally=False)`);
 - no batch fingerprint: GX's pandas engine hashes every batch under 1 GB
   (`pd.util.hash_pandas_object` + md5, `HASH_THRESHOLD`) only to store a
-  `pandas_data_fingerprint` in the batch markers, which nothing here reads; that was a quarter
-  of GX's time on a 2 M-row lab frame. The threshold is set to 0 (the marker is then left out;
+  `pandas_data_fingerprint` in the batch markers, which nothing here reads, at a cost that grows
+  with every row validated. The threshold is set to 0 (the marker is then left out;
   expectations and their results do not depend on it).
 """
 

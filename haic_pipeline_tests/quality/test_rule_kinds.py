@@ -1,4 +1,4 @@
-"""Issue 4, the rule-kind matrix: for each kind of rule (an unknown code, an out-of-range value, a
+"""The rule-kind matrix: for each kind of rule (an unknown code, an out-of-range value, a
 duplicate key, end before start, death before index, a backwards data_cutoff, a half-size drop)
 a real Dagster refresh (`ingest_drop` per drop, then `refresh`) on a small hand-built drop,
 
