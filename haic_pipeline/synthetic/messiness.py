@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import model as m
+from . import codes as m
 
 
 def _take(t: dict, idx) -> dict:
@@ -262,7 +262,7 @@ def apply_messiness(rng, ex, t, *, names, pid, orphan_ids, kind, index, group, C
         out = {"drop": tab["drop"][o].astype(np.int32), "patient_id": pidv[o].astype(np.int64)}
         for name, (src, cats) in columns.items():
             v = tab[src][o] if src != "__name__" else names[tab["p"][o]]
-            out[name] = m._cat(v, cats) if cats is not None else v
+            out[name] = m.categorical(v, cats) if cats is not None else v
         return pd.DataFrame(out)
 
     tables = {

@@ -7,6 +7,7 @@ categorical columns, formatted in SQL), which is what makes 10 million lab rows 
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ import numpy as np
 from haic_pipeline.settings import synth_debug
 
 from . import model as m
+from .codes import MISSING, NEVER
 
 DOMAINS = ["patients", "treatments", "assessments", "labs", "imaging", "vital_status"]
 SOURCE_SYSTEM = "SSMH-CDW"
@@ -27,7 +29,7 @@ BOM = b"\xef\xbb\xbf"
 
 
 def _date(col: str) -> str:
-    return f"CASE WHEN {col} <= {m.MISSING} OR {col} >= {m.NEVER} THEN NULL ELSE DATE '1970-01-01' + {col}::INTEGER END"
+    return f"CASE WHEN {col} <= {MISSING} OR {col} >= {NEVER} THEN NULL ELSE DATE '1970-01-01' + {col}::INTEGER END"
 
 
 # spec column -> SQL expression over the frame
@@ -156,7 +158,7 @@ def write_extract(ex: m.Extract, outdir) -> list[Path]:
             files[f"{domain}.csv"] = {"rows": b - a, "sha256": digest}
         manifest = {
             "extract_id": extract_id,
-            "extracted_at": f"{(cutoff + m._dt.timedelta(days=1)).isoformat()}T02:00:00Z",
+            "extracted_at": f"{(cutoff + _dt.timedelta(days=1)).isoformat()}T02:00:00Z",
             "data_cutoff": cutoff.isoformat(),
             "source_system": SOURCE_SYSTEM,
             "encoding": encoding,
