@@ -125,6 +125,7 @@ from .build import (
     build_beyond,
     build_cox,
     build_figures,
+    build_monitoring,
     build_refresh_history,
     build_report,
     build_response,
@@ -138,6 +139,6 @@ from .warehouse import BEYOND_TABLES, TABLES
 __all__ = [
     "BEYOND_FIGURES", "BEYOND_TABLES", "COX_TERMS", "FIGURES", "TABLES", "AnalysisInputError", "BuildResult",
     "Provenance", "build_analysis", "build_baseline", "build_beyond", "build_cox", "build_figures",
-    "build_refresh_history", "build_report", "build_response", "build_software", "build_survival", "cox_terms", "load_study_data",
+    "build_monitoring", "build_refresh_history", "build_report", "build_response", "build_software", "build_survival", "cox_terms", "load_study_data",
     "render_figure",
 ]
