@@ -14,6 +14,11 @@ No Dagster and no DuckDB here. Public API (``from haic_pipeline.stats import ...
 * :func:`cox_screening` (univariable screening + multivariable model of study_spec §3),
   :func:`binary_indicator`                                                   (models.py)
 * :func:`build_table1` (Table 1 / ``analysis.baseline_characteristics``)     (table1.py)
+* group-sequential monitoring: :func:`spending_boundaries` -> :class:`SpendingBoundaries`
+  (rpact ``getDesignGroupSequential``), :func:`schoenfeld_events` (``getSampleSizeSurvival``),
+  :func:`repeated_ci`, :func:`conditional_power`, :func:`expected_events`,
+  :func:`months_to_target` / :func:`project_events` -> :class:`EventProjection`
+  (per :class:`GroupFollowUp`)                                              (sequential.py)
 * publication formatting: :func:`format_median_ci`, :func:`format_hr`,
   :func:`format_mean_sd`, :func:`format_p`, :func:`format_count_percent`,
   :func:`format_estimate_ci`                                                 (formatting.py)
@@ -48,6 +53,18 @@ from .iptw import PropensityResult, balance_table, propensity_weights, quantile_
 from .km import KaplanMeier, Quantile, SurvivalAt, SurvivalSummary, kaplan_meier, reverse_km_follow_up
 from .models import CoxScreeningResult, binary_indicator, cox_screening
 from .rmst import RMSTComparison, RMSTResult, rmst, rmst_compare
+from .sequential import (
+    EventProjection,
+    GroupFollowUp,
+    SpendingBoundaries,
+    conditional_power,
+    expected_events,
+    months_to_target,
+    project_events,
+    repeated_ci,
+    schoenfeld_events,
+    spending_boundaries,
+)
 from .table1 import build_table1
 from .tests import (
     LandmarkResult,
@@ -67,6 +84,8 @@ from .zph import cox_zph
 __all__ = [
     "CoxFitError",
     "CoxScreeningResult",
+    "EventProjection",
+    "GroupFollowUp",
     "KaplanMeier",
     "LandmarkResult",
     "LogrankResult",
@@ -75,6 +94,7 @@ __all__ = [
     "Quantile",
     "RMSTComparison",
     "RMSTResult",
+    "SpendingBoundaries",
     "SurvivalAt",
     "SurvivalSummary",
     "TTestResult",
@@ -84,10 +104,12 @@ __all__ = [
     "build_table1",
     "compare_means",
     "compare_proportions",
+    "conditional_power",
     "contingency_table",
     "cox_regression",
     "cox_screening",
     "cox_zph",
+    "expected_events",
     "fisher_exact_rxc",
     "format_count_percent",
     "format_estimate_ci",
@@ -99,11 +121,16 @@ __all__ = [
     "landmark_test",
     "logrank",
     "logrank_z",
+    "months_to_target",
+    "project_events",
     "propensity_weights",
     "quantile_type3",
+    "repeated_ci",
     "reverse_km_follow_up",
     "rmst",
     "rmst_compare",
+    "schoenfeld_events",
+    "spending_boundaries",
     "weight_summary",
     "weighted_logrank",
 ]
