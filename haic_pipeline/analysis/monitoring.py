@@ -35,6 +35,9 @@ from haic_pipeline.study.plan import MonitoringPlan
 
 from .data import ENDPOINT_COLUMNS, ENDPOINTS, GROUPS, load_study_data
 
+#: the staging domains the monitoring inputs depend on (inclusion, group, index date: patients,
+#: treatments, vital_status; endpoints: vital_status, imaging); a replay leaves the others empty
+REPLAY_DOMAINS = ("patients", "treatments", "vital_status", "imaging")
 #: bump when what a drop's inputs hold, or how they are derived, changes (re-derives every drop)
 INPUTS_VERSION = "1"
 #: §6.3: accrual counts patients whose index date lies in the 365 days up to the cutoff
@@ -53,9 +56,16 @@ INPUTS_DDL = """CREATE TABLE IF NOT EXISTS ops.monitoring_inputs (
 # per-drop inputs
 # ---------------------------------------------------------------------------------------
 def _drop_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """extract_id -> key of the loaded drops up to it (in extract_id order, with their manifests)."""
-    rows = con.execute("SELECT extract_id, manifest_sha256 FROM ops.drops WHERE status = 'loaded' "
-                       "ORDER BY extract_id, manifest_sha256").fetchall()
+    """extract_id -> key of the loaded drops up to it (in extract_id order, with their manifests).
+    Without ops.drops (staging written by other means) the one state is staging's own drop."""
+    has_drops = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                            "AND schema_name = 'ops' AND table_name = 'drops'").fetchall()[0][0]
+    if has_drops:
+        rows = con.execute("SELECT extract_id, manifest_sha256 FROM ops.drops WHERE status = 'loaded' "
+                           "ORDER BY extract_id, manifest_sha256").fetchall()
+    else:
+        rows = [(eid, "no ops.drops") for (eid,) in con.execute(
+            "SELECT DISTINCT extract_id FROM staging.cohort WHERE extract_id IS NOT NULL").fetchall()]
     out, h = {}, hashlib.sha256(INPUTS_VERSION.encode())
     for eid, sha in rows:
         h.update(f"{eid}:{sha};".encode())
@@ -123,7 +133,7 @@ def update_drop_inputs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         derived[newest] = (state_inputs(con), "live")
     rest = [e for e in todo if e not in derived]
     if rest:
-        replay(con, rest, lambda mem, eid: derived.__setitem__(eid, (state_inputs(mem), "replay")))
+        replay(con, rest, lambda mem, eid: derived.__setitem__(eid, (state_inputs(mem), "replay")), REPLAY_DOMAINS)
     if derived:
         frame = pd.DataFrame([{**r, "extract_id": eid, "drops_key": keys[eid], "derived_from": how}
                               for eid, (rows, how) in derived.items() for r in rows])

@@ -34,10 +34,16 @@ REPLAY_DB = "haic_replay"
 
 
 def replay(con: duckdb.DuckDBPyConnection, extract_ids: Sequence[str],
-           visit: Callable[[duckdb.DuckDBPyConnection, str], None]) -> None:
+           visit: Callable[[duckdb.DuckDBPyConnection, str], None],
+           domains: Sequence[str] | None = None) -> None:
     """For each drop of `extract_ids` (loaded drops of `con`), in order: rebuild the study as of
     that drop in an in-memory database attached to `con` and made its default (USE), and call
-    visit(con, extract_id); `con`'s own database is its default again afterwards."""
+    visit(con, extract_id); `con`'s own database is its default again afterwards.
+
+    `domains`: the staging domains whose rows what `visit` reads depends on (None: all); the
+    others are built from no rows, so their tables exist but are empty (the cohort's inclusion,
+    group and index date and the endpoints read only patients, treatments, vital_status and
+    imaging; the baseline covariates, which also read assessments and labs, are then NULL)."""
     targets = sorted(extract_ids)
     if not targets:
         return
@@ -50,7 +56,7 @@ def replay(con: duckdb.DuckDBPyConnection, extract_ids: Sequence[str],
     try:
         con.execute(f"USE {REPLAY_DB}")
         ensure_schema(con, contracts)
-        for domain in contracts:
+        for domain in contracts if domains is None else domains:
             con.execute(f"INSERT INTO raw.{domain} BY NAME SELECT * FROM {home}.raw.{domain} "
                         "WHERE list_contains(?, _extract_id)", [drops])
         con.execute(f"INSERT INTO ops.drops BY NAME SELECT * FROM {home}.ops.drops WHERE status = 'loaded' "
