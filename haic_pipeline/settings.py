@@ -16,6 +16,7 @@
 | HAIC_DQ_PARALLEL_MIN_ROWS | 5000000                | pending rows from which the workers are used  |
 | HAIC_DQ_START_METHOD | fork                        | how the workers start (fork, or spawn)        |
 | HAIC_SYNTH_DEBUG     | (unset)                     | the synthetic writer reports each drop's edits |
+| HAIC_STUDY_PLAN      | study/monitoring_plan.yaml  | the monitoring plan (study_spec §6.1)         |
 
 Every HAIC_* variable is read here and nowhere else.
 
@@ -148,3 +149,13 @@ def actor_override(environ: dict[str, str] | None = None) -> str | None:
 def synth_debug(environ: dict[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     return bool(env.get("HAIC_SYNTH_DEBUG"))
+
+
+#: The committed monitoring plan (study_spec §6.1), relative to the project root.
+DEFAULT_STUDY_PLAN = "study/monitoring_plan.yaml"
+
+
+def study_plan_path(environ: dict[str, str] | None = None) -> Path:
+    """HAIC_STUDY_PLAN: the monitoring plan file (default: the committed study/monitoring_plan.yaml)."""
+    env = os.environ if environ is None else environ
+    return _resolve(env.get("HAIC_STUDY_PLAN") or DEFAULT_STUDY_PLAN)

@@ -19,7 +19,9 @@ separate DuckDB file and report folder, never writing the live warehouse:
 
 Volatile columns are not hashed: `analysis.software.recorded_at` (when, not what). The refresh
 history is the live one's up to EXTRACT_ID (a snapshot rebuilds one refresh, not the nightly
-series), so it is copied rather than rebuilt.
+series), so it is copied rather than rebuilt. The formal looks (analysis.monitoring_looks) are
+rebuilt: the state after each earlier drop is replayed from the copied raw rows
+(haic_pipeline.study.replay), so a snapshot takes the looks the live pipeline took up to that drop.
 """
 
 from __future__ import annotations

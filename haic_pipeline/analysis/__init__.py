@@ -114,6 +114,29 @@ refresh_history
 - One snapshot (OS/PFS x overall/first_line/post_ate_beva: n, events, median_months, rate_12m)
   per extract_id, taken from analysis.km_summary when that extract_id is not yet in the table;
   several drops landed before one refresh give one snapshot (the state after the newest).
+- Its monitoring columns (study_spec §6.3, the same on every row of a drop; §6.3's ``events``
+  is ``monitoring_events`` there) hold the monitoring state after that drop, filled once by the
+  monitoring step; a drop no longer loaded keeps NULL with ``monitoring_note``.
+
+monitoring (study_spec §6; haic_pipeline.analysis.monitoring)
+- Drop order = extract_id order (the order drops land in: an older drop is refused by the
+  drop_sequence check). The state after drop j = staging, cohort and endpoints rebuilt from the
+  loaded drops up to j by the same SQL models (replayed in memory when j is not the newest); the
+  data-quality gate is not replayed (its blocking failures stop the live refresh until the drop is
+  retracted or waived, and the staging models quarantine offending rows either way).
+- Retractions count as they stand now: retracting or restoring a drop re-derives every later
+  drop's state and the looks are recomputed from the new sequence (a snapshot counts them as they
+  stood then). Changing the plan recomputes the looks from the recorded per-drop inputs.
+- Events, z and the Cox fit are over the included patients with a non-negative time of the
+  plan's endpoint (the log-rank's and km_summary's patients); accrual counts included patients
+  with cutoff - 365 days <= index_date <= cutoff, whatever their time.
+- D = ceil(Schoenfeld's events) unless the plan sets planned_events; milestone events ceil(m D).
+- ``boundary_now``: the boundary of the last look when a look was taken at the newest drop,
+  otherwise of a look at the current information after the looks taken; NULL (with a note) at
+  no events, once monitoring has ended, or when it is +inf. Conditional power uses every look
+  taken so far. A look whose boundary is +inf cannot cross; its repeated CI is NULL (noted).
+- analysis.monitoring_boundaries (beyond §6's tables): what the monitoring figure draws, the
+  boundary of each look taken and the planned ones at the milestones ahead given those looks.
 """
 
 from .build import (
@@ -125,6 +148,7 @@ from .build import (
     build_beyond,
     build_cox,
     build_figures,
+    build_monitoring,
     build_refresh_history,
     build_report,
     build_response,
@@ -138,6 +162,6 @@ from .warehouse import BEYOND_TABLES, TABLES
 __all__ = [
     "BEYOND_FIGURES", "BEYOND_TABLES", "COX_TERMS", "FIGURES", "TABLES", "AnalysisInputError", "BuildResult",
     "Provenance", "build_analysis", "build_baseline", "build_beyond", "build_cox", "build_figures",
-    "build_refresh_history", "build_report", "build_response", "build_software", "build_survival", "cox_terms", "load_study_data",
+    "build_monitoring", "build_refresh_history", "build_report", "build_response", "build_software", "build_survival", "cox_terms", "load_study_data",
     "render_figure",
 ]

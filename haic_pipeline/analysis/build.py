@@ -5,6 +5,8 @@
     build_response(con)          -> analysis.response_summary, response_tests          (Table 2)
     build_cox(con)               -> analysis.cox_models, cox_excluded                  (Tables 3-4)
     build_refresh_history(con)   -> analysis.refresh_history (+1 snapshot per new drop; needs km_summary)
+    build_monitoring(con)        -> analysis.monitoring_looks, monitoring_status (§6; + refresh_history's
+                                    monitoring columns; needs refresh_history)
     build_software(con, refresh) -> analysis.software (+ ops.software: the versions per refresh)
     build_beyond(con)            -> analysis.propensity_model, balance, iptw_weights, iptw_km_summary,
                                     iptw_km_curves, iptw_effects, rmst, ph_tests (§5; needs cox_models)
@@ -36,6 +38,7 @@ from . import beyond as B
 from . import figures as F
 from . import tables as T
 from .data import ENDPOINTS, GROUPS, Provenance, load_study_data, read_provenance
+from .warehouse import MONITORING_TABLES as MONITORING_COLUMNS
 from .warehouse import append_history, read_table, write_tables
 
 
@@ -59,7 +62,7 @@ def _km_headline(summary: pd.DataFrame, tests: pd.DataFrame) -> dict[str, str]:
             f"{format_median_ci(r['median_months'], r['median_lower'], r['median_upper'])} months "
             f"(n = {int(r['n'])}, events = {int(r['events'])})")
     for _, r in tests.iterrows():
-        out[f"p_{r['test']}_{r['endpoint'].lower()}"] = format_p(r["p_value"])
+        out[f"nominal_p_{r['test']}_{r['endpoint'].lower()}"] = format_p(r["p_value"])
     return out
 
 
@@ -70,7 +73,7 @@ def build_baseline(con: duckdb.DuckDBPyConnection) -> BuildResult:
     n = {g: int((data.frame["group"] == g).sum()) for g in GROUPS}
     headline = {"patients": f"{data.n} included ({n['first_line']} first-line, {n['post_ate_beva']} post-ate-beva)"}
     tested = table.dropna(subset=["p_value"]).drop_duplicates("variable")
-    headline["p_values"] = ", ".join(f"{v} {format_p(p)}" for v, p in zip(tested["variable"], tested["p_value"]))
+    headline["nominal_p_values"] = ", ".join(f"{v} {format_p(p)}" for v, p in zip(tested["variable"], tested["p_value"]))
     return BuildResult(tables=rows, provenance=data.provenance, headline=headline)
 
 
@@ -100,7 +103,7 @@ def build_response(con: duckdb.DuckDBPyConnection) -> BuildResult:
         headline[f"orr_{r['group']}"] = format_count_percent(r["cr"] + r["pr"], r["n"])
         headline[f"dcr_{r['group']}"] = format_count_percent(r["cr"] + r["pr"] + r["sd"], r["n"])
     for _, r in tests.iterrows():
-        headline[f"p_{r['measure'].lower()}"] = f"{format_p(r['p_value'])} ({r['test'] or 'not computed'})"
+        headline[f"nominal_p_{r['measure'].lower()}"] = f"{format_p(r['p_value'])} ({r['test'] or 'not computed'})"
     problems = [f"{r['measure']}: {r['note']}" for _, r in tests.iterrows() if r["note"]]
     return BuildResult(tables=rows, provenance=data.provenance, headline=headline, problems=problems)
 
@@ -115,7 +118,7 @@ def build_cox(con: duckdb.DuckDBPyConnection) -> BuildResult:
         multi = res.cox_models[(res.cox_models["endpoint"] == endpoint)
                                & (res.cox_models["model"] == "multivariable")]
         headline[f"multivariable_{endpoint.lower()}"] = "; ".join(
-            f"{r['term']} HR {r['hr']:.3f} ({r['hr_lower']:.3f}\u2013{r['hr_upper']:.3f}), p {format_p(r['p_value'])}"
+            f"{r['term']} HR {r['hr']:.3f} ({r['hr_lower']:.3f}\u2013{r['hr_upper']:.3f}), nominal p {format_p(r['p_value'])}"
             for _, r in multi.iterrows()) or "not fitted"
         excl = res.cox_excluded[res.cox_excluded["endpoint"] == endpoint]
         headline[f"excluded_{endpoint.lower()}"] = ", ".join(
@@ -141,17 +144,17 @@ def _beyond_headline(res: B.BeyondTables) -> dict[str, str]:
         e = res.iptw_effects[(res.iptw_effects["endpoint"] == endpoint)
                              & (res.iptw_effects["weighting"] == "stabilized")].iloc[0]
         out[f"iptw_hr_{endpoint.lower()}"] = (
-            f"{format_estimate_ci(e['hr'], e['hr_lower'], e['hr_upper'], 3)}, p {format_p(e['p_value'])}, "
-            f"robust score p {format_p(e['robust_score_p'])}" if pd.notna(e["hr"]) else str(e["note"]))
+            f"{format_estimate_ci(e['hr'], e['hr_lower'], e['hr_upper'], 3)}, nominal p {format_p(e['p_value'])}, "
+            f"robust score nominal p {format_p(e['robust_score_p'])}" if pd.notna(e["hr"]) else str(e["note"]))
         for weighting in B.RMST_WEIGHTINGS:
             r = res.rmst[(res.rmst["endpoint"] == endpoint) & (res.rmst["weighting"] == weighting)].iloc[0]
             out[f"rmst_difference_{endpoint.lower()}_{weighting}"] = (
                 f"{format_estimate_ci(r['difference'], r['difference_lower'], r['difference_upper'], 2)} months "
-                f"at {r['tau_months']:g} months, p {format_p(r['difference_p'])}"
+                f"at {r['tau_months']:g} months, nominal p {format_p(r['difference_p'])}"
                 if pd.notna(r["difference"]) else str(r["note"]))
         g = res.ph_tests[(res.ph_tests["endpoint"] == endpoint) & (res.ph_tests["model"] == "multivariable")
                          & (res.ph_tests["term"] == "GLOBAL")]
-        out[f"ph_global_{endpoint.lower()}"] = (f"multivariable model GLOBAL p {format_p(g['p_value'].iloc[0])}"
+        out[f"ph_global_{endpoint.lower()}"] = (f"multivariable model GLOBAL nominal p {format_p(g['p_value'].iloc[0])}"
                                                 if len(g) else "no multivariable model")
     return out
 
@@ -187,6 +190,75 @@ def build_refresh_history(con: duckdb.DuckDBPyConnection) -> BuildResult:
     return BuildResult(tables={"refresh_history": int(total)}, provenance=prov, headline=headline)
 
 
+def _monitoring_headline(res, status: pd.DataFrame, plan) -> dict[str, str]:
+    out = {"plan": plan.describe(), "plan_file": plan.source}
+    if not len(status):
+        return {**out, "decision": "no drop loaded"}
+    s = status.iloc[-1]
+    z = "not computed" if pd.isna(s["z"]) else f"z = {s['z']:.3f}, nominal p {format_p(s['nominal_p'])}"
+    out["decision"] = str(s["decision"])
+    out["information"] = f"{int(s['events'])} of {int(s['planned_events'])} planned events (t = {s['information_fraction']:.3f})"
+    out["nightly_logrank"] = f"{z} (nominal: a nightly look, not a formal test)"
+    out["boundary_now"] = "none" if pd.isna(s["boundary_now"]) else f"|z| \u2265 {s['boundary_now']:.3f}"
+    out["conditional_power"] = "not computed" if pd.isna(s["conditional_power"]) else f"{s['conditional_power']:.3f}"
+    for what, col in (("next_milestone", "next_milestone"), ("planned_events", "planned_events")):
+        m = s[f"months_to_{col}"]
+        out[f"projected_{what}"] = "not projected" if pd.isna(m) else f"{m:.2f} months ({s[f'date_{col}']})"
+    looks = res.looks
+    out["looks"] = "; ".join(
+        f"look {int(r['look'])} at {r['extract_id']}: t = {r['information_fraction']:.3f}, z = "
+        + ("NA" if pd.isna(r["z"]) else f"{r['z']:.3f}") + ", boundary "
+        + ("+inf" if pd.isna(r["critical_z"]) else f"{r['critical_z']:.3f}")
+        + (" (crossed: statistically significant)" if r["crossed"] else " (not crossed)")
+        for _, r in looks.iterrows()) or "none yet"
+    return out
+
+
+def _fill_history(con: duckdb.DuckDBPyConnection, status: pd.DataFrame) -> int:
+    """The §6.3 columns of analysis.refresh_history: each drop's rows not filled yet get the
+    monitoring state after that drop; a drop no longer loaded gets a note."""
+    from .warehouse import HISTORY_MONITORING_COLUMNS, ensure_history  # noqa: PLC0415
+
+    ensure_history(con)
+    if len(status):
+        df = status.rename(columns={"endpoint": "monitoring_endpoint", "events": "monitoring_events",
+                                    "note": "monitoring_note"})
+        df = df[["extract_id", *HISTORY_MONITORING_COLUMNS]].astype(object)
+        df = df.where(pd.notna(df), None)
+        con.register("_monitoring_status", df)
+        try:
+            sets = ", ".join(f'"{c}" = s."{c}"' for c in HISTORY_MONITORING_COLUMNS)
+            con.execute(f"UPDATE analysis.refresh_history AS h SET {sets} FROM _monitoring_status AS s "
+                        "WHERE h.extract_id = s.extract_id AND h.decision IS NULL")
+        finally:
+            con.unregister("_monitoring_status")
+    con.execute("UPDATE analysis.refresh_history SET monitoring_note = 'no monitoring state: the drop is not loaded "
+                "now (retracted)' WHERE decision IS NULL AND monitoring_note IS NULL")
+    return con.execute("SELECT count(*) FROM analysis.refresh_history WHERE decision IS NOT NULL").fetchall()[0][0]
+
+
+def build_monitoring(con: duckdb.DuckDBPyConnection, plan=None) -> BuildResult:
+    """analysis.monitoring_looks and analysis.monitoring_status (study_spec §6), and the §6.3
+    columns of analysis.refresh_history. `plan`: a MonitoringPlan (default: the plan file,
+    read and checked before anything is written)."""
+    from haic_pipeline.study.plan import load_plan  # noqa: PLC0415
+
+    from . import monitoring as M  # noqa: PLC0415
+
+    plan = plan or load_plan()
+    inputs = M.update_drop_inputs(con)
+    res = M.monitoring_tables(inputs, plan)
+    status = res.status.tail(1).assign(plan=plan.describe())
+    for c in [c for c, _ in MONITORING_COLUMNS["monitoring_status"] if c not in status]:
+        status[c] = None
+    prov = read_provenance(con)
+    rows = write_tables(con, {"monitoring_looks": res.looks, "monitoring_status": status,
+                              "monitoring_boundaries": res.boundaries}, prov)
+    _fill_history(con, res.status)
+    return BuildResult(tables=rows, provenance=prov, headline=_monitoring_headline(res, res.status, plan),
+                       problems=[str(n) for n in status["note"] if isinstance(n, str)])
+
+
 def build_software(con: duckdb.DuckDBPyConnection, refresh: str) -> BuildResult:
     """analysis.software: the versions this refresh computes with (haic_pipeline.provenance),
     replaced each refresh; the same rows appended to ops.software under the refresh's id, so the
@@ -220,12 +292,18 @@ def table_provenance(con: duckdb.DuckDBPyConnection, table: str) -> Provenance:
 
 PAPER_FIGURES = ("km_os", "km_pfs", "forest_os", "forest_pfs")
 BEYOND_FIGURES = F.BEYOND_FIGURES  # study_spec §5
-FIGURES = PAPER_FIGURES + BEYOND_FIGURES
+MONITORING_FIGURES = ("monitor",)  # study_spec §6.4
+FIGURES = PAPER_FIGURES + BEYOND_FIGURES + MONITORING_FIGURES
 
 
 def figure_inputs(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     """What figure ``name`` (one of FIGURES) is drawn from: the analysis tables it reads
     and the provenance line."""
+    if name == "monitor":
+        frames = {t: read_table(con, t) for t in ("monitoring_looks", "monitoring_boundaries", "monitoring_status",
+                                                  "refresh_history")}
+        return {"kind": "monitor", "endpoint": None, "frames": frames,
+                "provenance": table_provenance(con, "monitoring_boundaries")}
     if name == "love":
         frames = {t: read_table(con, t) for t in ("balance", "propensity_model")}
         return {"kind": "love", "endpoint": None, "frames": frames,
@@ -247,6 +325,11 @@ def figure_inputs(con: duckdb.DuckDBPyConnection, name: str) -> dict:
 def draw_figure(inputs: dict):
     """The matplotlib Figure for :func:`figure_inputs`."""
     endpoint, prov, fr = inputs["endpoint"], inputs["provenance"], inputs["frames"]
+    if inputs["kind"] == "monitor":
+        from .monitoring_figure import monitoring_figure  # noqa: PLC0415
+
+        return monitoring_figure(fr["monitoring_looks"], fr["monitoring_boundaries"], fr["monitoring_status"],
+                                 fr["refresh_history"], prov)
     if inputs["kind"] == "love":
         return F.love_figure(fr["balance"], fr["propensity_model"], prov)
     if inputs["kind"] == "iptw_km":
@@ -275,6 +358,7 @@ def render_figure(con: duckdb.DuckDBPyConnection, name: str):
 def _inputs_key(name: str, inputs: dict) -> str:
     h = hashlib.sha256()
     h.update(Path(F.__file__).read_bytes())  # a change of the drawing code redraws
+    h.update((Path(F.__file__).parent / "monitoring_figure.py").read_bytes())
     h.update(f"{name}|{inputs['provenance']!r}".encode())
     for t, df in sorted(inputs["frames"].items()):
         h.update(t.encode())
@@ -314,6 +398,7 @@ def build_analysis(con: duckdb.DuckDBPyConnection, reports: Path, refresh: str =
         "cox": build_cox(con),
         "refresh_history": build_refresh_history(con),
         "beyond": build_beyond(con),
+        "monitoring": build_monitoring(con),
         "software": build_software(con, refresh),
     }
     build_figures(con, reports)

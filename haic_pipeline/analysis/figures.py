@@ -96,8 +96,8 @@ def _iptw_text(effects: pd.DataFrame, endpoint: str) -> str:
     p = format_p(r["p_value"])
     score = "NA" if pd.isna(r["robust_score_p"]) else format_p(r["robust_score_p"])
     return (f"IPTW HR {format_estimate_ci(r['hr'], r['hr_lower'], r['hr_upper'], 2)}, "
-            f"p {p if p.startswith('<') else '= ' + p}\n"
-            f"Robust score test p {score if score.startswith('<') else '= ' + score}")
+            f"nominal p {p if p.startswith('<') else '= ' + p}\n"
+            f"Robust score test, nominal p {score if score.startswith('<') else '= ' + score}")
 
 
 def km_figure(curves: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame, endpoint: str,
@@ -182,7 +182,7 @@ def km_figure(curves: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame, 
     legend = ax.legend(handles, labels, loc="upper right", fontsize=9.5, frameon=True, framealpha=0.85,
                        edgecolor="none", facecolor="white")
     legend.set_zorder(5)
-    box = (f"Log-rank p {_p_text(tests, 'logrank')}\n12-month rate p {_p_text(tests, 'rate_12m')}"
+    box = (f"Log-rank, nominal p {_p_text(tests, 'logrank')}\n12-month rate, nominal p {_p_text(tests, 'rate_12m')}"
            if iptw is None else _iptw_text(iptw, endpoint))
     ax.text(0.02, 0.05, box,
             transform=ax.transAxes, fontsize=10.5, ha="left", va="bottom", zorder=5,
@@ -244,7 +244,7 @@ def forest_figure(models: pd.DataFrame, excluded: pd.DataFrame, endpoint: str,
         if len(failed):
             notes.append("Multivariable model not estimable: " + str(failed["detail"].iloc[0])[:300] + ".")
     notes.append("Efron ties, Wald CI and p; multivariable = group + candidates with univariable p < 0.1. "
-                 "Bold: p < 0.05.")
+                 "Bold: nominal p < 0.05 (every p of a refresh is nominal: the study is judged at its formal looks).")
     notes.append(f"Data: {provenance.describe()}.")
     note_lines = [line for n in notes for line in textwrap.wrap(n, 150)]
 
@@ -309,7 +309,7 @@ def forest_figure(models: pd.DataFrame, excluded: pd.DataFrame, endpoint: str,
                         ha="left", va="center", color="#555555")
         ax.text(1.04, -0.5, "HR (95% CI)", transform=text_tr, fontsize=10, fontweight="bold",
                 ha="left", va="bottom")
-        ax.text(1.64, -0.5, "p", transform=text_tr, fontsize=10, fontweight="bold", ha="right", va="bottom")
+        ax.text(1.64, -0.5, "nominal p", transform=text_tr, fontsize=10, fontweight="bold", ha="right", va="bottom")
         ax.text(1.69, -0.5, "n/events", transform=text_tr, fontsize=9, fontweight="bold",
                 ha="left", va="bottom", color="#555555")
     fig.text(0.02, 0.1 / height, "\n".join(note_lines), fontsize=8, color="#444444", ha="left",

@@ -82,7 +82,7 @@ def table1_section(t1: pd.DataFrame) -> Section:
             "Characteristic": VARIABLE_LABELS.get(r["variable"], r["variable"]) if first else "",
             "Level": r["level"],
             **{f"{GROUP_HEAD[g]} (n = {n[g]})": _s(r[g]) for g in (*GROUPS, "overall")},
-            "p": format_p(r["p_value"]) if first and r["test"] else "",
+            "Nominal p": format_p(r["p_value"]) if first and r["test"] else "",
             "Test": TEST_LABELS.get(r["test"], _s(r["test"])) if first else "",
         })
     return Section("Table 1. Baseline characteristics", pd.DataFrame(rows), notes=[
@@ -107,7 +107,7 @@ def survival_section(summary: pd.DataFrame, tests: pd.DataFrame, follow_up: pd.D
         stat = (f"\u03c7\u00b2 = {r['statistic']:.3f}, df = {int(r['df'])}" if r["test"] == "logrank"
                 and pd.notna(r["statistic"]) else
                 f"z = {r['statistic']:.3f}" if pd.notna(r["statistic"]) else _s(r.get("note")))
-        notes.append(f"{r['endpoint']} {what}: {stat}; p = {format_p(r['p_value'])}")
+        notes.append(f"{r['endpoint']} {what}: {stat}; nominal p = {format_p(r['p_value'])}")
     for _, r in follow_up.iterrows():
         notes.append(f"Median follow-up (reverse Kaplan-Meier), {GROUP_HEAD.get(r['group'], r['group'])}: "
                      f"{format_median_ci(r['median_months'], r['lower'], r['upper'])} months")
@@ -124,14 +124,14 @@ def response_section(summary: pd.DataFrame, tests: pd.DataFrame) -> Section:
                         ("pd", "Progressive disease"), ("ne", "Not evaluable")):
         rows.append({"Best response (mRECIST)": label,
                      **{f"{GROUP_HEAD[g]} (n = {int(by[g]['n'])})": format_count_percent(by[g][code], by[g]["n"])
-                        for g in groups}, "p": "", "Test": ""})
+                        for g in groups}, "Nominal p": "", "Test": ""})
     for measure, parts in (("ORR", ("cr", "pr")), ("DCR", ("cr", "pr", "sd"))):
         t = tests[tests["measure"] == measure]
         rows.append({"Best response (mRECIST)": {"ORR": "Objective response (CR + PR)",
                                                  "DCR": "Disease control (CR + PR + SD)"}[measure],
                      **{f"{GROUP_HEAD[g]} (n = {int(by[g]['n'])})":
                         format_count_percent(sum(int(by[g][c]) for c in parts), by[g]["n"]) for g in groups},
-                     "p": format_p(t["p_value"].iloc[0]) if len(t) else "NA",
+                     "Nominal p": format_p(t["p_value"].iloc[0]) if len(t) else "NA",
                      "Test": TEST_LABELS.get(t["test"].iloc[0], _s(t["test"].iloc[0])) if len(t) else ""})
     return Section("Table 2. Best overall response", pd.DataFrame(rows), notes=[
         "Denominator: every included patient (NE counts as neither response nor control). "
@@ -149,10 +149,10 @@ def cox_section(number: int, endpoint: str, models: pd.DataFrame, excluded: pd.D
         rows.append({
             "Variable": F.TERM_LABELS.get(r["term"], r["term"]), "term": r["term"],
             "Univariable HR (95% CI)": format_estimate_ci(r["hr"], r["hr_lower"], r["hr_upper"], 3),
-            "p (uni)": format_p(r["p_value"]), "n/events (uni)": f"{int(r['n'])}/{int(r['events'])}",
+            "Nominal p (uni)": format_p(r["p_value"]), "n/events (uni)": f"{int(r['n'])}/{int(r['events'])}",
             "Multivariable HR (95% CI)": format_estimate_ci(mr["hr"].iloc[0], mr["hr_lower"].iloc[0],
                                                             mr["hr_upper"].iloc[0], 3) if len(mr) else "",
-            "p (multi)": format_p(mr["p_value"].iloc[0]) if len(mr) else "",
+            "Nominal p (multi)": format_p(mr["p_value"].iloc[0]) if len(mr) else "",
         })
     notes = ["Cox proportional hazards, Efron ties; Wald 95% CI and p. Each model on the complete cases of its "
              "own terms. Multivariable model: group + every candidate with univariable p < 0.1."]
@@ -187,6 +187,80 @@ def history_section(history: pd.DataFrame) -> Section | None:
                      "Median, months": "NA" if pd.isna(r["median_months"]) else f"{r['median_months']:.1f}",
                      "12-month rate, %": "NA" if pd.isna(r["rate_12m"]) else f"{100 * r['rate_12m']:.1f}"})
     return Section("How the estimates moved as drops arrived (analysis.refresh_history)", pd.DataFrame(rows))
+
+
+INF = "\u221e"
+
+
+def _num(x, fmt: str, na: str = "NA") -> str:
+    return na if x is None or pd.isna(x) else format(float(x), fmt)
+
+
+def monitoring_paragraph(status: pd.DataFrame, looks: pd.DataFrame) -> str:
+    """The monitoring state in one paragraph (study_spec §6.4), from analysis.monitoring_status
+    and analysis.monitoring_looks."""
+    if not len(status):
+        return "Monitoring: no drop loaded yet, so no information and no formal look."
+    s = status.iloc[0]
+    what = {"OS": "deaths", "PFS": "progressions or deaths"}.get(s["endpoint"], "events")
+    out = [f"Monitoring of {s['endpoint']} (the plan's primary comparison, log-rank of group): after drop "
+           f"{s['extract_id']} (data cutoff {pd.Timestamp(s['data_cutoff']).date()}), {int(s['events'])} of the "
+           f"{int(s['planned_events'])} planned {what} have been observed (information fraction "
+           f"{_num(s['information_fraction'], '.2f')})."]
+    if len(looks):
+        parts = [f"look {int(r['look'])} at {_num(r['information_fraction'], '.2f')} (z = {_num(r['z'], '.2f')}, "
+                 f"boundary \u00b1{_num(r['critical_z'], '.2f', INF)}, "
+                 f"{'crossed' if r['crossed'] else 'not crossed'})" for _, r in looks.iterrows()]
+        out.append(f"Formal looks taken ({len(looks)}): {'; '.join(parts)}.")
+    else:
+        out.append("No formal look has been taken yet (the first milestone is not reached).")
+    out.append(f"Tonight's log-rank z is {_num(s['z'], '.2f')} ({_p_eq(s['nominal_p'])}); it is re-computed on "
+               "every refresh, so on its own it is not a test at the 5% level.")
+    decision = str(s["decision"])
+    if decision == "continue":
+        if pd.notna(s["boundary_now"]):
+            out.append(f"A formal look now would need |z| \u2265 {s['boundary_now']:.2f}.")
+        if pd.notna(s["conditional_power"]):
+            out.append(f"If the current trend holds, the chance of crossing the boundary by the final look "
+                       f"(conditional power) is {100 * s['conditional_power']:.0f}%.")
+        for label, col, n in (("the next milestone of {n} {what}", "next_milestone", s["next_milestone_events"]),
+                              ("all {n} planned {what}", "planned_events", s["planned_events"])):
+            if pd.notna(s[f"months_to_{col}"]):
+                target = label.format(n=int(n), what=what)
+                out.append(f"At the current event and accrual rates, {target} will be reached in "
+                           f"about {s[f'months_to_{col}']:.1f} months ({pd.Timestamp(s[f'date_{col}']).date()}).")
+        out.append("No formal look has crossed its boundary: no difference between the groups is established yet.")
+    elif decision.startswith("boundary crossed"):
+        r = looks[looks["crossed"].astype(bool)].iloc[0]
+        out.append(f"The boundary was crossed at look {int(r['look'])}: the difference is statistically significant "
+                   f"at the study's overall two-sided \u03b1 (HR {_num(r['hr'], '.2f')}, repeated CI "
+                   f"{_num(r['rci_lower'], '.2f')} to {_num(r['rci_upper'], '.2f')}); monitoring has ended.")
+    else:
+        out.append("The final look has been taken without crossing its boundary: the study did not establish a "
+                   "difference; monitoring has ended.")
+    return " ".join(out)
+
+
+def monitoring_section(con: duckdb.DuckDBPyConnection) -> Section:
+    status, looks = read_table(con, "monitoring_status"), read_table(con, "monitoring_looks")
+    rows = [{"Look": int(r["look"]), "Drop": r["extract_id"], "Data cutoff": str(pd.Timestamp(r["data_cutoff"]).date()),
+             "Events": int(r["events"]), "Information": _num(r["information_fraction"], ".3f"),
+             "Cumulative \u03b1": _num(r["cumulative_alpha"], ".5f"), "Boundary |z| \u2265":
+             _num(r["critical_z"], ".3f", "\u221e"), "z": _num(r["z"], ".3f"), "Nominal p": format_p(r["nominal_p"]),
+             "Crossed": "yes" if r["crossed"] else "no",
+             "HR (repeated CI)": format_estimate_ci(r["hr"], r["rci_lower"], r["rci_upper"], 2),
+             "Final": "yes" if r["final"] else "no"} for _, r in looks.iterrows()]
+    notes = ["Formal looks are taken when the events of the plan's endpoint pass a milestone of the monitoring "
+             "plan (study/monitoring_plan.yaml, or HAIC_STUDY_PLAN); each is judged against a group-sequential "
+             "boundary that spends the study's \u03b1 over the looks (Lan-DeMets), so repeated looks keep the "
+             "overall false-positive rate at \u03b1. The HR's repeated CI uses the look's boundary instead of 1.96. "
+             "Every other p-value in this report is nominal."]
+    if len(status) and isinstance(status["plan"].iloc[0], str):
+        notes.append(f"Plan: {status['plan'].iloc[0]}.")
+    return Section("Monitoring: where the study stands", pd.DataFrame(rows) if rows else None, notes=notes,
+                   lead=[monitoring_paragraph(status, looks)],
+                   figures=[("monitor", "Figure M. Log-rank z over the information fraction: nightly (nominal) z's, "
+                                        "formal looks and their boundaries")])
 
 
 def left_out_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -256,18 +330,19 @@ GROUP_SHORT = {"first_line": "first-line", "post_ate_beva": "post-ate-beva"}
 
 
 def _p_eq(p) -> str:
-    """``p = 0.068`` / ``p < 0.001`` (or ``p not computed``) for a sentence."""
+    """``nominal p = 0.068`` / ``nominal p < 0.001`` (or ``p not computed``) for a sentence: every
+    p of a refresh is nominal (study_spec §6)."""
     if p is None or pd.isna(p):
         return "p not computed"
     f = format_p(p)
-    return f"p < {f[1:]}" if f.startswith("<") else f"p = {f}"
+    return f"nominal p < {f[1:]}" if f.startswith("<") else f"nominal p = {f}"
 
 
-def _significance(p) -> str:
+def _nominal_verdict(p) -> str:
     if p is None or pd.isna(p):
         return "no test is available"
-    return ("the difference is statistically significant at the 5% level" if p < 0.05 else
-            "the difference is not statistically significant at the 5% level")
+    return ("the nominal p is below 0.05, which on a nightly re-analysis is not a finding by itself (the study "
+            "is judged at its formal looks: see Monitoring)" if p < 0.05 else "the nominal p is not below 0.05")
 
 
 def _ci(est, lo, hi, digits: int = 2) -> str:
@@ -342,7 +417,7 @@ def hr_sentence(endpoint: str, effects: pd.DataFrame, models: pd.DataFrame) -> s
            f"with first-line HAIC (HR {_ci(eff['hr'], eff['hr_lower'], eff['hr_upper'])}, {_p_eq(eff['p_value'])}")
     if uni is not None:
         out += f"; unadjusted HR {_ci(uni['hr'], uni['hr_lower'], uni['hr_upper'])}, {_p_eq(uni['p_value'])}"
-    out += f"): {_significance(eff['p_value'])}."
+    out += f"): {_nominal_verdict(eff['p_value'])}."
     tr = _one(effects, endpoint=endpoint, weighting="truncated")
     if tr is not None and pd.notna(tr["hr"]):
         steady = abs(math.log(float(tr["hr"]) / hr)) < 0.1
@@ -409,7 +484,7 @@ def rmst_sentence(endpoint: str, rmst: pd.DataFrame) -> str:
            f"means {float(main['rmst_post_ate_beva']):.2f} vs {float(main['rmst_first_line']):.2f} months")
     if other is not None and pd.notna(other["difference"]):
         out += f"; unadjusted difference {float(other['difference']):.2f} months, {_p_eq(other['difference_p'])}"
-    return out + f"): {_significance(main['difference_p'])}."
+    return out + f"): {_nominal_verdict(main['difference_p'])}."
 
 
 def ph_sentence(endpoint: str, ph: pd.DataFrame) -> str:
@@ -435,7 +510,7 @@ def ph_sentence(endpoint: str, ph: pd.DataFrame) -> str:
                 "depart from them, so their hazard ratios in the multivariable model average effects that "
                 "change over time.")
     tail = f"; GLOBAL {_p_eq(glob['p_value'].iloc[0])} for the multivariable model" if len(glob) else ""
-    return (f"{endpoint}: no term departs from proportional hazards (every p \u2265 0.05{tail}), so there is "
+    return (f"{endpoint}: no term departs from proportional hazards (every nominal p \u2265 0.05{tail}), so there is "
             "no evidence against reading the hazard ratios as constant over follow-up.")
 
 
@@ -526,7 +601,7 @@ def effects_part(effects: pd.DataFrame, models: pd.DataFrame) -> Section:
                 rows.append({"Endpoint": endpoint, "Analysis": label,
                              "HR post-ate-beva vs first-line (95% CI)": format_estimate_ci(r["hr"], r["hr_lower"],
                                                                                            r["hr_upper"], 3),
-                             "p": format_p(r["p_value"]), "Robust score test p": "", "Note": ""})
+                             "Nominal p": format_p(r["p_value"]), "Robust score test, nominal p": "", "Note": ""})
         for weighting in ("stabilized", "truncated"):
             r = _one(effects, endpoint=endpoint, weighting=weighting)
             if r is None:
@@ -534,7 +609,8 @@ def effects_part(effects: pd.DataFrame, models: pd.DataFrame) -> Section:
             rows.append({"Endpoint": endpoint, "Analysis": f"IPTW, {weighting} weights (robust SE)",
                          "HR post-ate-beva vs first-line (95% CI)": format_estimate_ci(r["hr"], r["hr_lower"],
                                                                                        r["hr_upper"], 3),
-                         "p": format_p(r["p_value"]), "Robust score test p": format_p(r["robust_score_p"]),
+                         "Nominal p": format_p(r["p_value"]),
+                         "Robust score test, nominal p": format_p(r["robust_score_p"]),
                          "Note": _s(r["note"])})
     return Section("Hazard ratios, unadjusted and IPTW-adjusted", pd.DataFrame(rows) if rows else None, level=3,
                    lead=[hr_sentence(e, effects, models) for e in ENDPOINTS],
@@ -578,9 +654,9 @@ def rmst_part(rmst: pd.DataFrame) -> Section:
                      "RMST post-ate-beva (\u00b1 95% CI)": est(r["rmst_post_ate_beva"], r["rmst_post_ate_beva_se"]),
                      "Difference, months (95% CI)": format_estimate_ci(r["difference"], r["difference_lower"],
                                                                        r["difference_upper"], 2),
-                     "p (difference)": format_p(r["difference_p"]),
+                     "Nominal p (difference)": format_p(r["difference_p"]),
                      "Ratio (95% CI)": format_estimate_ci(r["ratio"], r["ratio_lower"], r["ratio_upper"], 3),
-                     "p (ratio)": format_p(r["ratio_p"]), "Note": _s(r["note"])})
+                     "Nominal p (ratio)": format_p(r["ratio_p"]), "Note": _s(r["note"])})
     return Section("Restricted mean survival time at 12 months", pd.DataFrame(rows) if rows else None, level=3,
                    lead=[rmst_sentence(e, rmst) for e in ENDPOINTS],
                    notes=["RMST = area under the Kaplan-Meier curve up to \u03c4 = 12 months (the mean time alive, "
@@ -599,13 +675,13 @@ def ph_part(ph: pd.DataFrame) -> Section:
             rows.append({"Endpoint": r["endpoint"], "Model": r["model"],
                          "Term": "GLOBAL" if r["term"] == "GLOBAL" else _term(r["term"]),
                          "\u03c7\u00b2": "" if pd.isna(r["chisq"]) else f"{r['chisq']:.3f}",
-                         "df": "" if pd.isna(r["df"]) else int(r["df"]), "p": format_p(r["p_value"]),
+                         "df": "" if pd.isna(r["df"]) else int(r["df"]), "Nominal p": format_p(r["p_value"]),
                          "Note": _s(r["note"])})
     return Section("Proportional-hazards tests", pd.DataFrame(rows) if rows else None, level=3,
                    lead=[ph_sentence(e, ph) for e in ENDPOINTS],
                    notes=["R cox.zph(fit, transform = \"km\") (survival \u2265 3 score test) for every Cox model of "
                           "Tables 3\u20134, per term and GLOBAL; shown: the multivariable models and the univariable "
-                          "group model (every univariable model is in analysis.ph_tests). p < 0.05 = evidence "
+                          "group model (every univariable model is in analysis.ph_tests). Nominal p < 0.05 = evidence "
                           "that the hazard ratio changes over follow-up."])
 
 
@@ -624,7 +700,7 @@ def beyond_sections(con: duckdb.DuckDBPyConnection) -> list[Section]:
 
 
 def sections(con: duckdb.DuckDBPyConnection) -> list[Section]:
-    out = []
+    out = [monitoring_section(con)]   # the results open with the monitoring state (study_spec §6.4)
     inter = interventions_section(con)
     if inter:
         out.append(inter)
@@ -652,7 +728,9 @@ TITLE = ("HAIC first-line vs after atezolizumab-bevacizumab failure: study repor
 METHODS = ("Times in months of 30.4375 days. Kaplan-Meier with Greenwood variance and log-scale 95% CI "
            "(R survfit conf.type = \"log\"); medians by R's rule, NA = not reached. 12-month rates with "
            "log-scale CI, compared on the complementary log-log scale (Klein et al. 2007). Log-rank = R survdiff. "
-           "p-values shown with 3 decimals (<0.001 below); the analysis.* tables hold them unrounded.")
+           "p-values shown with 3 decimals (<0.001 below); the analysis.* tables hold them unrounded. Every p-value "
+           "is nominal: the study is re-analysed after every drop, and only a formal look crossing its boundary "
+           "(Monitoring) can establish a difference.")
 
 
 def _figure_bytes(reports: Path, name: str, con: duckdb.DuckDBPyConnection) -> bytes:

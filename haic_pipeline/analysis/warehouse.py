@@ -61,7 +61,15 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "refresh_history": [
         ("extract_id", "VARCHAR"), ("data_cutoff", "DATE"), ("endpoint", "VARCHAR"),
         ("group", "VARCHAR"), ("n", "INTEGER"), ("events", "INTEGER"), ("median_months", "DOUBLE"),
-        ("rate_12m", "DOUBLE")],
+        ("rate_12m", "DOUBLE"),
+        # study_spec §6.3: the monitoring state after this drop, the same on each row of the drop
+        # (`events` of §6.3 is `monitoring_events` here: `events` is the row's endpoint x group)
+        ("monitoring_endpoint", "VARCHAR"), ("monitoring_events", "INTEGER"), ("planned_events", "INTEGER"),
+        ("information_fraction", "DOUBLE"), ("z", "DOUBLE"), ("nominal_p", "DOUBLE"), ("looks_taken", "INTEGER"),
+        ("next_milestone_events", "INTEGER"), ("boundary_now", "DOUBLE"), ("conditional_power", "DOUBLE"),
+        ("months_to_next_milestone", "DOUBLE"), ("date_next_milestone", "DATE"),
+        ("months_to_planned_events", "DOUBLE"), ("date_planned_events", "DATE"), ("decision", "VARCHAR"),
+        ("monitoring_note", "VARCHAR")],
 }
 
 
@@ -113,11 +121,39 @@ BEYOND_TABLES: dict[str, list[tuple[str, str]]] = {
         ("n_censored", "INTEGER"), ("weighted_at_risk", "DOUBLE"), ("weighted_events", "DOUBLE"),
         ("survival", "DOUBLE"), ("lower", "DOUBLE"), ("upper", "DOUBLE"), *PROVENANCE],
 }
+#: the monitoring columns of analysis.refresh_history (filled by build_monitoring)
+HISTORY_MONITORING_COLUMNS = [c for c, _ in TABLES["refresh_history"]][8:]
+
+#: study_spec §6 (haic_pipeline.analysis.monitoring): the formal looks, one row per look in drop
+#: order, and the monitoring state after the newest drop; each row's data_cutoff / extract_id are
+#: those of its drop. NULL where §6 says so, with the reason in `note`.
+MONITORING_TABLES: dict[str, list[tuple[str, str]]] = {
+    "monitoring_looks": [
+        ("look", "INTEGER"), ("extract_id", "VARCHAR"), ("data_cutoff", "DATE"), ("endpoint", "VARCHAR"),
+        ("events", "INTEGER"), ("planned_events", "INTEGER"), ("information_fraction", "DOUBLE"),
+        ("cumulative_alpha", "DOUBLE"), ("critical_z", "DOUBLE"), ("z", "DOUBLE"), ("nominal_p", "DOUBLE"),
+        ("crossed", "BOOLEAN"), ("hr", "DOUBLE"), ("rci_lower", "DOUBLE"), ("rci_upper", "DOUBLE"),
+        ("final", "BOOLEAN"), ("note", "VARCHAR")],
+    "monitoring_status": [
+        ("extract_id", "VARCHAR"), ("data_cutoff", "DATE"), ("endpoint", "VARCHAR"), ("events", "INTEGER"),
+        ("planned_events", "INTEGER"), ("information_fraction", "DOUBLE"), ("z", "DOUBLE"),
+        ("nominal_p", "DOUBLE"), ("looks_taken", "INTEGER"), ("next_milestone_events", "INTEGER"),
+        ("boundary_now", "DOUBLE"), ("conditional_power", "DOUBLE"), ("months_to_next_milestone", "DOUBLE"),
+        ("date_next_milestone", "DATE"), ("months_to_planned_events", "DOUBLE"),
+        ("date_planned_events", "DATE"), ("decision", "VARCHAR"), ("plan", "VARCHAR"), ("note", "VARCHAR")],
+    # what the monitoring figure draws: the boundary at each look taken (kind `look`) and the
+    # planned boundaries at the milestones still ahead (kind `planned`)
+    "monitoring_boundaries": [
+        ("kind", "VARCHAR"), ("look", "INTEGER"), ("events", "INTEGER"), ("information_fraction", "DOUBLE"),
+        ("critical_z", "DOUBLE"), ("cumulative_alpha", "DOUBLE"), ("note", "VARCHAR"), *PROVENANCE],
+}
+#: tables whose rows carry their own drop's data_cutoff / extract_id
+OWN_PROVENANCE = ("refresh_history", "monitoring_looks", "monitoring_status")
 #: the software that computed the other tables (haic_pipeline.provenance), one row per component
 SOFTWARE_TABLE = {"software": [("component", "VARCHAR"), ("version", "VARCHAR"), ("recorded_at", "TIMESTAMP"),
                                *PROVENANCE]}
 #: every table this module writes (§4, §5.5 and the software)
-ALL_TABLES = {**TABLES, **BEYOND_TABLES, **SOFTWARE_TABLE}
+ALL_TABLES = {**TABLES, **BEYOND_TABLES, **MONITORING_TABLES, **SOFTWARE_TABLE}
 
 
 def _ddl(table: str) -> str:
@@ -129,7 +165,7 @@ def _prepared(table: str, frame: pd.DataFrame, prov: Provenance | None) -> pd.Da
     """The frame with the table's columns in order, provenance filled, NaN -> None."""
     df = frame.copy()
     names = [c for c, _ in ALL_TABLES[table]]
-    if prov is not None and table != "refresh_history":
+    if prov is not None and table not in OWN_PROVENANCE:
         df["data_cutoff"] = prov.data_cutoff
         df["extract_id"] = prov.extract_id
     missing = [c for c in names if c not in df.columns]
@@ -168,12 +204,15 @@ def append_history(con: duckdb.DuckDBPyConnection, snapshot: pd.DataFrame, prov:
     """Append ``snapshot`` to analysis.refresh_history under ``prov.extract_id`` unless that
     extract_id is already there (or there is no drop). Returns the rows added (0 or more)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS analysis")
-    con.execute(f"CREATE TABLE IF NOT EXISTS {_ddl('refresh_history')}")
+    ensure_history(con)
     if not prov.extract_id:
         return 0
     df = snapshot.copy()
     df["extract_id"] = prov.extract_id
     df["data_cutoff"] = prov.data_cutoff
+    for c in HISTORY_MONITORING_COLUMNS:
+        if c not in df:
+            df[c] = None
     df = _prepared("refresh_history", df, None)
     with transaction(con):
         present = con.execute("SELECT count(*) FROM analysis.refresh_history WHERE extract_id = ?",
@@ -182,6 +221,19 @@ def append_history(con: duckdb.DuckDBPyConnection, snapshot: pd.DataFrame, prov:
             return 0
         _insert(con, "refresh_history", df)
     return len(df)
+
+
+def ensure_history(con: duckdb.DuckDBPyConnection) -> None:
+    """analysis.refresh_history with every column of TABLES (columns added since a warehouse's
+    table was made are added, NULL on the older rows)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS analysis")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {_ddl('refresh_history')}")
+    have = {c for (c,) in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = "
+        "'analysis' AND table_name = 'refresh_history'").fetchall()}
+    for c, t in TABLES["refresh_history"]:
+        if c not in have:
+            con.execute(f'ALTER TABLE analysis.refresh_history ADD COLUMN "{c}" {t}')
 
 
 def read_table(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:

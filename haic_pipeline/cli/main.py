@@ -203,7 +203,10 @@ def cmd_synth(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from haic_pipeline.study.plan import load_plan
+
     settings = load_settings()
+    load_plan()   # a plan that does not parse or holds an impossible value: stop before anything is written
     check_writable(settings.warehouse.parent, "warehouse folder")  # before anything is written
     check_writable(settings.reports, "reports folder")
     with _run_lock(_ensure_dagster_home()):

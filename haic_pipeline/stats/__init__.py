@@ -3,7 +3,7 @@
 No Dagster and no DuckDB here. Public API (``from haic_pipeline.stats import ...``):
 
 * :func:`kaplan_meier`, :func:`reverse_km_follow_up` -> :class:`KaplanMeier`   (km.py)
-* :func:`logrank`, :func:`landmark_test`, :func:`compare_means`,
+* :func:`logrank`, :func:`logrank_z` (signed two-group z), :func:`landmark_test`, :func:`compare_means`,
   :func:`compare_proportions`, :func:`fisher_exact_rxc`                      (tests.py)
 * :func:`cox_regression` (optionally weighted, robust se), :class:`CoxFitError`,
   :func:`weighted_logrank` -> :class:`WeightedLogrankResult` (the robust score test of a
@@ -92,6 +92,7 @@ from .tests import (
     fisher_exact_rxc,
     landmark_test,
     logrank,
+    logrank_z,
 )
 from .zph import cox_zph
 
@@ -140,6 +141,7 @@ __all__ = [
     "kaplan_meier",
     "landmark_test",
     "logrank",
+    "logrank_z",
     "months_to_target",
     "project_events",
     "propensity_weights",

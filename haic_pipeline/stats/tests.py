@@ -98,6 +98,20 @@ def logrank(time: Any, event: Any, group: Any, levels: Sequence | None = None) -
     )
 
 
+def logrank_z(time: Any, event: Any, group: Any, levels: Sequence, level: Any) -> float:
+    """Signed two-group log-rank statistic of ``level``: z = (O - E) / sqrt(V), as from R
+    ``fit <- survdiff(Surv(time, event) ~ group)``: ``(fit$obs[2] - fit$exp[2]) / sqrt(fit$var[2, 2])``
+    with ``level`` the second of ``levels``. With two groups chi2 = (O - E)^2 / V, so
+    z = sign(O - E) sqrt(chi2): negative when ``level`` has fewer events than expected. Raises
+    ``ValueError`` as :func:`logrank` (fewer than two groups, no events)."""
+    levs = list(levels)
+    if len(levs) != 2 or level not in levs:
+        raise ValueError(f"logrank_z compares two groups, one of them {level!r}; got levels {levs}")
+    res = logrank(time, event, group, levels=levs)
+    diff = res.observed[level] - res.expected[level]
+    return float(math.copysign(math.sqrt(max(res.statistic, 0.0)), diff)) if diff else 0.0
+
+
 # ---------------------------------------------------------------------------------------
 # landmark (fixed-time) comparison
 # ---------------------------------------------------------------------------------------

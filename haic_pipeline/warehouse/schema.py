@@ -6,7 +6,7 @@ raw.<domain>  one table per extract domain, every delivered value as text (a raw
               `_extract_id`, `_row_number` (1-based data row in the file), `_loaded_at`.
 ops.*         every table of the pipeline's own record, defined here and nowhere else: drops,
               load_log, quarantine, row_flags, refresh_state, interventions (+ view waivers),
-              dq_results, run_log, software. `ensure_ops` creates what is missing (and brings an
+              dq_results, run_log, software, monitoring_inputs. `ensure_ops` creates what is missing (and brings an
               older table to its current shape); every writer of `ops` calls it.
 """
 
@@ -114,6 +114,27 @@ OPS_DDL = [
         data_cutoff DATE,
         component   VARCHAR,      -- python, dagster, duckdb, ..., haic_pipeline (git commit)
         version     VARCHAR
+    )""",
+    # what each loaded drop's state holds for the monitoring of study_spec §6, derived once per
+    # drop sequence (haic_pipeline/analysis/monitoring.py)
+    """
+    CREATE TABLE IF NOT EXISTS ops.monitoring_inputs (
+        extract_id       VARCHAR NOT NULL,
+        drops_key        VARCHAR NOT NULL,   -- the loaded drops up to this one (a change re-derives it)
+        data_cutoff      DATE,
+        endpoint         VARCHAR NOT NULL,
+        "group"          VARCHAR NOT NULL,
+        n                INTEGER,
+        events           INTEGER,
+        follow_up_months DOUBLE,
+        without_event    INTEGER,
+        accrued_12m      INTEGER,
+        z                DOUBLE,
+        log_hr           DOUBLE,
+        se_log_hr        DOUBLE,
+        note             VARCHAR,
+        derived_from     VARCHAR,
+        PRIMARY KEY (extract_id, endpoint, "group")
     )""",
     # retract / restore / waive / revoke (haic_pipeline/warehouse/interventions.py)
     """

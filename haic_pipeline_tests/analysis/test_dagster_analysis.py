@@ -88,8 +88,23 @@ def test_demo_refreshes_fill_the_analysis_and_history_grows_per_new_drop(env):
         survival = {m.asset_key: m for m in second.asset_materializations_for_node("analysis_survival")}
         km = survival[dg.AssetKey(["analysis", "km_summary"])].metadata
         assert km["median_os_first_line"].value.endswith(")")
-        assert km["dagster/row_count"].value == 6 and re.fullmatch(r"<?\d\.\d{3}", km["p_logrank_os"].value)
+        assert km["dagster/row_count"].value == 6 and re.fullmatch(r"<?\d\.\d{3}", km["nominal_p_logrank_os"].value)
         assert f"n = {n_os}" in km["median_os_overall"].value
+        # the monitoring (study_spec §6): its state on the UI, its figure shown on its asset, the state of each
+        # drop in the history, and its NaN check passed
+        mon = {m.asset_key: m for m in second.asset_materializations_for_node("analysis_monitoring")}
+        status_meta = mon[dg.AssetKey(["analysis", "monitoring_status"])].metadata
+        assert status_meta["decision"].value == "continue"
+        assert "nominal" in status_meta["nightly_logrank"].value and "planned events" in status_meta["information"].value
+        fig = second.asset_materializations_for_node("monitoring_figures")[0]
+        assert fig.asset_key == dg.AssetKey(["reports", "monitoring_figure"])
+        assert fig.metadata["figure"].value.startswith("![") and fig.metadata["png"].value.endswith("monitor.png")
+        checks = [e.event_specific_data for e in second.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                  and e.event_specific_data.asset_key.path[-1].startswith("monitoring_")]
+        assert len(checks) == 3 and all(c.passed for c in checks)
+        with duckdb.connect(os.environ["HAIC_WAREHOUSE"], read_only=True) as con:
+            assert con.execute("SELECT extract_id, count(*) FROM analysis.refresh_history WHERE decision IS NOT NULL "
+                               "GROUP BY 1 ORDER BY 1").fetchall() == [(eids[4], 6), (eids[5], 6)]
         hist_meta = third.asset_materializations_for_node("analysis__refresh_history")[0].metadata
         assert hist_meta["rows_added"].value == "0"
         # the software that computed them: on every analysis asset, and once per refresh in ops
@@ -128,7 +143,7 @@ def _blocking_check_names() -> set[str]:
     return names
 
 
-def test_a_failed_blocking_check_upstream_stops_the_analysis(env):
+def test_a_failed_blocking_check_upstream_stops_the_analysis(env, monkeypatch):
     if not _blocking_check_names():
         pytest.skip("no blocking data-quality check is defined upstream of the analysis yet")
     if "drop_sequence" not in _blocking_check_names():
@@ -146,6 +161,14 @@ def test_a_failed_blocking_check_upstream_stops_the_analysis(env):
         assert _ingest(instance, "20240801T020000Z").success
         ok = _refresh(instance)
         assert dg.AssetKey(["analysis", "km_summary"]) in _materialized(ok)
+        # a monitoring plan with an impossible value: the refresh stops at its first step, naming the key
+        (env / "plan.yaml").write_text("milestones: [0.5, 0.25, 1.0]\n")
+        monkeypatch.setenv("HAIC_STUDY_PLAN", str(env / "plan.yaml"))
+        refused = _refresh(instance, raise_on_error=False)
+        assert not refused.success and not _materialized(refused)
+        failure = next(e for e in refused.all_events if e.event_type_value == "STEP_FAILURE")
+        assert "milestones must be strictly increasing" in str(failure.event_specific_data.error)
+        monkeypatch.delenv("HAIC_STUDY_PLAN")
         # a later drop whose data_cutoff goes backwards: the blocking drop_sequence check fails
         write_drop(env / "inbox", "20240901T020000Z",
                    {"vital_status.csv": [{"patient_id": pid, "last_contact_date": "2024-05-31"}]},

@@ -97,7 +97,7 @@ def _warehouse_from_frame(con, frame: pd.DataFrame) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.register("f", f)
     con.execute("""CREATE OR REPLACE TABLE staging.cohort AS SELECT patient_key, true AS included,
-        NULL::VARCHAR AS exclusion_reason, "group", age::INTEGER AS age, sex, etiology, ecog::INTEGER AS ecog,
+        NULL::VARCHAR AS exclusion_reason, "group", DATE '2023-06-01' AS index_date, age::INTEGER AS age, sex, etiology, ecog::INTEGER AS ecog,
         child_pugh_class, bclc_stage, afp_ge_400::BOOLEAN AS afp_ge_400, multiple_tumors::BOOLEAN AS multiple_tumors,
         tumor_size_gt_10::BOOLEAN AS tumor_size_gt_10, portal_vein_invasion::BOOLEAN AS portal_vein_invasion,
         extrahepatic_metastasis::BOOLEAN AS extrahepatic_metastasis, data_cutoff::DATE AS data_cutoff, extract_id FROM f""")

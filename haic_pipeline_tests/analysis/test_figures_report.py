@@ -29,7 +29,7 @@ def test_km_figure_has_legend_risk_table_p_value_and_provenance(demo):
         assert any(t.startswith(f"{label} (n = {n}): median ") for t in texts), texts
     assert "Number at risk" in texts
     p = con.execute("SELECT p_value FROM analysis.survival_tests WHERE endpoint = 'OS' AND test = 'logrank'").fetchall()[0][0]
-    assert f"Log-rank p = {p:.3f}" in joined
+    assert f"Log-rank, nominal p = {p:.3f}" in joined
     cutoff, eid = con.execute("SELECT data_cutoff::VARCHAR, extract_id FROM analysis.km_curves LIMIT 1").fetchall()[0]
     assert f"data cutoff {cutoff}" in joined and eid in joined and "6 drops" in joined
     # the number-at-risk row starts with each group's n at time 0, under the x tick 0
@@ -89,10 +89,10 @@ def test_report_has_tables_1_to_4_figures_and_no_identifiers(demo, tmp_path):
                       "Study population (CONSORT)", "refresh_history"):
             assert title in text
         assert result.provenance.extract_id in text and f"data cutoff {result.provenance.data_cutoff}" in text
-    # the paper's four figures and the three beyond the paper (Love plot, IPTW KM OS / PFS), all PNG
-    assert html.count('src="data:image/png;base64,') == 7 and "image/svg+xml" not in html
+    # the monitoring figure, the paper's four and the three beyond the paper (Love plot, IPTW KM OS / PFS), all PNG
+    assert html.count('src="data:image/png;base64,') == 8 and "image/svg+xml" not in html
     assert all(f"figures/{n}.png" in md
-               for n in ("km_os", "km_pfs", "forest_os", "forest_pfs", *BEYOND_FIGURES))
+               for n in ("monitor", "km_os", "km_pfs", "forest_os", "forest_pfs", *BEYOND_FIGURES))
     keys = {k for (k,) in con.execute("SELECT patient_key FROM staging.cohort").fetchall()}
     ids = identifiers(inbox)
     assert ids["patient_id"] and ids["patient_name"]

@@ -41,7 +41,7 @@ SURVIVAL_TABLES = {
     "km_curves": "Every step of the Kaplan-Meier curves (endpoint x group x time): at risk, events, "
                  "censored, survival and its 95% CI.",
     "survival_tests": "Log-rank (survdiff) and 12-month rate (cloglog z) comparisons of first_line vs "
-                      "post_ate_beva, per endpoint; unrounded p-values.",
+                      "post_ate_beva, per endpoint; unrounded nominal p-values (re-tested every refresh: see analysis/monitoring_status).",
     "follow_up": "Median follow-up by the reverse Kaplan-Meier method, overall and per group.",
 }
 RESPONSE_TABLES = {
@@ -50,13 +50,13 @@ RESPONSE_TABLES = {
 }
 COX_TABLES = {
     "cox_models": "Tables 3-4: univariable and multivariable Cox models (Efron) for OS and PFS: HR, "
-                  "Wald 95% CI and p, n and events per model.",
+                  "Wald 95% CI and nominal p, n and events per model.",
     "cox_excluded": "Cox candidates left out per endpoint (missing_over_20pct, no_variation, "
                     "not_estimable, multivariable_not_estimable) with the reason's detail.",
 }
 BEYOND_TABLES = {
     "propensity_model": "Propensity score (study_spec §5.1): logistic model of post_ate_beva vs first_line on the "
-                        "§3 candidates that pass the exclusion rule, complete cases; coef, se, p per term, n and "
+                        "§3 candidates that pass the exclusion rule, complete cases; coef, se, nominal p per term, n and "
                         "n_excluded_missing; status/note say why when the fit separates, does not converge or is "
                         "left out.",
     "balance": "Covariate balance (§5.2): shares per group, standardized mean differences before and after the "
@@ -68,12 +68,27 @@ BEYOND_TABLES = {
     "iptw_km_curves": "Every step of the IPTW Kaplan-Meier curves: patients at risk / events / censored, the "
                       "weighted sums, survival and its robust 95% CI.",
     "iptw_effects": "IPTW Cox for group per endpoint x weighting (§5.3): HR post_ate_beva vs first_line, robust "
-                    "(dfbeta) 95% CI and p, robust score test.",
+                    "(dfbeta) 95% CI and nominal p, robust score test.",
     "rmst": "Restricted mean survival time at 12 months (§5.4), unweighted (survRM2) and IPTW (IJ variance): "
-            "per-group RMST with se, difference and ratio with CI and p; tau lowered (and said) when follow-up "
+            "per-group RMST with se, difference and ratio with CI and nominal p; tau lowered (and said) when follow-up "
             "is shorter.",
     "ph_tests": "Proportional-hazards tests (§5.4): cox.zph (transform km) of every Cox model of "
                 "analysis.cox_models, per term and GLOBAL.",
+}
+
+
+MONITORING_TABLES = {
+    "monitoring_looks": "Formal looks of the group-sequential monitoring (study_spec §6.2), one row per look in drop "
+                        "order: events, information fraction, cumulative alpha, boundary, log-rank z of "
+                        "post_ate_beva with its nominal p, crossed, Cox HR with its repeated CI, final. A look is "
+                        "taken at a drop whose events pass a milestone of the plan (HAIC_STUDY_PLAN); only a "
+                        "crossed boundary establishes a difference.",
+    "monitoring_status": "The monitoring state after the newest drop (study_spec §6.3): information so far, the "
+                         "nightly z and its NOMINAL p (not a test at 5%), looks taken, the boundary a look now "
+                         "would face, conditional power under the current trend, projected months and dates of "
+                         "the next milestone and of the planned events, the decision so far.",
+    "monitoring_boundaries": "The boundaries of the monitoring figure: +-c at each formal look taken, and the "
+                             "planned ones at the milestones still ahead (given the looks taken so far).",
 }
 FIGURE_KEYS = {
     "km_os": (R("km_os_figure"), "Figure 1: Kaplan-Meier curves of overall survival by group",
@@ -94,6 +109,13 @@ BEYOND_FIGURE_KEYS = {
                    [A("iptw_km_curves"), A("iptw_km_summary"), A("iptw_effects")]),
     "iptw_km_pfs": (R("iptw_km_pfs_figure"), "IPTW-adjusted Kaplan-Meier curves of progression-free survival "
                     "by group", [A("iptw_km_curves"), A("iptw_km_summary"), A("iptw_effects")]),
+}
+
+
+MONITORING_FIGURE_KEYS = {
+    "monitor": (R("monitoring_figure"), "Monitoring: log-rank z over the information fraction, nightly (nominal) "
+                "z's, formal looks and their boundaries", [A("monitoring_looks"), A("monitoring_status"),
+                                                           A("monitoring_boundaries"), A("refresh_history")]),
 }
 
 
@@ -150,7 +172,7 @@ def _table_multi_asset(name: str, tables: dict[str, str], build: str, extra_deps
     pool=DUCKDB_POOL,
     automation_condition=STUDY_AUTOMATION,
     description="analysis.baseline_characteristics (Table 1): the paper's baseline variables by group, "
-    "mean ± SD with Student's t, n (%) with chi-square / Fisher; unrounded p-values.",
+    "mean ± SD with Student's t, n (%) with chi-square / Fisher; unrounded nominal p-values.",
 )
 def baseline_characteristics(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     result = _run(context, duckdb, "build_baseline")
@@ -177,6 +199,26 @@ beyond = _table_multi_asset("analysis_beyond", BEYOND_TABLES, "build_beyond", ex
 def refresh_history(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     result = _run(context, duckdb, "build_refresh_history")
     return dg.MaterializeResult(metadata=_metadata(result, "refresh_history"))
+
+
+@dg.multi_asset(
+    name="analysis_monitoring",
+    specs=[dg.AssetSpec(A(t), deps=[*STUDY_INPUTS, A("refresh_history")], group_name="analysis",
+                        kinds={"duckdb", "python"}, description=f"analysis.{t}: {d}",
+                        automation_condition=STUDY_AUTOMATION) for t, d in MONITORING_TABLES.items()],
+    pool=DUCKDB_POOL,
+)
+def monitoring(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
+    """The formal looks and the monitoring state (one step: both come from the same per-drop inputs); the plan
+    is read and checked before anything is written, a bad plan fails the step naming the key."""
+    from haic_pipeline.study.plan import PlanError  # noqa: PLC0415
+
+    try:
+        result = _run(context, duckdb, "build_monitoring")
+    except PlanError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    for t in MONITORING_TABLES:
+        yield dg.MaterializeResult(asset_key=A(t), metadata=_metadata(result, t))
 
 
 @dg.asset(
@@ -232,6 +274,32 @@ def beyond_tables_are_finite(duckdb: WarehouseResource):
             metadata={"non_finite": dg.MetadataValue.md("\n".join(f"- {b}" for b in bad) or "none")})
 
 
+@dg.multi_asset_check(
+    specs=[dg.AssetCheckSpec("stores_no_nan_or_inf", asset=A(t), blocking=True,
+                             description=f"analysis.{t} holds no NaN and no infinite number (NULL with a note where "
+                             "study_spec §6 says NULL)" + (", nor do the monitoring columns of analysis.refresh_history"
+                                                           if t == "monitoring_status" else "")
+                             + "; blocks the monitoring figure, the report and the analysts' copy otherwise.")
+           for t in MONITORING_TABLES],
+    name="monitoring_tables_are_finite",
+)
+def monitoring_tables_are_finite(duckdb: WarehouseResource):
+    """The monitoring tables, and refresh_history (whose monitoring columns the monitoring step fills; checked
+    on monitoring_status, as a check on refresh_history itself would block the step that fills it)."""
+    from haic_pipeline.analysis.checks import finite_values  # noqa: PLC0415
+
+    with duckdb.get_connection() as con:
+        found = finite_values(con, (*MONITORING_TABLES, "refresh_history"))
+    history = found.pop("refresh_history")
+    found["monitoring_status"] = found["monitoring_status"] + [f"refresh_history.{b}" for b in history]
+    for table, bad in found.items():
+        yield dg.AssetCheckResult(
+            asset_key=A(table), check_name="stores_no_nan_or_inf", passed=not bad,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=None if not bad else f"analysis.{table} stores NaN or infinite numbers: {'; '.join(bad)}",
+            metadata={"non_finite": dg.MetadataValue.md("\n".join(f"- {b}" for b in bad) or "none")})
+
+
 def _figure_results(saved: dict, keys: dict, prov):
     for name, fig in saved.items():
         key, desc, _ = keys[name]
@@ -270,19 +338,22 @@ def _figures_asset(name: str, keys: dict, provenance_table: str, note: str = "")
 
 report_figures = _figures_asset("report_figures", FIGURE_KEYS, "km_curves")
 beyond_figures = _figures_asset("beyond_figures", BEYOND_FIGURE_KEYS, "balance", " (study_spec §5)")
+monitoring_figures = _figures_asset("monitoring_figures", MONITORING_FIGURE_KEYS, "monitoring_boundaries",
+                                    " (study_spec §6.4)")
 
 
 @dg.asset(
     key=R("study_report"),
     deps=[ATTRITION, A("baseline_characteristics"), *[A(t) for t in SURVIVAL_TABLES],
           *[A(t) for t in RESPONSE_TABLES], *[A(t) for t in COX_TABLES], A("refresh_history"),
-          *[A(t) for t in BEYOND_TABLES], *[k for k, _, _ in FIGURE_KEYS.values()],
-          *[k for k, _, _ in BEYOND_FIGURE_KEYS.values()]],
+          *[A(t) for t in BEYOND_TABLES], *[A(t) for t in MONITORING_TABLES],
+          *[k for k, _, _ in FIGURE_KEYS.values()], *[k for k, _, _ in BEYOND_FIGURE_KEYS.values()],
+          *[k for k, _, _ in MONITORING_FIGURE_KEYS.values()]],
     group_name="reports",
     kinds={"html", "markdown"},
     pool=DUCKDB_POOL,
     automation_condition=STUDY_AUTOMATION,
-    description="The study report: attrition, Tables 1-4, survival summary, Figures 1-4, 'Beyond the paper' "
+    description="The study report: the monitoring state and figure (study_spec §6), attrition, Tables 1-4, survival summary, Figures 1-4, 'Beyond the paper' "
     "(balance, IPTW, RMST, proportional hazards, Figures 5-7) and the refresh history; "
     "<reports>/study_report.html (self-contained) and study_report.md, regenerated on every refresh.",
 )

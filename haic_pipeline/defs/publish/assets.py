@@ -10,6 +10,8 @@ from haic_pipeline.defs.analysis.assets import (
     beyond,
     beyond_figures,
     cox,
+    monitoring,
+    monitoring_figures,
     refresh_history,
     report_figures,
     response,
@@ -19,8 +21,8 @@ from haic_pipeline.defs.analysis.assets import (
 )
 
 # every analysis.* table, the figures and the report: the copy is published after all of them
-PUBLISHED_AFTER = [baseline_characteristics, survival, response, cox, beyond, refresh_history, software,
-                   report_figures, beyond_figures, study_report]
+PUBLISHED_AFTER = [baseline_characteristics, survival, response, cox, beyond, refresh_history, monitoring, software,
+                   report_figures, beyond_figures, monitoring_figures, study_report]
 ANALYSIS_KEYS = [key for asset in PUBLISHED_AFTER for key in asset.keys]
 
 

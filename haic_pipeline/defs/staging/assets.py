@@ -6,6 +6,7 @@ import dagster as dg
 from haic_pipeline.contracts import load_contracts
 from haic_pipeline.defs.ingest.assets import RAW_KEYS
 from haic_pipeline.defs.resources import DUCKDB_POOL, WarehouseResource
+from haic_pipeline.study.plan import PlanError, load_plan
 from haic_pipeline.warehouse.staging import refresh_staging
 
 # Materialise after new raw data lands (sensor-driven runs in `dagster dev`), once per change.
@@ -40,6 +41,11 @@ def _staging_asset(domain: str) -> dg.AssetsDefinition:
         ),
     )
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+        if domain == "patients":   # the refresh's first step: a bad monitoring plan stops it before any write
+            try:
+                load_plan()
+            except PlanError as exc:
+                raise dg.Failure(description=f"monitoring plan: {exc}", allow_retries=False) from None
         with duckdb.get_connection() as con:
             result, rebuilt = refresh_staging(con, domain)
         context.log.info(

@@ -1,0 +1,82 @@
+"""Benchmark: what the group-sequential monitoring (study_spec §6) adds to a refresh.
+
+    .venv/bin/python benchmarks/bench_monitoring.py [--patients 100] [--drops 6] [--runs 3]
+
+Writes synthetic drops into a temp folder, lands them into a DuckDB file with the real loader,
+builds staging and the study, then times `build_monitoring` (analysis.monitoring_* and the
+history's columns) in the three situations a refresh meets:
+
+- nothing new: every drop's monitoring inputs are recorded (a refresh without a new drop);
+- one new drop: the newest drop's inputs come from the live staging (the nightly case);
+- a backlog: every drop but the newest is replayed in memory (the first refresh of a backlog of
+  `--drops` drops, or after a retraction of the first drop).
+
+Prints the best and median wall time of each over `--runs` runs. Not a test: timings depend on
+the machine (and on what else runs on it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=100)
+    parser.add_argument("--drops", type=int, default=6)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    from haic_pipeline.analysis import build_monitoring
+    from haic_pipeline.contracts import load_contracts
+    from haic_pipeline.ingest import find_complete_drops, load_drop
+    from haic_pipeline.settings import load_settings
+    from haic_pipeline.study import build_study
+    from haic_pipeline.study.plan import load_plan
+    from haic_pipeline.synthetic import write_drops
+    from haic_pipeline.warehouse.staging import build_staging
+
+    tmp = Path(tempfile.mkdtemp(prefix="haic-bench-monitoring-"))
+    try:
+        write_drops(tmp / "inbox", patients=args.patients, drops=args.drops, seed=1)
+        contracts = load_contracts()
+        key = load_settings(check_key=False).pseudonym_key
+        plan = load_plan()
+        with duckdb.connect(str(tmp / "haic.duckdb")) as con:
+            con.execute("SET enable_progress_bar = false")
+            for drop in find_complete_drops(tmp / "inbox"):
+                load_drop(con, drop, contracts, key)
+            for domain in ["patients"] + [d for d in contracts if d != "patients"]:
+                build_staging(con, domain)
+            build_study(con)
+            build_monitoring(con, plan)   # warm-up: imports, the first derivation
+            newest = con.execute("SELECT max(extract_id) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
+            times: dict[str, list[float]] = {"nothing new": [], "one new drop": [],
+                                             f"backlog of {args.drops}": []}
+            for _ in range(args.runs):
+                for case, delete in (("nothing new", None),
+                                     ("one new drop", "WHERE extract_id = ?"),
+                                     (f"backlog of {args.drops}", "")):
+                    if delete is not None:
+                        con.execute(f"DELETE FROM ops.monitoring_inputs {delete}", [newest] if delete else [])
+                    t0 = time.perf_counter()
+                    build_monitoring(con, plan)
+                    times[case].append(time.perf_counter() - t0)
+            events, looks = con.execute("SELECT events, looks_taken FROM analysis.monitoring_status").fetchall()[0]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{args.patients} patients, {args.drops} drops, {events} {plan.endpoint} events, {looks} formal look(s)")
+    print(f"{'case':<18} {'best s':>8} {'median s':>9}")
+    for case, ts in times.items():
+        print(f"{case:<18} {min(ts):>8.3f} {statistics.median(ts):>9.3f}")
+
+
+if __name__ == "__main__":
+    main()
