@@ -445,11 +445,7 @@ def propensity_figure(histogram: pd.DataFrame, overlap: pd.DataFrame, propensity
     ax.axhline(0, color="#444444", linewidth=0.8)
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{abs(v):g}"))
     ax.set_xlabel("Propensity score (probability of post-ate-beva HAIC)", fontsize=10.5)
-    ax.set_ylabel("Patients", fontsize=10.5)
-    ax.text(0.005, 0.97, "Post-ate-beva HAIC \u2191", transform=ax.transAxes, fontsize=9.5, va="top",
-            color=GROUP_COLORS["post_ate_beva"])
-    ax.text(0.005, 0.03, "First-line HAIC \u2193", transform=ax.transAxes, fontsize=9.5, va="bottom",
-            color=GROUP_COLORS["first_line"])
+    ax.set_ylabel("Patients (post-ate-beva \u2191, first-line \u2193)", fontsize=10)
     ax.grid(True, axis="y", color="#e6e6e6", linewidth=0.7)
     ax.set_axisbelow(True)
     for side in ("top", "right"):

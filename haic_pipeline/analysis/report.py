@@ -391,8 +391,8 @@ def hr_sentence(endpoint: str, effects: pd.DataFrame, models: pd.DataFrame,
         steady = abs(math.log(float(tr["hr"]) / hr)) < 0.1
         out += (f" Truncating the weights at their 1st and 99th percentiles clips {clipped[0]} low and {clipped[1]} "
                 f"high and gives HR {_ci(tr['hr'], tr['hr_lower'], tr['hr_upper'])}: "
-                + ("those extreme weights do not drive the result." if steady else
-                   "those extreme weights move the result; read the weighted HR with caution."))
+                + ("the clipped weights do not drive the result." if steady else
+                   "the clipped weights move the result; read the weighted HR with caution."))
     return out
 
 
@@ -493,9 +493,9 @@ def ph_sentence(endpoint: str, ph: pd.DataFrame) -> str:
     bad_group = group[group["p_value"] < 0.05]
     if len(bad_group):
         ps = ", ".join(f"{_p_eq(p)} {PH_MODEL_LABELS[m]}" for m, p in zip(bad_group["model"], bad_group["p_value"]))
-        return (f"{endpoint}: the hazard ratio of post-ate-beva vs first-line is not constant over follow-up "
-                f"(cox.zph {ps}), so a single hazard ratio averages an effect that changes with time; the "
-                "RMST difference does not assume proportional hazards and is the safer summary.")
+        return (f"{endpoint}: there is evidence that the hazard ratio of post-ate-beva vs first-line changes over "
+                f"follow-up (cox.zph {ps}), so a single hazard ratio would average an effect that changes with "
+                "time; the RMST difference does not assume proportional hazards and is the safer summary.")
     bad = multi[(multi["p_value"] < 0.05) & (multi["term"] != "group")]
     gp = ", ".join(f"{_p_eq(p)} {PH_MODEL_LABELS[m]}" for m, p in zip(group["model"], group["p_value"]))
     uni = group[group["model"] == "univariable"]
@@ -619,8 +619,8 @@ def positivity_sentence(overlap: pd.DataFrame) -> str:
     outside = int(rows["n_outside_other_range"].sum())
     out = "Propensity scores: " + "; ".join(parts) + ". "
     if outside:
-        out += (f"{outside} patient(s) lie outside the other group's range: no patient of the other group resembles "
-                "them, so the ATE weights compare them with nobody comparable, while the overlap weights give them "
+        out += (f"{outside} patient(s) have a score outside the other group's range (no patient of the other group "
+                "has a score as extreme): for them the ATE weights extrapolate, while the overlap weights give them "
                 "little weight.")
     else:
         out += ("Every patient lies within the other group's range of scores, so each has counterparts in the other "
