@@ -480,8 +480,11 @@ def weighted_logrank(time: Any, event: Any, group: Any, weights: Any,
     the weighted score residuals at beta = 0 (Efron ties), u = sum T_i and
     chi2 = u' (T'T)^-1 u on (groups - 1) df. With unit weights and no ties this is the
     log-rank score statistic with a robust (sandwich) variance, not survdiff's. Needs no
-    model fit, so it exists even where the Cox estimate diverges. Rows with a missing time,
-    event, group or weight are dropped; weights must be > 0.
+    model fit, so it exists even where the Cox estimate diverges (e.g. no event in one group:
+    :func:`cox_regression` raises :class:`CoxFitError`, while R's coxph warns that the
+    coefficient may be infinite and still reports this ``robscore``, computed by ``coxph``
+    from the score residuals at linear predictor 0). Rows with a missing time, event, group
+    or weight are dropped; weights must be > 0; at least one event overall.
     """
     if ties not in ("efron", "breslow"):
         raise ValueError("ties must be 'efron' or 'breslow'")

@@ -71,7 +71,11 @@ def cox_zph(df: pd.DataFrame, time: str, event: str, covariates: Sequence[str],
     in the module docstring).
 
     ``time`` / ``event`` / ``covariates`` (and ``weights``, a column of case weights for a
-    weighted fit) are columns of ``df``; complete cases, as :func:`cox_regression`.
+    weighted fit) are columns of ``df``; complete cases, as :func:`cox_regression`. With
+    ``weights``: R ``cox.zph(coxph(Surv(time, event) ~ covariates, weights = w, robust =
+    TRUE), transform = "km")`` -- the score and information are the weighted ones (mean event
+    weight per Efron term), the robust variance does not enter, and the "km" time transform
+    stays the unweighted Kaplan-Meier of all rows, as R's.
     ``coef``: the Cox estimates of this very model (covariates' order, or term -> coef),
     e.g. ``cox_regression(...)["coef"]`` or log(hr) of the stored model, as R's cox.zph
     takes the fitted model; the model is then not fitted again, which would give the same
