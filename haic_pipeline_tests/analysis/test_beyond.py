@@ -19,7 +19,7 @@ import pytest
 
 from haic_pipeline.analysis import BEYOND_FIGURES, BEYOND_TABLES, build_figures, build_report, render_figure
 from haic_pipeline.analysis import tables as T
-from haic_pipeline.analysis.beyond import beyond_tables, ph_rows
+from haic_pipeline.analysis.beyond import beyond_tables, overlap_balance_problems, ph_rows
 from haic_pipeline.analysis.checks import finite_values
 from haic_pipeline.analysis.data import Provenance, cox_terms
 from haic_pipeline.analysis.figures import figure_texts
@@ -565,6 +565,18 @@ def test_no_event_in_one_group_reports_the_robust_score_test_with_the_hr_null(tm
     sentence = next(s for s in section.splitlines() if s.startswith("OS: the IPTW-adjusted hazard ratio is not computed"))
     assert "the robust score test, which needs no fitted hazard ratio, compares the weighted curves: nominal p" \
         in sentence
+
+
+def test_overlap_weights_that_do_not_balance_a_modelled_covariate_are_a_problem():
+    """Overlap weights balance every modelled covariate exactly; an |SMD| above 1e-6 on one is
+    a defect, named in the run's problems (left-out covariates are not held to it)."""
+    res = _beyond(analysis_frame(300, seed=3))
+    assert overlap_balance_problems(res.balance) == []
+    bad = res.balance.copy()
+    bad.loc[bad.covariate == "ecog_0", "smd_after_overlap"] = 2e-6
+    bad.loc[bad.covariate == "sex_male", ["smd_after_overlap", "in_propensity_model"]] = [0.3, False]
+    problems = overlap_balance_problems(bad)
+    assert len(problems) == 1 and "overlap weights leave ecog_0 unbalanced (SMD 2e-06" in problems[0]
 
 
 def test_ph_tests_take_the_stored_estimates_and_refit_only_without_them():
