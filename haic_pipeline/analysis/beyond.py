@@ -361,7 +361,7 @@ def overlap_balance_problems(balance: pd.DataFrame) -> list[str]:
     if not len(balance) or "smd_after_overlap" not in balance:
         return []
     smd = pd.to_numeric(balance["smd_after_overlap"], errors="coerce")
-    bad = balance[balance["in_propensity_model"].fillna(False).astype(bool) & (smd.abs() > EXACT_BALANCE_TOLERANCE)]
+    bad = balance[balance["in_propensity_model"].eq(True) & (smd.abs() > EXACT_BALANCE_TOLERANCE)]
     return [f"analysis.balance: overlap weights leave {r['covariate']} unbalanced (SMD {float(r['smd_after_overlap']):.3g}; "
             f"they balance every modelled covariate exactly, to {EXACT_BALANCE_TOLERANCE:g})"
             for _, r in bad.iterrows()]

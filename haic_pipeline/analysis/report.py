@@ -276,10 +276,6 @@ def _ci(est, lo, hi, digits: int = 2) -> str:
     return f"{f(est)}, 95% CI {f(lo)} to {f(hi)}"
 
 
-def _median_words(m) -> str:
-    return "not reached" if m is None or pd.isna(m) else f"{m:.1f}"
-
-
 def _one(df: pd.DataFrame, **eq) -> pd.Series | None:
     if not len(df):
         return None
@@ -338,7 +334,7 @@ def balance_sentence(balance: pd.DataFrame, weighted: bool) -> str:
                        f"only partly adjusted for {them}")
     if "smd_after_overlap" in rows:
         ov = pd.to_numeric(rows["smd_after_overlap"], errors="coerce")
-        modelled = rows["in_propensity_model"].fillna(False).astype(bool)
+        modelled = rows["in_propensity_model"].eq(True)
         if modelled.any() and ov[modelled].notna().all():
             out += (f"; the overlap weights balance the {int(modelled.sum())} modelled covariates exactly "
                     f"(largest |SMD| {float(ov[modelled].abs().max()):.0e})")
@@ -354,7 +350,7 @@ def hr_sentence(endpoint: str, effects: pd.DataFrame, models: pd.DataFrame,
     none = _one(effects, endpoint=endpoint, weighting="none")
     ov = _one(effects, endpoint=endpoint, weighting="overlap")
     if eff is None or pd.isna(eff["hr"]):
-        why = "" if eff is None else f" ({_s(eff['note'])})"
+        why = "" if eff is None else f" ({_s(eff['note']).split('; the robust score test')[0]})"
         out = f"{endpoint}: the IPTW-adjusted hazard ratio is not computed{why}"
         if eff is not None and pd.notna(eff["robust_score_p"]):
             out += (f"; the robust score test, which needs no fitted hazard ratio, compares the weighted curves: "
@@ -415,7 +411,9 @@ def median_sentence(endpoint: str, iptw: pd.DataFrame) -> str:
         return f"{endpoint}: the IPTW-adjusted Kaplan-Meier estimates are not computed ({note})."
 
     def med(r):
-        return (f"{_median_words(r['median_months'])} months" if r is not None else "NA")
+        if r is None:
+            return "NA"
+        return "not reached" if pd.isna(r["median_months"]) else f"{float(r['median_months']):.1f} months"
 
     def rate(r):
         return "NA" if r is None or pd.isna(r["rate_12m"]) else f"{100 * r['rate_12m']:.0f}%"
