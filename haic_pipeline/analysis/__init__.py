@@ -108,8 +108,9 @@ Beyond the paper (§5; beyond.py)
 - balance: over the modelled patients; share_* unweighted, share_*_weighted with the stabilized
   weights, smd_after_truncated / smd_after_overlap with the others; an SMD that is infinite (a
   covariate splitting the groups completely) is NULL with a note. Overlap weights balance every
-  modelled covariate exactly: |smd_after_overlap| > 1e-6 is a note on the row and a problem in
-  the run log and the asset metadata.
+  modelled covariate exactly: |smd_after_overlap| > 1e-6 is a note on the row, a problem in
+  the run log and the asset metadata, and fails the warning check
+  ``overlap_weights_balance_exactly`` (checks.overlap_balance).
 - propensity_overlap: per group n, min, quartiles (R ``quantile()`` type 7 = NumPy linear),
   max of the fitted ps, and the patients below the other group's minimum or above its maximum;
   propensity_histogram: counts per group in 20 bins of 0.05 on [0, 1] (the figure draws them,

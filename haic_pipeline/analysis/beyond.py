@@ -47,6 +47,7 @@ from haic_pipeline.stats import (
     weighted_logrank,
 )
 
+from .checks import EXACT_BALANCE_TOLERANCE
 from .data import COX_TERMS, ENDPOINT_COLUMNS, ENDPOINTS, GROUPS, LANDMARK_MONTHS, cox_terms
 
 #: weightings (§5.1, §5.6): ``none`` = unweighted on the modelled patients; ``stabilized`` = the
@@ -66,8 +67,6 @@ MULTIVARIABLE = "multivariable"
 RMST_TAU_MONTHS = 12.0
 MAX_MISSING_FRACTION = 0.2  # §3's exclusion rule, shared with the Cox screening
 BALANCE_THRESHOLD = 0.1
-#: overlap weights balance every modelled covariate exactly; a larger |SMD| is a defect
-EXACT_BALANCE_TOLERANCE = 1e-6
 #: an outcome in fewer than this share of the patients is rare: the E-value takes HR as RR
 RARE_OUTCOME_SHARE = 0.15
 PS_HISTOGRAM_BINS = 20

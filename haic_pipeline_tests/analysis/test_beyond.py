@@ -20,7 +20,7 @@ import pytest
 from haic_pipeline.analysis import BEYOND_FIGURES, BEYOND_TABLES, build_figures, build_report, render_figure
 from haic_pipeline.analysis import tables as T
 from haic_pipeline.analysis.beyond import beyond_tables, overlap_balance_problems, ph_rows
-from haic_pipeline.analysis.checks import finite_values
+from haic_pipeline.analysis.checks import finite_values, overlap_balance
 from haic_pipeline.analysis.data import Provenance, cox_terms
 from haic_pipeline.analysis.figures import figure_texts
 from haic_pipeline.analysis.report import beyond_sections, render_markdown
@@ -567,16 +567,25 @@ def test_no_event_in_one_group_reports_the_robust_score_test_with_the_hr_null(tm
         in sentence
 
 
-def test_overlap_weights_that_do_not_balance_a_modelled_covariate_are_a_problem():
+def test_overlap_weights_that_do_not_balance_a_modelled_covariate_are_a_problem(tmp_path):
     """Overlap weights balance every modelled covariate exactly; an |SMD| above 1e-6 on one is
-    a defect, named in the run's problems (left-out covariates are not held to it)."""
+    a defect, named in the run's problems and failing the (warning) asset check's query on the
+    stored table; left-out covariates are not held to it."""
     res = _beyond(analysis_frame(300, seed=3))
     assert overlap_balance_problems(res.balance) == []
+    con = _stored(tmp_path, res)
+    passed, details = overlap_balance(con)
+    assert passed and details["covariates_checked"] == 11 and details["largest_abs_smd"] < 1e-12
     bad = res.balance.copy()
     bad.loc[bad.covariate == "ecog_0", "smd_after_overlap"] = 2e-6
     bad.loc[bad.covariate == "sex_male", ["smd_after_overlap", "in_propensity_model"]] = [0.3, False]
     problems = overlap_balance_problems(bad)
     assert len(problems) == 1 and "overlap weights leave ecog_0 unbalanced (SMD 2e-06" in problems[0]
+    con.execute("UPDATE analysis.balance SET smd_after_overlap = 2e-6 WHERE covariate = 'ecog_0'")
+    con.execute("UPDATE analysis.balance SET smd_after_overlap = 0.3, in_propensity_model = false "
+                "WHERE covariate = 'sex_male'")
+    passed, details = overlap_balance(con)
+    assert not passed and details["unbalanced"] == ["ecog_0: SMD 2e-06"] and details["covariates_checked"] == 10
 
 
 def test_ph_tests_take_the_stored_estimates_and_refit_only_without_them():

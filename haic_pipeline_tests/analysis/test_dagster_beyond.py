@@ -65,6 +65,10 @@ def test_refresh_fills_publishes_and_checks_the_beyond_tables(env):
         specs = [s for ad in load().resolve_asset_graph().assets_defs for s in ad.check_specs
                  if s.name == "stores_no_nan_or_inf"]
         assert len(specs) == len(BEYOND_TABLES) and all(s.blocking for s in specs)
+        overlap = [e.event_specific_data for e in run.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                   and e.event_specific_data.check_name == "overlap_weights_balance_exactly"]
+        assert len(overlap) == 1 and overlap[0].passed  # the overlap weights' exact balance, checked
+        assert overlap[0].metadata["covariates_checked"].value > 0
 
         # what the UI shows: the headline of the weighted analyses and the figures inline
         beyond = {m.asset_key: m for m in run.asset_materializations_for_node("analysis_beyond")}

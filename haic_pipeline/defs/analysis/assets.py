@@ -242,6 +242,24 @@ def beyond_tables_are_finite(duckdb: WarehouseResource):
             metadata={"non_finite": dg.MetadataValue.md("\n".join(f"- {b}" for b in bad) or "none")})
 
 
+@dg.asset_check(asset=A("balance"), blocking=False,
+                description="The overlap (ATO) weights balance every covariate of the propensity model exactly "
+                "(|SMD| <= 1e-6), as a logistic model with an intercept guarantees (study_spec §5.6); a larger SMD is "
+                "a defect of the fit or the weights (warning).")
+def overlap_weights_balance_exactly(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    from haic_pipeline.analysis.checks import overlap_balance  # noqa: PLC0415
+
+    with duckdb.get_connection() as con:
+        passed, details = overlap_balance(con)
+    return dg.AssetCheckResult(
+        passed=passed, severity=dg.AssetCheckSeverity.WARN,
+        description=None if passed else "overlap weights leave modelled covariates unbalanced: "
+        + "; ".join(details["unbalanced"]),
+        metadata={"covariates_checked": details["covariates_checked"],
+                  "largest_abs_smd": details["largest_abs_smd"],
+                  "unbalanced": dg.MetadataValue.md("\n".join(f"- {u}" for u in details["unbalanced"]) or "none")})
+
+
 def _figure_results(saved: dict, keys: dict, prov):
     for name, fig in saved.items():
         key, desc, _ = keys[name]
