@@ -358,7 +358,7 @@ def love_figure(balance: pd.DataFrame, propensity: pd.DataFrame, provenance: Pro
     fig = Figure(figsize=(10, height), dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.30, bottom_in / height, 0.64, 1 - (bottom_in + top_in) / height))
-    fig.text(0.02, 1 - 0.2 / height, "Covariate balance before and after IPTW (Love plot)", fontsize=13,
+    fig.text(0.02, 1 - 0.2 / height, "Covariate balance before and after weighting (Love plot)", fontsize=13,
              fontweight="bold", ha="left", va="top")
     if not len(rows):
         ax.set_axis_off()
