@@ -5,12 +5,13 @@ haic_pipeline.stats (R ``survival`` parity). Pure Python + DuckDB + matplotlib, 
     data.py       what is read (included patients + endpoints, provenance) and the ONE place
                   where the Cox candidates and the Table 1 variables are derived
     tables.py     the tables of §4 as DataFrames (calls into haic_pipeline.stats only)
-    beyond.py     the tables of §5.5 ("beyond the paper": propensity score, balance, IPTW,
-                  RMST, proportional-hazards tests) as DataFrames, likewise
+    beyond.py     the tables of §5.5 and §5.7 ("beyond the paper": propensity score, positivity,
+                  balance, IPTW and overlap weights, E-values, RMST, proportional-hazards tests)
+                  as DataFrames, likewise
     warehouse.py  the analysis.* schemas and the one-transaction writes
     checks.py     consistency checks of the stored tables (Dagster asset checks call them)
-    figures.py    KM curves (paper Figures 1-2 / survminer style), forest plots, the Love plot
-                  and the IPTW-adjusted KM curves
+    figures.py    KM curves (paper Figures 1-2 / survminer style), forest plots, the Love plot,
+                  the propensity scores of the two groups and the IPTW-adjusted KM curves
     report.py     study_report.html (self-contained) and study_report.md
     build.py      build_baseline / build_survival / build_response / build_cox /
                   build_refresh_history / build_beyond / build_software / build_figures /
@@ -84,28 +85,59 @@ Beyond the paper (§5; beyond.py)
   the included patients and more than one value among those who have it (the Cox exclusion
   rule, taken once over the included patients rather than per endpoint); the candidates left
   out are propensity_model rows with status ``left_out`` and the reason. Patients missing a
-  covariate are left out of every weighted analysis and counted (``n_excluded_missing``).
-- propensity_model: one row per term (intercept first) with status ``ok``; when the fit
-  separates, does not converge, has too few patients or a constant covariate, the same rows
-  with NULL coef / se / p, that status and the reason (the coefficients of such a fit are not
-  estimates). Every weighted table then holds its rows with NULL numbers and that reason in
-  ``note``; balance keeps smd_before; rmst keeps its ``none`` rows; ph_tests is unaffected.
-- ``truncated`` = the stabilized weights clipped at their 1st and 99th percentiles over the
-  modelled patients (R ``quantile(type = 3)``), propensity_weights' ``truncate`` rule applied
-  to the one fit. iptw_weights gives n, sum, min, max, ESS per group and weighting.
+  covariate are left out of every §5 analysis and counted (``n_excluded_missing``): the
+  *modelled patients*.
+- One population: every §5 table is on the modelled patients; weighting ``none`` is the
+  unweighted analysis of those patients (KM with Greenwood variance, Cox with the model-based
+  se, RMST with survRM2's variance; iptw_weights ``none`` rows: weight 1), so "weighting changes
+  X" never mixes in "dropping patients changes X". The report gives the number of included
+  patients beyond them.
+- A covariate the fit leaves out (stats.propensity_weights: constant among the modelled
+  patients, a linear combination of earlier ones, or a 0/1 level seen in one group only) is a
+  propensity_model row with status ``left_out`` and the reason; balance keeps it with
+  ``in_propensity_model`` false. Only when the fit still separates, does not converge, has too
+  few patients or a constant treatment: the propensity_model rows with NULL coef / se / p, that
+  status and the reason; every weighted row then holds NULL numbers and that reason in
+  ``note``; the ``none`` rows, balance's smd_before and ph_tests' unweighted models stand.
+- Weightings: ``stabilized`` (ATE), ``truncated`` (those weights clipped at their 1st and 99th
+  percentiles over the modelled patients, R ``quantile(type = 3)``, applied to the one ATE fit;
+  iptw_weights clipped_low / clipped_high count the clipped weights over all modelled patients,
+  repeated on both group rows, and the truncated rows' note says when nothing was clipped),
+  ``overlap`` (ATO, a second fit with estimand ATO). ``estimand`` names it on iptw_weights and
+  iptw_effects.
 - balance: over the modelled patients; share_* unweighted, share_*_weighted with the stabilized
-  weights, smd_after_truncated with the truncated ones; an SMD that is infinite (a covariate
-  splitting the groups completely) is NULL with a note.
+  weights, smd_after_truncated / smd_after_overlap with the others; an SMD that is infinite (a
+  covariate splitting the groups completely) is NULL with a note. Overlap weights balance every
+  modelled covariate exactly: |smd_after_overlap| > 1e-6 is a note on the row, a problem in
+  the run log and the asset metadata, and fails the warning check
+  ``overlap_weights_balance_exactly`` (checks.overlap_balance).
+- propensity_overlap: per group n, min, quartiles (R ``quantile()`` type 7 = NumPy linear),
+  max of the fitted ps, and the patients below the other group's minimum or above its maximum;
+  propensity_histogram: counts per group in 20 bins of 0.05 on [0, 1] (the figure draws them,
+  so no patient-level score is stored). Without a fit: NULL rows with the reason, no bins.
 - iptw_km_summary / iptw_effects: groups first_line and post_ate_beva only (a weighted
   "overall" curve describes no one); n / events are patients and events (unweighted counts),
-  ess and sum_weights the weights'; rate_12m by §3's rule. iptw_km_curves: one row per
-  distinct time, unweighted counts beside the weighted sums (the figures show patients at risk).
-- rmst: ``none`` over every analysed patient (as km_summary), ``stabilized`` over the modelled
-  patients; tau_requested 12, tau_months the bound used, tau_truncated and note when lowered.
+  ess and sum_weights the weights' (n for ``none``); rate_12m by §3's rule. iptw_km_curves:
+  one row per distinct time, unweighted counts beside the weighted sums.
+- iptw_effects: a weighted Cox fit that fails (e.g. no event in one group) leaves hr / CI / p
+  / E-values NULL with the reason, and the robust score test (taken at beta = 0,
+  stats.weighted_logrank) is still given. E-values for every weighted HR and in a row
+  ``weighting = 'multivariable'`` for the multivariable Cox HR of group (its n, events, HR, CI
+  and p copied from cox_models); the outcome is rare (HR taken as RR) when events < 15% of the
+  row's patients (``outcome_rare``), ``e_value_rr`` the risk ratio used. ``none`` has no robust
+  score test and no E-value (it is not an adjusted estimate).
+- rmst: ``none``, ``stabilized``, ``overlap``, all on the modelled patients; tau_requested 12,
+  tau_months the bound used, tau_truncated and note when lowered.
 - ph_tests: every model of analysis.cox_models (each univariable model, then the
-  multivariable one), unweighted; each model gets its term rows and a GLOBAL row (for a
-  one-term model the same test), ``model_terms`` tells the univariable models apart. An
-  endpoint without any Cox model is one row with a note.
+  multivariable one), unweighted, and the weighted Cox fits of group (``iptw_stabilized``,
+  ``iptw_overlap``, cox.zph with the weights, given log(hr) of iptw_effects); each model gets
+  its term rows and a GLOBAL row (for a one-term model the same test), ``model_terms`` tells the
+  univariable models apart. An endpoint without any Cox model is one row with a note.
+- Report wording (§5.6): p-values "nominal p"; no "statistically significant" and no "not
+  confounded"; the estimands named (ATE, ATO); the assumptions stated once; a PH test that does
+  not reject is "no evidence against", with "with N events this test has little power" below
+  100 events (N: the univariable group model's events); truncation gets a conclusion only when
+  it clipped weights.
 - The NaN / inf check (``stores_no_nan_or_inf``, one per §5 table) is blocking: such a number
   can only come from a defect (non-finite results are stored as NULL with a note), and the
   report and the analysts' copy keep their last good state rather than publish it.

@@ -8,10 +8,11 @@
     build_monitoring(con)        -> analysis.monitoring_looks, monitoring_status (§6; + refresh_history's
                                     monitoring columns; needs refresh_history)
     build_software(con, refresh) -> analysis.software (+ ops.software: the versions per refresh)
-    build_beyond(con)            -> analysis.propensity_model, balance, iptw_weights, iptw_km_summary,
-                                    iptw_km_curves, iptw_effects, rmst, ph_tests (§5; needs cox_models)
+    build_beyond(con)            -> analysis.propensity_model, propensity_overlap, propensity_histogram,
+                                    balance, iptw_weights, iptw_km_summary, iptw_km_curves, iptw_effects,
+                                    rmst, ph_tests (§5; needs cox_models)
     build_figures(con, reports)  -> <reports>/figures/km_os|km_pfs|forest_os|forest_pfs.png/.svg,
-                                    and love|iptw_km_os|iptw_km_pfs (BEYOND_FIGURES)
+                                    and love|propensity_overlap|iptw_km_os|iptw_km_pfs (BEYOND_FIGURES)
     build_report(con, reports)   -> <reports>/study_report.html and .md
     build_analysis(con, reports) -> all of the above, in that order
 
@@ -127,25 +128,44 @@ def build_cox(con: duckdb.DuckDBPyConnection) -> BuildResult:
                        problems=data.problems() + res.problems)
 
 
+def _hr_text(e: pd.Series) -> str:
+    if pd.isna(e["hr"]):
+        score = ("" if pd.isna(e["robust_score_p"]) else
+                 f"robust score nominal p {format_p(e['robust_score_p'])}; ")
+        return f"{score}{e['note']}"
+    text = f"{format_estimate_ci(e['hr'], e['hr_lower'], e['hr_upper'], 3)}, nominal p {format_p(e['p_value'])}"
+    if pd.notna(e["robust_score_p"]):
+        text += f", robust score nominal p {format_p(e['robust_score_p'])}"
+    if pd.notna(e["e_value"]):
+        text += f", E-value {e['e_value']:.2f} (CI {e['e_value_ci']:.2f})"
+    return text
+
+
 def _beyond_headline(res: B.BeyondTables) -> dict[str, str]:
     ps = res.propensity
     out = {"propensity_model": (
-        f"{ps.status}: {len(res.covariates)} covariates, {ps.n} patients modelled, "
+        f"{ps.status}: {len(res.covariates) - len(res.weighting.left_out)} covariates, {ps.n} patients modelled, "
         f"{ps.n_excluded_missing} left out for a missing covariate"
         + ("" if ps.ok else f" ({ps.reason})"))}
-    if res.left_out:
-        out["propensity_left_out"] = ", ".join(f"{t} ({r.split(' ')[0]})" for t, r in res.left_out.items())
+    left = {**res.left_out, **res.weighting.left_out}
+    if left:
+        out["propensity_left_out"] = ", ".join(f"{t} ({r.split(' ')[0].rstrip(':')})" for t, r in left.items())
+    ov = res.propensity_overlap.dropna(subset=["n_outside_other_range"])
+    if len(ov):
+        out["propensity_overlap"] = ", ".join(
+            f"{g}: ps {r['ps_min']:.3f}\u2013{r['ps_max']:.3f}, {int(r['n_outside_other_range'])} outside the other "
+            "group's range" for g, r in ov.set_index("group").iterrows())
+    if res.weighting.clipped is not None:
+        out["truncation_clipped"] = f"{int(res.weighting.clipped[0])} low, {int(res.weighting.clipped[1])} high"
     bal = res.balance[res.balance["covariate"].notna()]
     for when in ("before", "after"):
         known = bal[f"balanced_{when}"].dropna()
         out[f"balanced_{when}"] = (f"{int(known.astype(bool).sum())} of {len(bal)} covariates with |SMD| < "
                                    f"{B.BALANCE_THRESHOLD:g}" if len(known) else "not computed")
     for endpoint in ENDPOINTS:
-        e = res.iptw_effects[(res.iptw_effects["endpoint"] == endpoint)
-                             & (res.iptw_effects["weighting"] == "stabilized")].iloc[0]
-        out[f"iptw_hr_{endpoint.lower()}"] = (
-            f"{format_estimate_ci(e['hr'], e['hr_lower'], e['hr_upper'], 3)}, nominal p {format_p(e['p_value'])}, "
-            f"robust score nominal p {format_p(e['robust_score_p'])}" if pd.notna(e["hr"]) else str(e["note"]))
+        eff = res.iptw_effects[res.iptw_effects["endpoint"] == endpoint].set_index("weighting")
+        out[f"iptw_hr_{endpoint.lower()}"] = _hr_text(eff.loc["stabilized"])
+        out[f"overlap_hr_{endpoint.lower()}"] = _hr_text(eff.loc["overlap"])
         for weighting in B.RMST_WEIGHTINGS:
             r = res.rmst[(res.rmst["endpoint"] == endpoint) & (res.rmst["weighting"] == weighting)].iloc[0]
             out[f"rmst_difference_{endpoint.lower()}_{weighting}"] = (
@@ -308,6 +328,10 @@ def figure_inputs(con: duckdb.DuckDBPyConnection, name: str) -> dict:
         frames = {t: read_table(con, t) for t in ("balance", "propensity_model")}
         return {"kind": "love", "endpoint": None, "frames": frames,
                 "provenance": table_provenance(con, "balance")}
+    if name == "propensity_overlap":
+        frames = {t: read_table(con, t) for t in ("propensity_histogram", "propensity_overlap", "propensity_model")}
+        return {"kind": "propensity", "endpoint": None, "frames": frames,
+                "provenance": table_provenance(con, "propensity_overlap")}
     if name.startswith("iptw_km_"):
         frames = {t: read_table(con, t) for t in ("iptw_km_curves", "iptw_km_summary", "iptw_effects")}
         return {"kind": "iptw_km", "endpoint": name.rsplit("_", 1)[1].upper(), "frames": frames,
@@ -332,6 +356,8 @@ def draw_figure(inputs: dict):
                                  fr["refresh_history"], prov)
     if inputs["kind"] == "love":
         return F.love_figure(fr["balance"], fr["propensity_model"], prov)
+    if inputs["kind"] == "propensity":
+        return F.propensity_figure(fr["propensity_histogram"], fr["propensity_overlap"], fr["propensity_model"], prov)
     if inputs["kind"] == "iptw_km":
         title = f"{F.ENDPOINT_TITLES[endpoint]} by group, IPTW-adjusted"
         summary = fr["iptw_km_summary"]

@@ -2,7 +2,8 @@
 tables hold): Kaplan-Meier curves per group in the style of the paper's Figures 1-2 and of
 R survminer's ``ggsurvplot(conf.int = TRUE, surv.median.line = "hv", risk.table = TRUE,
 pval = TRUE)``, a forest plot of the Cox models of each endpoint, and beyond the paper
-(study_spec §5) a Love plot of the covariate balance and the IPTW-adjusted curves.
+(study_spec §5) a Love plot of the covariate balance, the two groups' propensity-score
+distributions (positivity) and the IPTW-adjusted curves.
 
 Matplotlib's object API with the Agg canvas (no pyplot, no global backend state). Outputs are
 deterministic: SVG without a date and with a fixed hash salt, PNG without a software stamp,
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -58,7 +60,7 @@ TERM_LABELS = {
     "extrahepatic_metastasis": "Extrahepatic metastasis",
 }
 #: the figures of study_spec §5 (file names containing ``love`` / ``iptw``)
-BEYOND_FIGURES = ("love", "iptw_km_os", "iptw_km_pfs")
+BEYOND_FIGURES = ("love", "propensity_overlap", "iptw_km_os", "iptw_km_pfs")
 DPI = 150
 PREVIEW_WIDTH = 640  # px of the inline copy shown in the Dagster UI (keeps the event log small)
 
@@ -86,18 +88,29 @@ def _p_text(tests: pd.DataFrame, test: str) -> str:
 
 
 def _iptw_text(effects: pd.DataFrame, endpoint: str) -> str:
-    """The text box of an IPTW curve: the weighted HR (robust CI, p) and the robust score test,
-    from the ``stabilized`` row of analysis.iptw_effects."""
-    row = effects[(effects["endpoint"] == endpoint) & (effects["weighting"] == "stabilized")] \
-        if len(effects) else effects
-    if not len(row) or pd.isna(row["hr"].iloc[0]):
+    """The text box of an IPTW curve: the weighted HR (robust CI, nominal p) and the robust score
+    test, from the ``stabilized`` row of analysis.iptw_effects, and the overlap-weighted HR."""
+    def row(weighting):
+        r = effects[(effects["endpoint"] == endpoint) & (effects["weighting"] == weighting)] \
+            if len(effects) else effects
+        return r.iloc[0] if len(r) else None
+
+    def p_text(p):
+        f = "NA" if pd.isna(p) else format_p(p)
+        return f if f.startswith("<") else "= " + f
+
+    r = row("stabilized")
+    if r is None:
         return "IPTW hazard ratio: not computable"
-    r = row.iloc[0]
-    p = format_p(r["p_value"])
-    score = "NA" if pd.isna(r["robust_score_p"]) else format_p(r["robust_score_p"])
-    return (f"IPTW HR {format_estimate_ci(r['hr'], r['hr_lower'], r['hr_upper'], 2)}, "
-            f"nominal p {p if p.startswith('<') else '= ' + p}\n"
-            f"Robust score test, nominal p {score if score.startswith('<') else '= ' + score}")
+    score = f"Robust score test nominal p {p_text(r['robust_score_p'])}"
+    if pd.isna(r["hr"]):
+        return f"IPTW hazard ratio: not computable\n{score}"
+    text = (f"IPTW HR {format_estimate_ci(r['hr'], r['hr_lower'], r['hr_upper'], 2)}, "
+            f"nominal p {p_text(r['p_value'])}\n{score}")
+    o = row("overlap")
+    if o is not None and pd.notna(o["hr"]):
+        text += f"\nOverlap-weighted HR {format_estimate_ci(o['hr'], o['hr_lower'], o['hr_upper'], 2)}"
+    return text
 
 
 def km_figure(curves: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame, endpoint: str,
@@ -320,7 +333,8 @@ def forest_figure(models: pd.DataFrame, excluded: pd.DataFrame, endpoint: str,
 def love_figure(balance: pd.DataFrame, propensity: pd.DataFrame, provenance: Provenance,
                 threshold: float = 0.1) -> Figure:
     """Love plot from analysis.balance: |SMD| of each covariate before weighting (open grey
-    circles) and after the stabilized IPTW weights (filled blue), one row per covariate in the
+    circles), after the stabilized IPTW weights (filled blue) and after the overlap weights
+    (green diamonds; 0 for every modelled covariate), one row per covariate in the
     propensity model's order, a dashed line at ``threshold`` (0.1 = balanced). When the weights
     could not be computed only the "before" points are drawn and the reason (from
     analysis.propensity_model) is printed under the plot."""
@@ -344,7 +358,7 @@ def love_figure(balance: pd.DataFrame, propensity: pd.DataFrame, provenance: Pro
     fig = Figure(figsize=(10, height), dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.30, bottom_in / height, 0.64, 1 - (bottom_in + top_in) / height))
-    fig.text(0.02, 1 - 0.2 / height, "Covariate balance before and after IPTW (Love plot)", fontsize=13,
+    fig.text(0.02, 1 - 0.2 / height, "Covariate balance before and after weighting (Love plot)", fontsize=13,
              fontweight="bold", ha="left", va="top")
     if not len(rows):
         ax.set_axis_off()
@@ -354,7 +368,9 @@ def love_figure(balance: pd.DataFrame, propensity: pd.DataFrame, provenance: Pro
         y = np.arange(len(rows))
         before = pd.to_numeric(rows["smd_before"], errors="coerce").abs().to_numpy(float)
         after = pd.to_numeric(rows["smd_after"], errors="coerce").abs().to_numpy(float)
-        top = np.nanmax(np.r_[before, after, threshold * 2])
+        overlap = pd.to_numeric(rows.get("smd_after_overlap", pd.Series(np.nan, index=rows.index)),
+                                errors="coerce").abs().to_numpy(float)
+        top = np.nanmax(np.r_[before, after, overlap, threshold * 2])
         ax.set_xlim(0, top * 1.1)
         ax.set_ylim(len(rows) - 0.5, -0.5)
         for i in y:  # a thin line from before to after shows the change
@@ -364,6 +380,8 @@ def love_figure(balance: pd.DataFrame, propensity: pd.DataFrame, provenance: Pro
                    label="Before weighting")
         if np.isfinite(after).any():
             ax.scatter(after, y, s=46, color="#0072B2", zorder=4, label="After IPTW (stabilized weights)")
+        if np.isfinite(overlap).any():
+            ax.scatter(overlap, y, s=40, marker="D", color="#009E73", zorder=5, label="After overlap weights")
         ax.axvline(threshold, color="#D55E00", linestyle="--", linewidth=1.2, zorder=2)
         ax.text(threshold, -0.5, f" {threshold:g}", color="#D55E00", fontsize=9, ha="left", va="bottom")
         ax.set_yticks(y)
@@ -374,6 +392,65 @@ def love_figure(balance: pd.DataFrame, propensity: pd.DataFrame, provenance: Pro
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
         ax.legend(loc="lower right", fontsize=9.5, frameon=True, framealpha=0.9, edgecolor="none")
+    fig.text(0.02, 0.1 / height, "\n".join(note_lines), fontsize=8, color="#444444", ha="left",
+             va="bottom", linespacing=1.35)
+    return fig
+
+
+def propensity_figure(histogram: pd.DataFrame, overlap: pd.DataFrame, propensity: pd.DataFrame,
+                      provenance: Provenance) -> Figure:
+    """Positivity (study_spec §5.6): the propensity scores of the two groups as a mirrored
+    histogram from analysis.propensity_histogram (post-ate-beva above the axis, first-line
+    below, bins of 0.05), with each group's range and the number of its patients outside the
+    other group's range (analysis.propensity_overlap). Where the bars of one group have no
+    counterpart in the other, that group's patients have no comparable patients in the other:
+    the ATE weights lean on few of them, the overlap weights give them little weight."""
+    title = "Propensity scores by group (positivity)"
+    if not len(histogram):
+        why = next((str(n) for n in overlap["note"] if isinstance(n, str)), "no propensity score") \
+            if len(overlap) else "no propensity score"
+        return message_figure(title, textwrap.fill(f"Not drawn: {why}", 110), provenance)
+    notes = []
+    ov = overlap.set_index("group") if len(overlap) else overlap
+    for g in GROUPS:
+        if g in ov.index and pd.notna(ov.loc[g, "ps_min"]):
+            r = ov.loc[g]
+            notes.append(f"{GROUP_LABELS[g]}: n = {int(r['n'])}, ps {r['ps_min']:.3f} to {r['ps_max']:.3f} "
+                         f"(median {r['ps_median']:.3f}); {int(r['n_outside_other_range'])} outside the other "
+                         "group's range.")
+    left = propensity[propensity["status"] == "left_out"] if len(propensity) else propensity
+    if len(left):
+        notes.append("Not in the propensity model: " + ", ".join(TERM_LABELS.get(t, t) for t in left["term"]) + ".")
+    notes.append("Propensity score = fitted probability of post-ate-beva HAIC (logistic model, R glm). "
+                 "Positivity needs patients of both groups across the range of scores.")
+    notes.append(f"Data: {provenance.describe()}.")
+    note_lines = [line for n in notes for line in textwrap.wrap(n, 150)]
+    bottom_in, top_in, plot_in = 0.85 + 0.16 * len(note_lines), 0.6, 3.6
+    height = bottom_in + top_in + plot_in
+    fig = Figure(figsize=(10, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.09, bottom_in / height, 0.86, plot_in / height))
+    fig.text(0.02, 1 - 0.2 / height, title, fontsize=13, fontweight="bold", ha="left", va="top")
+    top = 0
+    for g, sign in (("post_ate_beva", 1), ("first_line", -1)):
+        h = histogram[histogram["group"] == g]
+        lo, hi = h["bin_lower"].to_numpy(float), h["bin_upper"].to_numpy(float)
+        n = h["n"].to_numpy(float)
+        top = max(top, float(n.max()) if len(n) else 0)
+        ax.bar(lo, sign * n, width=hi - lo, align="edge", color=GROUP_COLORS[g], alpha=0.85,
+               edgecolor="white", linewidth=0.6, label=GROUP_LABELS[g])
+    top = max(top, 1) * 1.15
+    ax.set_ylim(-top, top)
+    ax.set_xlim(0, 1)
+    ax.axhline(0, color="#444444", linewidth=0.8)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{abs(v):g}"))
+    ax.set_xlabel("Propensity score (probability of post-ate-beva HAIC)", fontsize=10.5)
+    ax.set_ylabel("Patients (post-ate-beva \u2191, first-line \u2193)", fontsize=10)
+    ax.grid(True, axis="y", color="#e6e6e6", linewidth=0.7)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(loc="upper right", fontsize=9.5, frameon=True, framealpha=0.9, edgecolor="none")
     fig.text(0.02, 0.1 / height, "\n".join(note_lines), fontsize=8, color="#444444", ha="left",
              va="bottom", linespacing=1.35)
     return fig

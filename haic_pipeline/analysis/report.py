@@ -327,6 +327,11 @@ EVENTS = {"OS": "death", "PFS": "progression or death"}
 LIVED = {"OS": "lived", "PFS": "lived without progression"}
 BALANCED = 0.1
 GROUP_SHORT = {"first_line": "first-line", "post_ate_beva": "post-ate-beva"}
+#: how each weighting is named in the section: the estimand it targets
+WEIGHTING_LABELS = {"none": "unweighted (same patients)", "stabilized": "stabilized IPTW (ATE)",
+                    "truncated": "truncated IPTW (ATE)", "overlap": "overlap weights (ATO)"}
+#: below this many events a proportional-hazards test that does not reject is said to have little power
+PH_FEW_EVENTS = 100
 
 
 def _p_eq(p) -> str:
@@ -338,13 +343,6 @@ def _p_eq(p) -> str:
     return f"nominal p < {f[1:]}" if f.startswith("<") else f"nominal p = {f}"
 
 
-def _nominal_verdict(p) -> str:
-    if p is None or pd.isna(p):
-        return "no test is available"
-    return ("the nominal p is below 0.05, which on a nightly re-analysis is not a finding by itself (the study "
-            "is judged at its formal looks: see Monitoring)" if p < 0.05 else "the nominal p is not below 0.05")
-
-
 def _ci(est, lo, hi, digits: int = 2) -> str:
     """``0.47, 95% CI 0.21 to 1.06`` (for a parenthesis of a sentence); NA where missing."""
     def f(x):
@@ -352,15 +350,13 @@ def _ci(est, lo, hi, digits: int = 2) -> str:
     return f"{f(est)}, 95% CI {f(lo)} to {f(hi)}"
 
 
-def _median_words(m) -> str:
-    return "not reached" if m is None or pd.isna(m) else f"{m:.1f}"
-
-
 def _one(df: pd.DataFrame, **eq) -> pd.Series | None:
     if not len(df):
         return None
     mask = pd.Series(True, index=df.index)
     for c, v in eq.items():
+        if c not in df:
+            return None
         mask &= df[c] == v
     return df[mask].iloc[0] if mask.any() else None
 
@@ -373,9 +369,18 @@ def _term(t) -> str:
     return F.TERM_LABELS.get(t, t)
 
 
+def _e_words(r: pd.Series) -> str:
+    """``E-value 2.07 (CI 1.32)`` of an iptw_effects row, or empty."""
+    if r is None or "e_value" not in r or pd.isna(r["e_value"]):
+        return ""
+    ci = "" if pd.isna(r["e_value_ci"]) else f" (CI {float(r['e_value_ci']):.2f})"
+    return f"E-value {float(r['e_value']):.2f}{ci}"
+
+
 def balance_sentence(balance: pd.DataFrame, weighted: bool) -> str:
     """What the balance table means: which covariates differed before weighting and whether
-    weighting removed the differences (|SMD| < 0.1 counts as balanced)."""
+    weighting removed the differences (|SMD| < 0.1 counts as balanced), on the measured
+    covariates only."""
     rows = balance[balance["covariate"].notna()] if len(balance) else balance
     if not len(rows):
         return "No covariate entered the propensity model, so there is no balance to assess."
@@ -393,60 +398,109 @@ def balance_sentence(balance: pd.DataFrame, weighted: bool) -> str:
     after = pd.to_numeric(rows["smd_after"], errors="coerce")
     still = rows[after.isna() | (after.abs() >= BALANCED)]
     if not len(still):
-        return first + ("; after weighting every covariate is balanced (|SMD| < 0.1), so the weighted "
-                        "comparison below is not confounded by these covariates.")
-    worst = still.loc[after[still.index].abs().idxmax()]
-    them = "it" if len(still) == 1 else "them"
-    return first + (f"; after weighting {len(still)} still differ{'s' if len(still) == 1 else ''} "
-                    f"({', '.join(_term(c) for c in still['covariate'])}; largest |SMD| "
-                    f"{abs(float(worst['smd_after'])):.2f}, {_term(worst['covariate'])}), so the weighted "
-                    f"comparison is only partly adjusted for {them}.")
+        out = first + ("; after the stabilized weights every one is balanced (|SMD| < 0.1)")
+    else:
+        worst = still.loc[after[still.index].abs().idxmax()]
+        them = "it" if len(still) == 1 else "them"
+        out = first + (f"; after the stabilized weights {len(still)} still differ{'s' if len(still) == 1 else ''} "
+                       f"({', '.join(_term(c) for c in still['covariate'])}; largest |SMD| "
+                       f"{abs(float(worst['smd_after'])):.2f}, {_term(worst['covariate'])}), so that comparison is "
+                       f"only partly adjusted for {them}")
+    if "smd_after_overlap" in rows:
+        ov = pd.to_numeric(rows["smd_after_overlap"], errors="coerce")
+        modelled = rows["in_propensity_model"].eq(True)
+        if modelled.any() and ov[modelled].notna().all():
+            out += (f"; the overlap weights balance the {int(modelled.sum())} modelled covariates exactly "
+                    f"(largest |SMD| {float(ov[modelled].abs().max()):.0e})")
+    return out + (". Balance is on these measured covariates only: it says nothing about covariates that were "
+                  "not recorded.")
 
 
-def hr_sentence(endpoint: str, effects: pd.DataFrame, models: pd.DataFrame) -> str:
-    """What the IPTW hazard ratio says, beside the unadjusted one, and whether truncating the
-    weights changes it."""
+def hr_sentence(endpoint: str, effects: pd.DataFrame, models: pd.DataFrame,
+                clipped: tuple[int, int] | None = None) -> str:
+    """What the weighted hazard ratios say (ATE and ATO), beside the unweighted one on the same
+    patients, with their E-values; truncation is mentioned only when it clipped weights."""
     eff = _one(effects, endpoint=endpoint, weighting="stabilized")
-    uni = _one(models, endpoint=endpoint, model="univariable", term="group") if len(models) else None
+    none = _one(effects, endpoint=endpoint, weighting="none")
+    ov = _one(effects, endpoint=endpoint, weighting="overlap")
     if eff is None or pd.isna(eff["hr"]):
-        why = "" if eff is None else f" ({_s(eff['note'])})"
-        return f"{endpoint}: the IPTW-adjusted hazard ratio is not computed{why}."
+        why = "" if eff is None else f" ({_s(eff['note']).split('; the robust score test')[0]})"
+        out = f"{endpoint}: the IPTW-adjusted hazard ratio is not computed{why}"
+        if eff is not None and pd.notna(eff["robust_score_p"]):
+            out += (f"; the robust score test, which needs no fitted hazard ratio, compares the weighted curves: "
+                    f"{_p_eq(eff['robust_score_p'])}")
+        if ov is not None and pd.notna(ov["robust_score_p"]) and pd.isna(ov["hr"]):
+            out += f" (overlap weights: {_p_eq(ov['robust_score_p'])})"
+        return out + "."
     hr = float(eff["hr"])
     size = "the same as" if round(hr, 2) == 1 else (f"{abs(1 - hr) * 100:.0f}% {'lower' if hr < 1 else 'higher'} than")
-    out = (f"{endpoint}: after weighting, the hazard of {EVENTS[endpoint]} with post-ate-beva HAIC is {size} "
-           f"with first-line HAIC (HR {_ci(eff['hr'], eff['hr_lower'], eff['hr_upper'])}, {_p_eq(eff['p_value'])}")
-    if uni is not None:
-        out += f"; unadjusted HR {_ci(uni['hr'], uni['hr_lower'], uni['hr_upper'])}, {_p_eq(uni['p_value'])}"
-    out += f"): {_nominal_verdict(eff['p_value'])}."
+    out = (f"{endpoint}: with stabilized weights (ATE), the hazard of {EVENTS[endpoint]} with post-ate-beva HAIC is "
+           f"{size} with first-line HAIC (HR {_ci(eff['hr'], eff['hr_lower'], eff['hr_upper'])}, "
+           f"{_p_eq(eff['p_value'])})")
+    if ov is not None and pd.notna(ov["hr"]):
+        out += (f"; with overlap weights (ATO) HR {_ci(ov['hr'], ov['hr_lower'], ov['hr_upper'])}, "
+                f"{_p_eq(ov['p_value'])}")
+    elif ov is not None:
+        out += f"; the overlap-weighted HR is not computed ({_s(ov['note'])})"
+    if none is not None and pd.notna(none["hr"]):
+        out += (f"; unweighted on the same {int(none['n'])} patients HR "
+                f"{_ci(none['hr'], none['hr_lower'], none['hr_upper'])}, {_p_eq(none['p_value'])}")
+    out += "."
+    if pd.notna(eff["e_value"]):
+        ci = "" if pd.isna(eff["e_value_ci"]) else float(eff["e_value_ci"])
+        out += (f" E-value {float(eff['e_value']):.2f}: an unmeasured confounder associated with both the treatment "
+                f"and {EVENTS[endpoint]} by a risk ratio of {float(eff['e_value']):.2f} each, beyond the measured "
+                "covariates, could explain the weighted hazard ratio away")
+        if ci == 1.0:
+            out += "; its confidence interval already includes 1"
+        elif ci != "":
+            out += f", one of {ci:.2f} could move its confidence interval to include 1"
+        out += "."
     tr = _one(effects, endpoint=endpoint, weighting="truncated")
-    if tr is not None and pd.notna(tr["hr"]):
+    if tr is not None and pd.notna(tr["hr"]) and clipped and sum(clipped):
         steady = abs(math.log(float(tr["hr"]) / hr)) < 0.1
-        out += (f" With the weights truncated at their 1st and 99th percentiles the HR is "
-                f"{_ci(tr['hr'], tr['hr_lower'], tr['hr_upper'])}, so "
-                + ("a few extreme weights do not drive the result." if steady else
-                   "a few extreme weights move the result: read the adjusted HR with caution."))
+        out += (f" Truncating the weights at their 1st and 99th percentiles clips {clipped[0]} low and {clipped[1]} "
+                f"high and gives HR {_ci(tr['hr'], tr['hr_lower'], tr['hr_upper'])}: "
+                + ("the clipped weights do not drive the result." if steady else
+                   "the clipped weights move the result; read the weighted HR with caution."))
     return out
 
 
-def median_sentence(endpoint: str, iptw: pd.DataFrame, km: pd.DataFrame) -> str:
-    """The IPTW medians and 12-month rates of the two groups beside the unadjusted ones."""
+def clipped_counts(weights: pd.DataFrame) -> tuple[int, int] | None:
+    """(low, high): how many weights truncation clipped (analysis.iptw_weights), or None."""
+    tr = weights[weights["weighting"] == "truncated"] if len(weights) and "clipped_low" in weights else None
+    if tr is None or not len(tr) or pd.isna(tr["clipped_low"].iloc[0]):
+        return None
+    return int(tr["clipped_low"].iloc[0]), int(tr["clipped_high"].iloc[0])
+
+
+def median_sentence(endpoint: str, iptw: pd.DataFrame) -> str:
+    """The weighted medians and 12-month rates of the two groups beside the unweighted ones of
+    the same (modelled) patients."""
     w = {g: _one(iptw, endpoint=endpoint, group=g, weighting="stabilized") for g in GROUPS}
-    u = {g: _one(km, endpoint=endpoint, group=g) for g in GROUPS}
-    if any(r is None or pd.isna(r["n"]) for r in w.values()):
+    u = {g: _one(iptw, endpoint=endpoint, group=g, weighting="none") for g in GROUPS}
+    o = {g: _one(iptw, endpoint=endpoint, group=g, weighting="overlap") for g in GROUPS}
+    if any(r is None or pd.isna(r["n"]) or pd.isna(r["ess"]) for r in w.values()):
         note = next((_s(r["note"]) for r in w.values() if r is not None and _s(r["note"])), "")
         return f"{endpoint}: the IPTW-adjusted Kaplan-Meier estimates are not computed ({note})."
 
     def med(r):
-        return (f"{_median_words(r['median_months'])} months" if r is not None else "NA")
+        if r is None:
+            return "NA"
+        return "not reached" if pd.isna(r["median_months"]) else f"{float(r['median_months']):.1f} months"
 
     def rate(r):
         return "NA" if r is None or pd.isna(r["rate_12m"]) else f"{100 * r['rate_12m']:.0f}%"
 
-    out = (f"{endpoint}: weighted median {med(w['first_line'])} with first-line vs {med(w['post_ate_beva'])} "
-           f"with post-ate-beva HAIC (unadjusted {med(u['first_line'])} vs {med(u['post_ate_beva'])})")
+    out = (f"{endpoint}: weighted (ATE) median {med(w['first_line'])} with first-line vs {med(w['post_ate_beva'])} "
+           f"with post-ate-beva HAIC (unweighted on the same patients {med(u['first_line'])} vs "
+           f"{med(u['post_ate_beva'])}")
+    if all(r is not None and pd.notna(r["ess"]) for r in o.values()):
+        out += f"; overlap weights (ATO) {med(o['first_line'])} vs {med(o['post_ate_beva'])}"
+    out += ")"
     if all(r is not None and pd.notna(r["rate_12m"]) for r in w.values()):
         out += (f"; at 12 months {rate(w['first_line'])} vs {rate(w['post_ate_beva'])} are free of "
-                f"{EVENTS[endpoint]} after weighting (unadjusted {rate(u['first_line'])} vs "
+                f"{EVENTS[endpoint]} after weighting (unweighted {rate(u['first_line'])} vs "
                 f"{rate(u['post_ate_beva'])})")
 
     def gap(r):
@@ -455,8 +509,8 @@ def median_sentence(endpoint: str, iptw: pd.DataFrame, km: pd.DataFrame) -> str:
         return float(r["post_ate_beva"]["median_months"]) - float(r["first_line"]["median_months"])
     gw, gu = gap(w), gap(u)
     if gw is not None and gu is not None:
-        out += (f". Weighting for the baseline covariates changes the gap between the medians from {gu:+.1f} to "
-                f"{gw:+.1f} months (post-ate-beva minus first-line)")
+        out += (f". On the same patients, weighting for the baseline covariates changes the gap between the medians "
+                f"from {gu:+.1f} to {gw:+.1f} months (post-ate-beva minus first-line)")
     elif gw is None:
         out += (". A median not reached leaves the weighted gap between the medians undetermined; the RMST below "
                 "compares the groups without it")
@@ -465,9 +519,11 @@ def median_sentence(endpoint: str, iptw: pd.DataFrame, km: pd.DataFrame) -> str:
 
 def rmst_sentence(endpoint: str, rmst: pd.DataFrame) -> str:
     """How many months longer (or shorter) post-ate-beva patients lived (without progression)
-    on average within the first 12 months, weighted, beside the unweighted difference."""
+    on average within the first 12 months, weighted, beside the unweighted difference of the
+    same patients and the overlap-weighted one."""
     w = _one(rmst, endpoint=endpoint, weighting="stabilized")
     u = _one(rmst, endpoint=endpoint, weighting="none")
+    o = _one(rmst, endpoint=endpoint, weighting="overlap")
     main, other = (w, u) if w is not None and pd.notna(w["difference"]) else (u, None)
     if main is None or pd.isna(main["difference"]):
         why = "" if main is None else f" ({_s(main['note'])})"
@@ -477,97 +533,188 @@ def rmst_sentence(endpoint: str, rmst: pd.DataFrame) -> str:
     horizon = f"the first {tau:g} months"
     if bool(main["tau_truncated"]):
         horizon += f" (\u03c4 lowered from {float(main['tau_requested']):g} months: follow-up is shorter)"
-    how = "after weighting" if main["weighting"] == "stabilized" else "without weighting (no IPTW estimate)"
+    how = ("with stabilized weights (ATE)" if main["weighting"] == "stabilized"
+           else "without weighting (no weighted estimate)")
     out = (f"{endpoint}: over {horizon}, post-ate-beva patients {LIVED[endpoint]} on average {abs(d):.2f} months "
            f"{'longer' if d >= 0 else 'shorter'} than first-line patients {how} (difference "
            f"{_ci(d, main['difference_lower'], main['difference_upper'])}, {_p_eq(main['difference_p'])}; restricted "
            f"means {float(main['rmst_post_ate_beva']):.2f} vs {float(main['rmst_first_line']):.2f} months")
+    if o is not None and pd.notna(o["difference"]) and other is not None:
+        out += f"; overlap weights (ATO) {float(o['difference']):+.2f} months, {_p_eq(o['difference_p'])}"
     if other is not None and pd.notna(other["difference"]):
-        out += f"; unadjusted difference {float(other['difference']):.2f} months, {_p_eq(other['difference_p'])}"
-    return out + f"): {_nominal_verdict(main['difference_p'])}."
+        out += (f"; unweighted on the same patients {float(other['difference']):+.2f} months, "
+                f"{_p_eq(other['difference_p'])}")
+    return out + ")."
+
+
+PH_MODEL_LABELS = {"univariable": "univariable", "multivariable": "multivariable",
+                   "iptw_stabilized": "weighted (ATE)", "iptw_overlap": "weighted (ATO)"}
 
 
 def ph_sentence(endpoint: str, ph: pd.DataFrame) -> str:
-    """Whether the hazard ratios of this endpoint can be read as constant over follow-up."""
+    """Whether the hazard ratios of this endpoint can be read as constant over follow-up: a test
+    that rejects says they are not; one that does not is no evidence against it, and with few
+    events the test has little power."""
     rows = ph[(ph["endpoint"] == endpoint) & ph["p_value"].notna()] if len(ph) else ph
     if not len(rows):
         note = next((_s(n) for n in ph.loc[ph["endpoint"] == endpoint, "note"] if _s(n)), "") if len(ph) else ""
         return f"{endpoint}: the proportional-hazards assumption is not tested ({note or 'no Cox model'})."
-    group = rows[(rows["term"] == "group") & rows["model"].isin(["univariable", "multivariable"])]
+    group = rows[(rows["term"] == "group") & rows["model"].isin(list(PH_MODEL_LABELS))]
     multi = rows[(rows["model"] == "multivariable") & (rows["term"] != "GLOBAL")]
     glob = rows[(rows["model"] == "multivariable") & (rows["term"] == "GLOBAL")]
     bad_group = group[group["p_value"] < 0.05]
     if len(bad_group):
-        ps = ", ".join(f"{_p_eq(p)} {m}" for m, p in zip(bad_group["model"], bad_group["p_value"]))
-        return (f"{endpoint}: the hazard ratio of post-ate-beva vs first-line is not constant over follow-up "
-                f"(cox.zph {ps}), so a single hazard ratio averages an effect that changes with time; the "
-                "RMST difference does not assume proportional hazards and is the safer summary.")
+        ps = ", ".join(f"{_p_eq(p)} {PH_MODEL_LABELS[m]}" for m, p in zip(bad_group["model"], bad_group["p_value"]))
+        return (f"{endpoint}: there is evidence that the hazard ratio of post-ate-beva vs first-line changes over "
+                f"follow-up (cox.zph {ps}), so a single hazard ratio would average an effect that changes with "
+                "time; the RMST difference does not assume proportional hazards and is the safer summary.")
     bad = multi[(multi["p_value"] < 0.05) & (multi["term"] != "group")]
-    gp = ", ".join(f"{_p_eq(p)} {m}" for m, p in zip(group["model"], group["p_value"]))
+    gp = ", ".join(f"{_p_eq(p)} {PH_MODEL_LABELS[m]}" for m, p in zip(group["model"], group["p_value"]))
+    uni = group[group["model"] == "univariable"]
+    events = int(uni["events"].iloc[0]) if len(uni) and pd.notna(uni["events"].iloc[0]) else \
+        int(pd.to_numeric(rows["events"], errors="coerce").max())
+    power = (f"with {events} events this test has little power" if events < PH_FEW_EVENTS else
+             f"{events} events")
     if len(bad):
         names = ", ".join(f"{_term(t)} ({_p_eq(p)})" for t, p in zip(bad["term"], bad["p_value"]))
-        return (f"{endpoint}: the group effect is compatible with proportional hazards ({gp}), but {names} "
-                "depart from them, so their hazard ratios in the multivariable model average effects that "
-                "change over time.")
+        return (f"{endpoint}: for the group effect there is no evidence against proportional hazards ({gp}; "
+                f"{power}), but {names} depart from them, so their hazard ratios in the multivariable model "
+                "average effects that change over time.")
     tail = f"; GLOBAL {_p_eq(glob['p_value'].iloc[0])} for the multivariable model" if len(glob) else ""
-    return (f"{endpoint}: no term departs from proportional hazards (every nominal p \u2265 0.05{tail}), so there is "
-            "no evidence against reading the hazard ratios as constant over follow-up.")
+    return (f"{endpoint}: no term departs from proportional hazards (every nominal p \u2265 0.05{tail}): no "
+            f"evidence against reading the hazard ratios, weighted ones included, as constant over follow-up "
+            f"({power}).")
 
 
 def _weights_table(weights: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in weights.iterrows():
+        clipped = ("" if "clipped_low" not in r or pd.isna(r["clipped_low"]) else
+                   f"{int(r['clipped_low'])} low, {int(r['clipped_high'])} high")
         rows.append({"Group": GROUP_HEAD.get(r["group"], r["group"]), "Weighting": r["weighting"],
+                     "Estimand": _s(r.get("estimand")) or "-",
                      "n": "" if pd.isna(r["n"]) else int(r["n"]),
                      "Sum of weights": "" if pd.isna(r["sum_weights"]) else f"{r['sum_weights']:.1f}",
                      "Weights, min\u2013max": "" if pd.isna(r["weight_min"]) else
                      f"{r['weight_min']:.2f}\u2013{r['weight_max']:.2f}",
                      "Effective sample size": "" if pd.isna(r["ess"]) else f"{r['ess']:.1f}",
+                     "Clipped": clipped,
                      "Note": _s(r["note"])})
     return pd.DataFrame(rows)
 
 
-def beyond_intro(pm: pd.DataFrame, weights: pd.DataFrame) -> Section:
+def _truncation_sentence(weights: pd.DataFrame) -> str | None:
+    clipped = clipped_counts(weights)
+    if clipped is None:
+        return None
+    low, high = clipped
+    if not low and not high:
+        return ("Truncating the stabilized weights at their 1st and 99th percentiles clipped no weight, so the "
+                "truncated rows repeat the stabilized ones and no conclusion is drawn from them.")
+    return (f"Truncating the stabilized weights at their 1st and 99th percentiles clipped {low} weight(s) low and "
+            f"{high} high; the truncated rows show what those weights do to the result.")
+
+
+ASSUMPTIONS = (
+    "What the weighted comparisons assume, stated once for this whole section: (1) no unmeasured confounding: "
+    "weighting balances the measured covariates only, and the E-values say how strong an unmeasured confounder "
+    "would have to be to explain an estimate away; (2) positivity: patients of both groups across the range of "
+    "propensity scores (see the positivity table and Figure 5); (3) consistency: the outcome a patient would have "
+    "under the treatment received is the outcome observed; (4) the propensity score is treated as known in the "
+    "variances (as R does; usually conservative). Every p-value in this section is nominal: the study is "
+    "re-analysed after every drop (study_spec \u00a76), and a nominal p below 0.05 on one refresh is not a finding.")
+
+
+def beyond_intro(pm: pd.DataFrame, weights: pd.DataFrame, n_included: int | None) -> Section:
     lead = ["The authors name as limitations that the two groups are non-randomised and unbalanced, and that "
             "follow-up is short with heavy censoring. This section answers them on every refresh (study_spec "
-            "\u00a75): the groups are compared again after inverse-probability-of-treatment weighting (IPTW) on a "
-            "propensity score, by the restricted mean survival time (RMST) at 12 months, which needs no "
-            "proportional hazards and no median, and the proportional-hazards assumption behind every hazard "
-            "ratio above is tested."]
+            "\u00a75): the groups are compared again with weights from a propensity score, by the restricted mean "
+            "survival time (RMST) at 12 months, which needs no proportional hazards and no median, and the "
+            "proportional-hazards assumption of each hazard ratio is tested."]
     model = pm[pm["status"] != "left_out"] if len(pm) else pm
     left = pm[pm["status"] == "left_out"] if len(pm) else pm
     notes = []
+    n = int(pm["n"].iloc[0]) if len(pm) and pd.notna(pm["n"].iloc[0]) else None
+    if n is not None:
+        population = (f"Every comparison in this section is on the {n} modelled patients (complete cases of the "
+                      "propensity covariates); its unweighted rows (weighting none) are on those same patients, so "
+                      "what weighting changes is not mixed up with who is left out.")
+        if n_included is not None:
+            population += (f" Tables 1\u20134 and Figures 1\u20134 use all {n_included} included patients, "
+                           f"{n_included - n} more than the modelled ones.")
+        lead.append(population)
     if _weights_ok(pm):
         covs = [t for t in model["term"] if t != "intercept"]
-        n, excl = int(model["n"].iloc[0]), int(model["n_excluded_missing"].iloc[0])
+        excl = int(model["n_excluded_missing"].iloc[0])
         sentence = (f"Propensity score: logistic regression of post-ate-beva vs first-line HAIC on {len(covs)} "
-                    f"baseline covariates, fitted on {n} patients ({excl} left out for a missing covariate); "
-                    "each patient is weighted by the inverse of the probability of the treatment received "
-                    "(stabilized).")
+                    f"baseline covariates, fitted on {n} patients ({excl} left out for a missing covariate). Two "
+                    "weightings answer two questions. Stabilized inverse-probability weights estimate the average "
+                    "treatment effect over all modelled patients (ATE: had every one of them received post-ate-beva "
+                    "rather than first-line HAIC). Overlap weights (each patient weighted by the probability of the "
+                    "treatment not received) estimate it in the patients for whom both treatments were plausible "
+                    "(ATO), and give little weight to patients with no counterpart in the other group.")
         st = weights[weights["weighting"] == "stabilized"] if len(weights) else weights
         if len(st) and st["ess"].notna().all():
             ess, size = float(st["ess"].sum()), int(st["n"].sum())
-            sentence += (f" The effective sample size after weighting is {ess:.0f} of {size} patients "
-                         f"({100 * ess / size:.0f}%; largest weight {float(st['weight_max'].max()):.2f}), so the "
-                         f"weighted comparison carries about {100 * ess / size:.0f}% of the information of the "
-                         "unweighted one.")
+            sentence += (f" The effective sample size with the stabilized weights is {ess:.0f} of {size} patients "
+                         f"({100 * ess / size:.0f}%; largest weight {float(st['weight_max'].max()):.2f}).")
         lead.append(sentence)
+        trunc = _truncation_sentence(weights)
+        if trunc:
+            lead.append(trunc)
     else:
         status = model["status"].iloc[0] if len(model) else "not fitted"
         why = _s(model["note"].iloc[0]) if len(model) else "no patient"
         lead.append(f"The propensity model could not be estimated ({status}: {why}). The weighted analyses are "
-                    "therefore not computed (their rows say why); the unweighted RMST and the "
-                    "proportional-hazards tests below still apply.")
+                    "therefore not computed (their rows say why); the unweighted rows of the same patients, the "
+                    "RMST and the proportional-hazards tests below still apply.")
+    if len(left):
+        lead.append("Left out of the propensity model: " + "; ".join(
+            f"{_term(r['term'])} ({r['term']}): {_s(r['note']).split(': ', 1)[-1]}" for _, r in left.iterrows())
+            + ".")
+    lead.append(ASSUMPTIONS)
     notes.append("Stabilized ATE weights w = A\u00b7p\u0304/ps + (1 \u2212 A)(1 \u2212 p\u0304)/(1 \u2212 ps), "
                  "p\u0304 = share of post-ate-beva patients among those modelled (R glm, binomial); truncated = "
                  "the same weights clipped at their 1st and 99th percentiles (R quantile type 3), a sensitivity "
-                 "analysis. Effective sample size = (\u03a3w)\u00b2/\u03a3w\u00b2 (Kish).")
-    for _, r in left.iterrows():
-        notes.append(f"Not in the propensity model: {_term(r['term'])} ({r['term']}): "
-                     f"{_s(r['note']).split(': ', 1)[-1]}")
-    notes.append("IPTW balances the measured covariates only; it cannot remove confounding by anything not "
-                 "recorded.")
+                 "analysis; overlap (ATO) weights w = A\u00b7(1 \u2212 ps) + (1 \u2212 A)\u00b7ps (Li, Morgan & "
+                 "Zaslavsky 2018). Effective sample size = (\u03a3w)\u00b2/\u03a3w\u00b2 (Kish).")
     return Section("Beyond the paper", _weights_table(weights) if len(weights) else None, notes=notes, lead=lead)
+
+
+def positivity_sentence(overlap: pd.DataFrame) -> str:
+    rows = overlap.dropna(subset=["ps_min"]) if len(overlap) else overlap
+    if not len(rows):
+        note = _s(overlap["note"].iloc[0]) if len(overlap) else "no propensity model"
+        return f"The propensity scores are not available ({note})."
+    parts = [f"{GROUP_SHORT.get(r['group'], r['group'])} patients from {r['ps_min']:.2f} to {r['ps_max']:.2f} "
+             f"(median {r['ps_median']:.2f})" for _, r in rows.iterrows()]
+    outside = int(rows["n_outside_other_range"].sum())
+    out = "Propensity scores: " + "; ".join(parts) + ". "
+    if outside:
+        out += (f"{outside} patient(s) have a score outside the other group's range (no patient of the other group "
+                "has a score as extreme): for them the ATE weights extrapolate, while the overlap weights give them "
+                "little weight.")
+    else:
+        out += ("Every patient lies within the other group's range of scores, so each has counterparts in the other "
+                "group (which does not rule out sparse regions: see Figure 5).")
+    return out
+
+
+def positivity_part(overlap: pd.DataFrame) -> Section:
+    rows = []
+    for _, r in overlap.iterrows():
+        def f(v):
+            return "" if pd.isna(v) else f"{v:.3f}"
+        rows.append({"Group": GROUP_HEAD.get(r["group"], r["group"]), "n": "" if pd.isna(r["n"]) else int(r["n"]),
+                     "ps min": f(r["ps_min"]), "ps Q1": f(r["ps_q1"]), "ps median": f(r["ps_median"]),
+                     "ps Q3": f(r["ps_q3"]), "ps max": f(r["ps_max"]),
+                     "Outside the other group's range": "" if pd.isna(r["n_outside_other_range"]) else
+                     int(r["n_outside_other_range"]), "Note": _s(r["note"])})
+    return Section("Positivity: the propensity scores of the two groups", pd.DataFrame(rows) if rows else None,
+                   level=3, lead=[positivity_sentence(overlap)],
+                   notes=["Propensity score = fitted probability of post-ate-beva HAIC; quartiles as R quantile() "
+                          "(type 7)."],
+                   figures=[("propensity_overlap", "Figure 5. Propensity scores by group (mirrored histogram)")])
 
 
 def balance_part(balance: pd.DataFrame, weighted: bool) -> Section:
@@ -579,68 +726,82 @@ def balance_part(balance: pd.DataFrame, weighted: bool) -> Section:
                      "First-line, %": "" if pd.isna(r["share_first_line"]) else f"{100 * r['share_first_line']:.1f}",
                      "Post-ate-beva, %": "" if pd.isna(r["share_post_ate_beva"]) else
                      f"{100 * r['share_post_ate_beva']:.1f}",
-                     "SMD before": smd(r["smd_before"]), "SMD after IPTW": smd(r["smd_after"]),
+                     "SMD before": smd(r["smd_before"]), "SMD after IPTW (ATE)": smd(r["smd_after"]),
                      "SMD after (truncated)": smd(r["smd_after_truncated"]),
-                     "Balanced after": "" if pd.isna(r["balanced_after"]) else
-                     ("yes" if r["balanced_after"] else "no")})
+                     "SMD after overlap (ATO)": smd(r.get("smd_after_overlap")),
+                     "Balanced after IPTW": "" if pd.isna(r["balanced_after"]) else
+                     ("yes" if r["balanced_after"] else "no"), "Note": _s(r["note"])})
     return Section("Covariate balance before and after weighting", pd.DataFrame(rows) if rows else None,
                    lead=[balance_sentence(balance, weighted)], level=3,
                    notes=["Standardized mean difference (cobalt convention, signed: positive = more frequent with "
                           "post-ate-beva HAIC) = difference in shares / \u221a((p\u2081(1 \u2212 p\u2081) + "
-                          "p\u2080(1 \u2212 p\u2080))/2) from the unweighted shares; |SMD| < 0.1 counts as balanced."],
-                   figures=[("love", "Figure 5. Covariate balance before and after IPTW (Love plot)")])
+                          "p\u2080(1 \u2212 p\u2080))/2) from the unweighted shares; |SMD| < 0.1 counts as balanced. "
+                          "Overlap weights balance every covariate of the propensity model exactly (to rounding)."],
+                   figures=[("love", "Figure 6. Covariate balance before and after weighting (Love plot)")])
 
 
-def effects_part(effects: pd.DataFrame, models: pd.DataFrame) -> Section:
+def effects_part(effects: pd.DataFrame, models: pd.DataFrame, clipped: tuple[int, int] | None = None) -> Section:
     rows = []
+
+    def add(endpoint, label, r, robust=True):
+        rows.append({"Endpoint": endpoint, "Analysis": label,
+                     "HR post-ate-beva vs first-line (95% CI)": format_estimate_ci(r["hr"], r["hr_lower"],
+                                                                                   r["hr_upper"], 3),
+                     "Nominal p": format_p(r["p_value"]),
+                     "Robust score test, nominal p": format_p(r["robust_score_p"]) if robust and
+                     "robust_score_p" in r and pd.notna(r["robust_score_p"]) else "",
+                     "E-value (CI)": _e_words(r).replace("E-value ", ""),
+                     "n/events": "" if pd.isna(r.get("n")) else f"{int(r['n'])}/{int(r['events'])}",
+                     "Note": _s(r.get("note"))})
+
     for endpoint in ENDPOINTS:
-        for model, label in (("univariable", "Unadjusted (univariable Cox)"),
-                             ("multivariable", "Multivariable Cox (Tables 3\u20134)")):
-            r = _one(models, endpoint=endpoint, model=model, term="group") if len(models) else None
-            if r is not None:
-                rows.append({"Endpoint": endpoint, "Analysis": label,
-                             "HR post-ate-beva vs first-line (95% CI)": format_estimate_ci(r["hr"], r["hr_lower"],
-                                                                                           r["hr_upper"], 3),
-                             "Nominal p": format_p(r["p_value"]), "Robust score test, nominal p": "", "Note": ""})
-        for weighting in ("stabilized", "truncated"):
+        uni = _one(models, endpoint=endpoint, model="univariable", term="group") if len(models) else None
+        if uni is not None:
+            add(endpoint, "Unadjusted, all included patients (Tables 3\u20134)", uni, robust=False)
+        for weighting, label in (("none", "Unadjusted, modelled patients"),
+                                 ("multivariable", "Multivariable Cox (Tables 3\u20134)"),
+                                 ("stabilized", "IPTW, stabilized weights (ATE)"),
+                                 ("truncated", "IPTW, truncated weights (ATE)"),
+                                 ("overlap", "Overlap weights (ATO)")):
             r = _one(effects, endpoint=endpoint, weighting=weighting)
-            if r is None:
-                continue
-            rows.append({"Endpoint": endpoint, "Analysis": f"IPTW, {weighting} weights (robust SE)",
-                         "HR post-ate-beva vs first-line (95% CI)": format_estimate_ci(r["hr"], r["hr_lower"],
-                                                                                       r["hr_upper"], 3),
-                         "Nominal p": format_p(r["p_value"]),
-                         "Robust score test, nominal p": format_p(r["robust_score_p"]),
-                         "Note": _s(r["note"])})
-    return Section("Hazard ratios, unadjusted and IPTW-adjusted", pd.DataFrame(rows) if rows else None, level=3,
-                   lead=[hr_sentence(e, effects, models) for e in ENDPOINTS],
-                   notes=["IPTW: R coxph(Surv ~ group, weights = w, robust = TRUE), Efron ties, robust (dfbeta) "
+            if r is not None:
+                add(endpoint, label, r)
+    return Section("Hazard ratios, unadjusted and weighted", pd.DataFrame(rows) if rows else None, level=3,
+                   lead=[hr_sentence(e, effects, models, clipped) for e in ENDPOINTS],
+                   notes=["Weighted: R coxph(Surv ~ group, weights = w, robust = TRUE), Efron ties, robust (dfbeta) "
                           "standard error; the robust score test is the weighted comparison of the curves "
-                          "(summary(fit)$robscore)."])
+                          "(summary(fit)$robscore), taken at HR = 1, so it is given even when the HR cannot be "
+                          "fitted. Unadjusted and multivariable: model-based standard error.",
+                          "E-value (VanderWeele & Ding 2017): the minimum strength of association, on the risk-ratio "
+                          "scale, that an unmeasured confounder would need with both treatment and outcome to explain "
+                          "the HR away (CI: to move the confidence interval to include 1; 1 when it already does). "
+                          "The HR is taken as a risk ratio when the outcome is rare (events in < 15% of the "
+                          "patients), otherwise converted (VanderWeele 2020)."])
 
 
-def medians_part(iptw: pd.DataFrame, km: pd.DataFrame) -> Section:
+def medians_part(iptw: pd.DataFrame) -> Section:
     rows = []
     for endpoint in ENDPOINTS:
         for g in GROUPS:
-            u, w = _one(km, endpoint=endpoint, group=g), _one(iptw, endpoint=endpoint, group=g, weighting="stabilized")
-
-            def rate(r):
-                return format_estimate_ci(*(100 * r[c] if r is not None and pd.notna(r[c]) else None
-                                            for c in ("rate_12m", "rate_12m_lower", "rate_12m_upper")), digits=1)
-            rows.append({"Endpoint": endpoint, "Group": GROUP_HEAD[g],
-                         "Median, months (95% CI)": format_median_ci(*(u[c] for c in (
-                             "median_months", "median_lower", "median_upper"))) if u is not None else "",
-                         "IPTW median, months (95% CI)": format_median_ci(*(w[c] for c in (
-                             "median_months", "median_lower", "median_upper"))) if w is not None else "",
-                         "12-month rate, %": rate(u), "IPTW 12-month rate, %": rate(w),
-                         "IPTW ESS": "" if w is None or pd.isna(w["ess"]) else f"{w['ess']:.1f}"})
-    return Section("Medians and 12-month rates, unadjusted and IPTW-adjusted", pd.DataFrame(rows), level=3,
-                   lead=[median_sentence(e, iptw, km) for e in ENDPOINTS],
-                   notes=["IPTW Kaplan-Meier: R survfit(..., weights = w) with the stabilized weights, robust "
-                          "(infinitesimal-jackknife) variance, log-scale CI; medians by R's rule, NA = not reached."],
-                   figures=[("iptw_km_os", "Figure 6. Overall survival by group, IPTW-adjusted"),
-                            ("iptw_km_pfs", "Figure 7. Progression-free survival by group, IPTW-adjusted")])
+            cells = {"Endpoint": endpoint, "Group": GROUP_HEAD[g]}
+            for weighting, label in (("none", "Unweighted"), ("stabilized", "IPTW (ATE)"), ("overlap", "Overlap (ATO)")):
+                r = _one(iptw, endpoint=endpoint, group=g, weighting=weighting)
+                ok = r is not None and pd.notna(r["ess"])
+                cells[f"{label} median, months (95% CI)"] = format_median_ci(*(r[c] for c in (
+                    "median_months", "median_lower", "median_upper"))) if ok else ""
+                cells[f"{label} 12-month rate, %"] = format_estimate_ci(
+                    *(100 * r[c] if ok and pd.notna(r[c]) else None
+                      for c in ("rate_12m", "rate_12m_lower", "rate_12m_upper")), digits=1) if ok else ""
+            w = _one(iptw, endpoint=endpoint, group=g, weighting="stabilized")
+            cells["IPTW ESS"] = "" if w is None or pd.isna(w["ess"]) else f"{w['ess']:.1f}"
+            rows.append(cells)
+    return Section("Medians and 12-month rates, unweighted and weighted (modelled patients)", pd.DataFrame(rows),
+                   level=3, lead=[median_sentence(e, iptw) for e in ENDPOINTS],
+                   notes=["Kaplan-Meier on the modelled patients: unweighted (Greenwood), or R survfit(..., weights = "
+                          "w) with the weights, robust (infinitesimal-jackknife) variance; log-scale CI; medians by "
+                          "R's rule, NA = not reached."],
+                   figures=[("iptw_km_os", "Figure 7. Overall survival by group, IPTW-adjusted"),
+                            ("iptw_km_pfs", "Figure 8. Progression-free survival by group, IPTW-adjusted")])
 
 
 def rmst_part(rmst: pd.DataFrame) -> Section:
@@ -648,7 +809,7 @@ def rmst_part(rmst: pd.DataFrame) -> Section:
     for _, r in rmst.iterrows():
         def est(m, se):
             return "" if pd.isna(m) else f"{m:.2f} (\u00b1{1.959963984540054 * se:.2f})"
-        rows.append({"Endpoint": r["endpoint"], "Weighting": r["weighting"],
+        rows.append({"Endpoint": r["endpoint"], "Weighting": WEIGHTING_LABELS.get(r["weighting"], r["weighting"]),
                      "\u03c4, months": "" if pd.isna(r["tau_months"]) else f"{r['tau_months']:g}",
                      "RMST first-line (\u00b1 95% CI)": est(r["rmst_first_line"], r["rmst_first_line_se"]),
                      "RMST post-ate-beva (\u00b1 95% CI)": est(r["rmst_post_ate_beva"], r["rmst_post_ate_beva_se"]),
@@ -660,29 +821,32 @@ def rmst_part(rmst: pd.DataFrame) -> Section:
     return Section("Restricted mean survival time at 12 months", pd.DataFrame(rows) if rows else None, level=3,
                    lead=[rmst_sentence(e, rmst) for e in ENDPOINTS],
                    notes=["RMST = area under the Kaplan-Meier curve up to \u03c4 = 12 months (the mean time alive, "
-                          "or alive without progression, within the first 12 months). Unweighted: survRM2 rmst2 "
-                          "(variance = survival's rmean); IPTW: the stabilized weights with the "
-                          "infinitesimal-jackknife variance. Contrasts post-ate-beva minus / over first-line. "
-                          "When follow-up is shorter than \u03c4, \u03c4 is lowered to the smaller of the groups' "
-                          "longest observed times and the row says so."])
+                          "or alive without progression, within the first 12 months), on the modelled patients. "
+                          "Unweighted: survRM2 rmst2 (variance = survival's rmean); weighted (stabilized ATE, "
+                          "overlap ATO): the infinitesimal-jackknife variance. Contrasts post-ate-beva minus / over "
+                          "first-line. When follow-up is shorter than \u03c4, \u03c4 is lowered to the smaller of the "
+                          "groups' longest observed times and the row says so."])
 
 
 def ph_part(ph: pd.DataFrame) -> Section:
     rows = []
     if len(ph):
-        shown = ph[(ph["model"] == "multivariable") | ((ph["model"] == "univariable") & (ph["term"] == "group"))]
+        shown = ph[ph["model"].isin(["multivariable", "iptw_stabilized", "iptw_overlap"])
+                   | ((ph["model"] == "univariable") & (ph["term"] == "group"))]
         for _, r in shown.iterrows():
-            rows.append({"Endpoint": r["endpoint"], "Model": r["model"],
+            rows.append({"Endpoint": r["endpoint"], "Model": PH_MODEL_LABELS.get(r["model"], r["model"]),
                          "Term": "GLOBAL" if r["term"] == "GLOBAL" else _term(r["term"]),
                          "\u03c7\u00b2": "" if pd.isna(r["chisq"]) else f"{r['chisq']:.3f}",
                          "df": "" if pd.isna(r["df"]) else int(r["df"]), "Nominal p": format_p(r["p_value"]),
-                         "Note": _s(r["note"])})
+                         "Events": "" if pd.isna(r["events"]) else int(r["events"]), "Note": _s(r["note"])})
     return Section("Proportional-hazards tests", pd.DataFrame(rows) if rows else None, level=3,
                    lead=[ph_sentence(e, ph) for e in ENDPOINTS],
                    notes=["R cox.zph(fit, transform = \"km\") (survival \u2265 3 score test) for every Cox model of "
-                          "Tables 3\u20134, per term and GLOBAL; shown: the multivariable models and the univariable "
-                          "group model (every univariable model is in analysis.ph_tests). Nominal p < 0.05 = evidence "
-                          "that the hazard ratio changes over follow-up."])
+                          "Tables 3\u20134 and for the weighted Cox fits of group (stabilized ATE and overlap ATO "
+                          "weights), per term and GLOBAL; shown: the multivariable models, the univariable group "
+                          "model and the weighted models (every univariable model is in analysis.ph_tests). A small "
+                          "nominal p is evidence that the hazard ratio changes over follow-up; a larger one is no evidence "
+                          "against proportional hazards, and with few events the test has little power."])
 
 
 def beyond_sections(con: duckdb.DuckDBPyConnection) -> list[Section]:
@@ -691,10 +855,15 @@ def beyond_sections(con: duckdb.DuckDBPyConnection) -> list[Section]:
     if not len(pm):
         return []
     weighted = _weights_ok(pm)
-    return [beyond_intro(pm, read_table(con, "iptw_weights")),
+    t1 = read_table(con, "baseline_characteristics")
+    n_row = t1[t1["variable"] == "n"] if len(t1) else t1
+    n_included = int(n_row["overall"].iloc[0]) if len(n_row) and str(n_row["overall"].iloc[0]).isdigit() else None
+    weights = read_table(con, "iptw_weights")
+    return [beyond_intro(pm, weights, n_included),
+            positivity_part(read_table(con, "propensity_overlap")),
             balance_part(read_table(con, "balance"), weighted),
-            effects_part(read_table(con, "iptw_effects"), read_table(con, "cox_models")),
-            medians_part(read_table(con, "iptw_km_summary"), read_table(con, "km_summary")),
+            effects_part(read_table(con, "iptw_effects"), read_table(con, "cox_models"), clipped_counts(weights)),
+            medians_part(read_table(con, "iptw_km_summary")),
             rmst_part(read_table(con, "rmst")),
             ph_part(read_table(con, "ph_tests"))]
 

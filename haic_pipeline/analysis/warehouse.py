@@ -73,25 +73,36 @@ TABLES: dict[str, list[tuple[str, str]]] = {
 }
 
 
-#: study_spec §5.5 ("beyond the paper"), plus iptw_weights (§5.1's weight summary per group) and
-#: iptw_km_curves (the weighted curves the IPTW figures are drawn from). ``weighting``: ``none``
-#: (unweighted), ``stabilized`` (stabilized ATE weights) or ``truncated`` (those weights clipped
-#: at their 1st and 99th percentiles). Built by haic_pipeline.analysis.beyond.
+#: study_spec §5.5 and §5.7 ("beyond the paper"), plus iptw_weights (§5.1's weight summary per
+#: group), iptw_km_curves (the curves the IPTW figures are drawn from) and propensity_histogram
+#: (the binned propensity scores the positivity figure draws). ``weighting``: ``none``
+#: (unweighted, on the modelled patients), ``stabilized`` (stabilized ATE weights), ``truncated``
+#: (those clipped at their 1st and 99th percentiles), ``overlap`` (ATO weights); iptw_effects
+#: also ``multivariable`` (the multivariable Cox HR of group with its E-value). Built by
+#: haic_pipeline.analysis.beyond.
 BEYOND_TABLES: dict[str, list[tuple[str, str]]] = {
     "propensity_model": [
         ("term", "VARCHAR"), ("coef", "DOUBLE"), ("se", "DOUBLE"), ("p_value", "DOUBLE"),
         ("n", "INTEGER"), ("n_excluded_missing", "INTEGER"), ("status", "VARCHAR"),
         ("note", "VARCHAR"), *PROVENANCE],
+    "propensity_overlap": [
+        ("group", "VARCHAR"), ("n", "INTEGER"), ("ps_min", "DOUBLE"), ("ps_q1", "DOUBLE"),
+        ("ps_median", "DOUBLE"), ("ps_q3", "DOUBLE"), ("ps_max", "DOUBLE"),
+        ("n_outside_other_range", "INTEGER"), ("note", "VARCHAR"), *PROVENANCE],
+    "propensity_histogram": [
+        ("group", "VARCHAR"), ("bin_lower", "DOUBLE"), ("bin_upper", "DOUBLE"), ("n", "INTEGER"),
+        *PROVENANCE],
     "balance": [
         ("covariate", "VARCHAR"), ("share_first_line", "DOUBLE"), ("share_post_ate_beva", "DOUBLE"),
         ("smd_before", "DOUBLE"), ("smd_after", "DOUBLE"), ("balanced_after", "BOOLEAN"),
         ("share_first_line_weighted", "DOUBLE"), ("share_post_ate_beva_weighted", "DOUBLE"),
-        ("balanced_before", "BOOLEAN"), ("smd_after_truncated", "DOUBLE"), ("n", "INTEGER"),
-        ("note", "VARCHAR"), *PROVENANCE],
+        ("balanced_before", "BOOLEAN"), ("smd_after_truncated", "DOUBLE"), ("smd_after_overlap", "DOUBLE"),
+        ("in_propensity_model", "BOOLEAN"), ("n", "INTEGER"), ("note", "VARCHAR"), *PROVENANCE],
     "iptw_weights": [
         ("group", "VARCHAR"), ("weighting", "VARCHAR"), ("n", "INTEGER"), ("sum_weights", "DOUBLE"),
         ("weight_min", "DOUBLE"), ("weight_max", "DOUBLE"), ("ess", "DOUBLE"),
-        ("truncated_below", "DOUBLE"), ("truncated_above", "DOUBLE"), ("note", "VARCHAR"), *PROVENANCE],
+        ("truncated_below", "DOUBLE"), ("truncated_above", "DOUBLE"), ("clipped_low", "INTEGER"),
+        ("clipped_high", "INTEGER"), ("estimand", "VARCHAR"), ("note", "VARCHAR"), *PROVENANCE],
     "iptw_km_summary": [
         ("endpoint", "VARCHAR"), ("group", "VARCHAR"), ("weighting", "VARCHAR"), ("n", "INTEGER"),
         ("ess", "DOUBLE"), ("events", "INTEGER"), ("median_months", "DOUBLE"),
@@ -101,8 +112,9 @@ BEYOND_TABLES: dict[str, list[tuple[str, str]]] = {
     "iptw_effects": [
         ("endpoint", "VARCHAR"), ("weighting", "VARCHAR"), ("hr", "DOUBLE"), ("hr_lower", "DOUBLE"),
         ("hr_upper", "DOUBLE"), ("p_value", "DOUBLE"), ("robust_score", "DOUBLE"),
-        ("robust_score_p", "DOUBLE"), ("robust_se", "DOUBLE"), ("n", "INTEGER"), ("events", "INTEGER"),
-        ("note", "VARCHAR"), *PROVENANCE],
+        ("robust_score_p", "DOUBLE"), ("e_value", "DOUBLE"), ("e_value_ci", "DOUBLE"),
+        ("e_value_rr", "DOUBLE"), ("outcome_rare", "BOOLEAN"), ("estimand", "VARCHAR"),
+        ("robust_se", "DOUBLE"), ("n", "INTEGER"), ("events", "INTEGER"), ("note", "VARCHAR"), *PROVENANCE],
     "rmst": [
         ("endpoint", "VARCHAR"), ("weighting", "VARCHAR"), ("tau_months", "DOUBLE"),
         ("rmst_first_line", "DOUBLE"), ("rmst_first_line_se", "DOUBLE"),

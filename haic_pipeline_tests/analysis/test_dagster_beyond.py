@@ -1,6 +1,6 @@
 """The "beyond the paper" assets in real Dagster runs on a real DuckDB file: the refresh job
-fills the §5.5 tables (one step), passes their NaN / inf checks, draws the Love plot and the
-IPTW curves into the assets' metadata, writes the report section and publishes everything to
+fills the §5.5 / §5.7 tables (one step), passes their NaN / inf checks, draws the Love plot, the
+propensity scores and the IPTW curves into the assets' metadata, writes the report section and publishes everything to
 the analysts' copy; a NaN written into a table afterwards fails the blocking check, and the
 figures, the report and the analysts' copy then stay as they were."""
 
@@ -23,7 +23,8 @@ from haic_pipeline.synthetic import write_drops
 from .conftest import identifiers
 
 BEYOND_KEYS = {dg.AssetKey(["analysis", t]) for t in BEYOND_TABLES}
-FIGURES = {dg.AssetKey(["reports", n]) for n in ("love_figure", "iptw_km_os_figure", "iptw_km_pfs_figure")}
+FIGURES = {dg.AssetKey(["reports", n]) for n in ("love_figure", "propensity_figure", "iptw_km_os_figure",
+                                                  "iptw_km_pfs_figure")}
 REPORT = dg.AssetKey(["reports", "study_report"])
 COPY = dg.AssetKey(["analytics", "analysts_copy"])
 CHECK_AND_DOWNSTREAM = ("beyond_tables_are_finite", "beyond_figures", "reports__study_report",
@@ -64,14 +65,21 @@ def test_refresh_fills_publishes_and_checks_the_beyond_tables(env):
         specs = [s for ad in load().resolve_asset_graph().assets_defs for s in ad.check_specs
                  if s.name == "stores_no_nan_or_inf"]
         assert len(specs) == len(BEYOND_TABLES) and all(s.blocking for s in specs)
+        overlap = [e.event_specific_data for e in run.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                   and e.event_specific_data.check_name == "overlap_weights_balance_exactly"]
+        assert len(overlap) == 1 and overlap[0].passed  # the overlap weights' exact balance, checked
+        assert overlap[0].metadata["covariates_checked"].value > 0
 
         # what the UI shows: the headline of the weighted analyses and the figures inline
         beyond = {m.asset_key: m for m in run.asset_materializations_for_node("analysis_beyond")}
         meta = beyond[dg.AssetKey(["analysis", "iptw_effects"])].metadata
         assert meta["propensity_model"].value.startswith("ok: ")
-        assert re.match(r"\d\.\d{3} \(", meta["iptw_hr_os"].value) and "robust score p" in meta["iptw_hr_os"].value
-        assert "months at 12 months" in meta["rmst_difference_pfs_stabilized"].value
-        assert meta["dagster/row_count"].value == 4
+        for key in ("iptw_hr_os", "overlap_hr_os"):
+            assert re.match(r"\d\.\d{3} \(", meta[key].value) and "robust score nominal p" in meta[key].value
+            assert "E-value" in meta[key].value
+        assert "months at 12 months" in meta["rmst_difference_pfs_overlap"].value
+        assert "outside the other group's range" in meta["propensity_overlap"].value
+        assert meta["dagster/row_count"].value == 10  # OS / PFS x none, stabilized, truncated, overlap, multivariable
         figs = {m.asset_key: m for m in run.asset_materializations_for_node("beyond_figures")}
         assert set(figs) == FIGURES
         for key, m in figs.items():
@@ -79,7 +87,7 @@ def test_refresh_fills_publishes_and_checks_the_beyond_tables(env):
             assert md.startswith("![") and "](data:image/png;base64," in md
             png, svg = Path(m.metadata["png"].value), Path(m.metadata["svg"].value)
             assert png.is_file() and svg.is_file() and png.parent == settings.reports / "figures"
-            assert ("love" if key.path[-1] == "love_figure" else "iptw") in png.name
+            assert key.path[-1].split("_")[0] in png.name  # love, propensity, iptw
             assert m.metadata["extract_id"].value == folders[-1].name
         assert "Beyond the paper" in (settings.reports / "study_report.html").read_text()
 
@@ -116,7 +124,7 @@ def test_refresh_fills_publishes_and_checks_the_beyond_tables(env):
         failed = {c.asset_key.path[-1]: c for c in _checks(bad) if not c.passed}
         assert set(failed) == {"iptw_effects", "iptw_weights"}
         assert "hr: 2 NaN" in failed["iptw_effects"].description
-        assert "weight_max: 0 NaN, 4 infinite" in failed["iptw_weights"].description
+        assert "weight_max: 0 NaN, 8 infinite" in failed["iptw_weights"].description
         assert not (_materialized(bad) & {*FIGURES, REPORT, COPY})
         with duckdb.connect(str(settings.analytics_copy), read_only=True) as copy:
             assert copy.execute("SELECT hr FROM analysis.iptw_effects ORDER BY ALL").fetchall() == before

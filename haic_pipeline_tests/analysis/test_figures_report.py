@@ -89,8 +89,9 @@ def test_report_has_tables_1_to_4_figures_and_no_identifiers(demo, tmp_path):
                       "Study population (CONSORT)", "refresh_history"):
             assert title in text
         assert result.provenance.extract_id in text and f"data cutoff {result.provenance.data_cutoff}" in text
-    # the monitoring figure, the paper's four and the three beyond the paper (Love plot, IPTW KM OS / PFS), all PNG
-    assert html.count('src="data:image/png;base64,') == 8 and "image/svg+xml" not in html
+    # the monitoring figure, the paper's four and the four beyond the paper (Love plot, propensity
+    # scores, IPTW KM OS / PFS), all PNG
+    assert html.count('src="data:image/png;base64,') == 9 and "image/svg+xml" not in html
     assert all(f"figures/{n}.png" in md
                for n in ("monitor", "km_os", "km_pfs", "forest_os", "forest_pfs", *BEYOND_FIGURES))
     keys = {k for (k,) in con.execute("SELECT patient_key FROM staging.cohort").fetchall()}

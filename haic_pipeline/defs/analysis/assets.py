@@ -55,25 +55,33 @@ COX_TABLES = {
                     "not_estimable, multivariable_not_estimable) with the reason's detail.",
 }
 BEYOND_TABLES = {
-    "propensity_model": "Propensity score (study_spec §5.1): logistic model of post_ate_beva vs first_line on the "
-                        "§3 candidates that pass the exclusion rule, complete cases; coef, se, nominal p per term, n and "
-                        "n_excluded_missing; status/note say why when the fit separates, does not converge or is "
-                        "left out.",
+    "propensity_model": "Propensity score (study_spec §5.1, §5.6): logistic model of post_ate_beva vs first_line on "
+                        "the §3 candidates that pass the exclusion rule, complete cases (the modelled patients); coef, "
+                        "se, nominal p per term, n and n_excluded_missing; a covariate aliased or alone separating the groups "
+                        "is a row with status left_out and why; status/note say why when the fit still separates or "
+                        "does not converge.",
+    "propensity_overlap": "Positivity (§5.6): per group n, min, quartiles, median and max of the propensity score, "
+                          "and how many patients lie outside the other group's range.",
+    "propensity_histogram": "The propensity scores per group in 20 bins of 0.05 (what the propensity figure draws).",
     "balance": "Covariate balance (§5.2): shares per group, standardized mean differences before and after the "
-               "stabilized IPTW weights (cobalt convention, signed), balanced_after = |SMD| < 0.1.",
-    "iptw_weights": "The IPTW weights per group and weighting (stabilized / truncated at the 1st and 99th "
-                    "percentiles): n, sum, min, max, Kish effective sample size.",
-    "iptw_km_summary": "IPTW Kaplan-Meier (§5.3) per endpoint x group x weighting: n, ESS, events, median and "
-                       "12-month rate with robust (IJ) log-scale 95% CI.",
-    "iptw_km_curves": "Every step of the IPTW Kaplan-Meier curves: patients at risk / events / censored, the "
-                      "weighted sums, survival and its robust 95% CI.",
-    "iptw_effects": "IPTW Cox for group per endpoint x weighting (§5.3): HR post_ate_beva vs first_line, robust "
-                    "(dfbeta) 95% CI and nominal p, robust score test.",
-    "rmst": "Restricted mean survival time at 12 months (§5.4), unweighted (survRM2) and IPTW (IJ variance): "
-            "per-group RMST with se, difference and ratio with CI and nominal p; tau lowered (and said) when follow-up "
-            "is shorter.",
-    "ph_tests": "Proportional-hazards tests (§5.4): cox.zph (transform km) of every Cox model of "
-                "analysis.cox_models, per term and GLOBAL.",
+               "stabilized, truncated and overlap weights (cobalt convention, signed), balanced_after = |SMD| < 0.1; "
+               "the overlap weights balance every modelled covariate exactly.",
+    "iptw_weights": "The weights per group and weighting (none / stabilized ATE / truncated at the 1st and 99th "
+                    "percentiles, with how many were clipped / overlap ATO): n, sum, min, max, Kish effective "
+                    "sample size.",
+    "iptw_km_summary": "Kaplan-Meier (§5.3) per endpoint x group x weighting on the modelled patients: n, ESS, "
+                       "events, median and 12-month rate with log-scale 95% CI (robust IJ variance when weighted).",
+    "iptw_km_curves": "Every step of those Kaplan-Meier curves: patients at risk / events / censored, the "
+                      "weighted sums, survival and its 95% CI.",
+    "iptw_effects": "Cox for group per endpoint x weighting on the modelled patients (§5.3, §5.6): HR post_ate_beva "
+                    "vs first_line, robust (dfbeta) 95% CI and nominal p, robust score test (also when the HR cannot be "
+                    "fitted), E-values; row multivariable: the multivariable HR of group with its E-value.",
+    "rmst": "Restricted mean survival time at 12 months (§5.4) on the modelled patients, unweighted (survRM2), "
+            "stabilized and overlap (IJ variance): per-group RMST with se, difference and ratio with CI and nominal p; "
+            "tau lowered (and said) when follow-up is shorter.",
+    "ph_tests": "Proportional-hazards tests (§5.4, §5.6): cox.zph (transform km) of every Cox model of "
+                "analysis.cox_models and of the weighted Cox fits (iptw_stabilized, iptw_overlap), per term and "
+                "GLOBAL.",
 }
 
 
@@ -105,6 +113,8 @@ FIGURE_KEYS = {
 BEYOND_FIGURE_KEYS = {
     "love": (R("love_figure"), "Love plot: |SMD| of each covariate before and after IPTW, line at 0.1",
              [A("balance"), A("propensity_model")]),
+    "propensity_overlap": (R("propensity_figure"), "Propensity scores of the two groups (mirrored histogram): "
+                           "positivity", [A("propensity_histogram"), A("propensity_overlap"), A("propensity_model")]),
     "iptw_km_os": (R("iptw_km_os_figure"), "IPTW-adjusted Kaplan-Meier curves of overall survival by group",
                    [A("iptw_km_curves"), A("iptw_km_summary"), A("iptw_effects")]),
     "iptw_km_pfs": (R("iptw_km_pfs_figure"), "IPTW-adjusted Kaplan-Meier curves of progression-free survival "
@@ -298,6 +308,22 @@ def monitoring_tables_are_finite(duckdb: WarehouseResource):
             severity=dg.AssetCheckSeverity.ERROR,
             description=None if not bad else f"analysis.{table} stores NaN or infinite numbers: {'; '.join(bad)}",
             metadata={"non_finite": dg.MetadataValue.md("\n".join(f"- {b}" for b in bad) or "none")})
+@dg.asset_check(asset=A("balance"), blocking=False,
+                description="The overlap (ATO) weights balance every covariate of the propensity model exactly "
+                "(|SMD| <= 1e-6), as a logistic model with an intercept guarantees (study_spec §5.6); a larger SMD is "
+                "a defect of the fit or the weights (warning).")
+def overlap_weights_balance_exactly(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    from haic_pipeline.analysis.checks import overlap_balance  # noqa: PLC0415
+
+    with duckdb.get_connection() as con:
+        passed, details = overlap_balance(con)
+    return dg.AssetCheckResult(
+        passed=passed, severity=dg.AssetCheckSeverity.WARN,
+        description=None if passed else "overlap weights leave modelled covariates unbalanced: "
+        + "; ".join(details["unbalanced"]),
+        metadata={"covariates_checked": details["covariates_checked"],
+                  "largest_abs_smd": details["largest_abs_smd"],
+                  "unbalanced": dg.MetadataValue.md("\n".join(f"- {u}" for u in details["unbalanced"]) or "none")})
 
 
 def _figure_results(saved: dict, keys: dict, prov):
@@ -353,8 +379,9 @@ monitoring_figures = _figures_asset("monitoring_figures", MONITORING_FIGURE_KEYS
     kinds={"html", "markdown"},
     pool=DUCKDB_POOL,
     automation_condition=STUDY_AUTOMATION,
-    description="The study report: the monitoring state and figure (study_spec §6), attrition, Tables 1-4, survival summary, Figures 1-4, 'Beyond the paper' "
-    "(balance, IPTW, RMST, proportional hazards, Figures 5-7) and the refresh history; "
+    description="The study report: the monitoring state and figure (study_spec §6), attrition, Tables 1-4, survival "
+    "summary, Figures 1-4, 'Beyond the paper' (positivity, balance, IPTW and overlap weights, E-values, RMST, "
+    "proportional hazards, Figures 5-8) and the refresh history; "
     "<reports>/study_report.html (self-contained) and study_report.md, regenerated on every refresh.",
 )
 def study_report(context: dg.AssetExecutionContext, duckdb: WarehouseResource, haic: HaicConfig) -> dg.MaterializeResult:
