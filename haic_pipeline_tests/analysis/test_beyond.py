@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 
 import duckdb
 import numpy as np
@@ -638,12 +637,10 @@ def test_the_nan_check_fails_on_a_crafted_table(tmp_path):
     assert finite_values(con, ("ph_tests",)) == {"ph_tests": ["table missing"]}
 
 
-def test_beyond_tables_at_100k_patients_within_budget():
+def test_beyond_tables_at_100k_patients():
+    """The whole section computes at 100,000 patients (its seconds: benchmarks/bench_beyond.py)."""
     f = analysis_frame(100_000, seed=11)
     models = T.cox_tables(f).cox_models
-    t0 = time.perf_counter()
     res = beyond_tables(f, models)
-    elapsed = time.perf_counter() - t0
     assert res.propensity.ok and math.isfinite(float(res.iptw_effects.hr.iloc[0]))
     assert np.isfinite(res.balance.smd_after.to_numpy(float)).all()
-    assert elapsed < 30, f"{elapsed:.1f} s"  # a few seconds on 2 cores; loose, as the machine is shared

@@ -1,6 +1,5 @@
 """The synthetic cohort, read back independently, resembles the study (study_spec, paper)."""
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -60,10 +59,8 @@ def test_default_outcomes_resemble_paper(merged_default):
     assert 1 <= len(unconf) < (ep.best_response.isin(["PR", "CR"])).sum()
 
 
-def test_n2000_fast_and_calibrated(tmp_path):
-    t0 = time.perf_counter()
+def test_n2000_calibrated(tmp_path):
     folders = write_drops(tmp_path, patients=2000, seed=3)
-    assert time.perf_counter() - t0 < 20
     m = h.merged(folders)
     coh = h.cohort(m)
     inc = coh[coh.included]
