@@ -62,23 +62,28 @@ def _q(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def table_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+def table_hashes(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...] | None = OUTPUT_SCHEMAS,
+                 volatile: dict | None = None, database: str | None = None) -> dict[str, str]:
     """schema.table -> sha256 of its rows (each row as DuckDB writes it as text, sorted), for the
-    output schemas, volatile columns left out."""
+    tables of `schemas` (None: every schema) of `database` (default: the current one), the
+    `volatile` columns left out (default: VOLATILE; `{}` hashes every column)."""
+    volatile = VOLATILE if volatile is None else volatile
+    db = database or con.execute("SELECT current_database()").fetchall()[0][0]
+    where = "" if schemas is None else f"AND schema_name IN ({', '.join(repr(s) for s in schemas)}) "
     out = {}
     tables = con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
-        f"AND schema_name IN ({', '.join(repr(s) for s in OUTPUT_SCHEMAS)}) ORDER BY 1, 2").fetchall()
+        f"SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? AND NOT temporary {where}"
+        "ORDER BY 1, 2", [db]).fetchall()
     for schema, table in tables:
-        skip = VOLATILE.get((schema, table), ())
+        skip = volatile.get((schema, table), ())
         cols = [c for (c,) in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, table]).fetchall()
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? "
+            "AND schema_name = ? AND table_name = ? ORDER BY column_index", [db, schema, table]).fetchall()
             if c not in skip]
         row = "row(" + ", ".join(f'"{c}"' for c in cols) + ")::VARCHAR"
         digest = con.execute(
             f'SELECT sha256(coalesce(string_agg(r, chr(10) ORDER BY r), \'\')) '
-            f'FROM (SELECT {row} AS r FROM {schema}."{table}")').fetchall()[0][0]
+            f'FROM (SELECT {row} AS r FROM "{db}".{schema}."{table}")').fetchall()[0][0]
         out[f"{schema}.{table}"] = digest
     return out
 
