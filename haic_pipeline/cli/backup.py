@@ -27,7 +27,8 @@ def cmd_backup(args) -> int:
     what = "backup folder (--out)" if args.out else "backup folder (HAIC_BACKUP_DIR)"
     try:
         with _run_lock(_ensure_dagster_home()):
-            taken = backup.take(settings.warehouse, out, name=args.name, what=what)
+            taken = backup.take(settings.warehouse, out, name=args.name, what=what,
+                                  memory_limit=settings.duckdb_memory)
     except backup.BackupError as exc:
         raise SystemExit(f"error: {exc}") from None
     m = taken.manifest
@@ -49,7 +50,8 @@ def cmd_restore(args) -> int:
     t0 = time.perf_counter()
     try:
         with _run_lock(_ensure_dagster_home()):
-            manifest = backup.restore(args.folder, settings.warehouse, force=args.force)
+            manifest = backup.restore(args.folder, settings.warehouse, force=args.force,
+                                      memory_limit=settings.duckdb_memory)
     except backup.BackupError as exc:
         raise SystemExit(f"error: {exc}") from None
     _say(f"restored {settings.warehouse} from {args.folder} (taken {manifest['taken_at']}, last drop "

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,14 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _connect(memory_limit: str, spill: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that attaches the files it copies or hashes, within the
+    warehouse's memory limit, spilling to `spill` (a folder of ours, removed afterwards)."""
+    con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": str(spill)})
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def _attach_read_only(con: duckdb.DuckDBPyConnection, path: Path, alias: str) -> None:
     """ATTACH `path` READ_ONLY: refused at once (a clear message) while another process writes it."""
     try:
@@ -103,7 +112,8 @@ def _unique_name(out: Path, name: str) -> str:
     return candidate
 
 
-def take(warehouse: Path, out: Path, name: str | None = None, what: str = "backup folder") -> Backup:
+def take(warehouse: Path, out: Path, name: str | None = None, what: str = "backup folder",
+         memory_limit: str = "2GB") -> Backup:
     """Copy the whole warehouse into `out/<name>/` (default name: the UTC time, 20261206T030000Z).
     `what` names the folder's setting in messages (e.g. "backup folder (HAIC_BACKUP_DIR)")."""
     warehouse, out = Path(warehouse), Path(out)
@@ -122,8 +132,7 @@ def take(warehouse: Path, out: Path, name: str | None = None, what: str = "backu
     tmp = out / f".{name}.tmp-{os.getpid()}"
     try:
         tmp.mkdir()
-        with duckdb.connect() as con:
-            con.execute("SET enable_progress_bar = false")
+        with _connect(memory_limit, tmp / ".spill") as con:
             _attach_read_only(con, warehouse, "src")
             con.execute(f"ATTACH {_q(tmp / DATABASE)} AS dst")
             con.execute("COPY FROM DATABASE src TO dst")
@@ -135,6 +144,7 @@ def take(warehouse: Path, out: Path, name: str | None = None, what: str = "backu
             storage = con.execute("SELECT tags FROM duckdb_databases() WHERE database_name = 'dst'").fetchall()
             con.execute("DETACH dst")
             con.execute("DETACH src")
+        shutil.rmtree(tmp / ".spill", ignore_errors=True)
         copied = {t: r["rows"] for t, r in tables.items()}
         if copied != source_rows:
             raise BackupError(f"the copy of {warehouse} does not hold the warehouse's tables and rows; nothing kept")
@@ -186,7 +196,7 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def verify(folder: Path, database: Path | None = None) -> list[str]:
+def verify(folder: Path, database: Path | None = None, memory_limit: str = "2GB") -> list[str]:
     """What differs between the backup in `folder` (or `database`, a copy of its file) and its
     manifest: every table re-hashed and counted, every view's SQL; [] when it is whole."""
     folder = Path(folder)
@@ -194,14 +204,16 @@ def verify(folder: Path, database: Path | None = None) -> list[str]:
     database = Path(database) if database is not None else folder / DATABASE
     if not database.is_file():
         return [f"{database}: missing"]
+    spill = Path(tempfile.mkdtemp(prefix="haic-verify-"))
     try:
-        with duckdb.connect() as con:
-            con.execute("SET enable_progress_bar = false")
+        with _connect(memory_limit, spill) as con:
             con.execute(f"ATTACH {_q(database)} AS bak (READ_ONLY)")
             tables, views = _contents(con, "bak")
             con.execute("DETACH bak")
     except duckdb.Error as exc:
         return [f"{database}: DuckDB cannot read it ({str(exc).splitlines()[0]})"]
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     expected = manifest["tables"]
     problems = [f"{t}: in the manifest, not in the backup" for t in sorted(set(expected) - set(tables))]
     problems += [f"{t}: in the backup, not in its manifest" for t in sorted(set(tables) - set(expected))]
@@ -215,7 +227,7 @@ def verify(folder: Path, database: Path | None = None) -> list[str]:
     return problems
 
 
-def restore(folder: Path, target: Path, force: bool = False) -> dict:
+def restore(folder: Path, target: Path, force: bool = False, memory_limit: str = "2GB") -> dict:
     """Put the backup in `folder` in place of the warehouse at `target`: see the module docstring.
     Returns the backup's manifest."""
     folder, target = Path(folder), Path(target)
@@ -229,13 +241,15 @@ def restore(folder: Path, target: Path, force: bool = False) -> dict:
     try:
         shutil.copyfile(folder / DATABASE, tmp)
         _fsync(tmp)
-        problems = verify(folder, tmp)   # the copy that goes into place is the one checked
+        problems = verify(folder, tmp, memory_limit)   # the copy that goes into place is the one checked
         if problems:
             raise BackupError(f"backup {folder} does not verify against its manifest, so it was not restored "
                               f"(nothing was changed): {'; '.join(problems[:5])}"
                               + (f"; and {len(problems) - 5} more" if len(problems) > 5 else ""))
         if target.exists():
             _release(target)
+        else:   # a write-ahead log left by a lost warehouse would be replayed into the restored one
+            Path(f"{target}.wal").unlink(missing_ok=True)
         os.replace(tmp, target)
         _fsync(target.parent)
     except BaseException as exc:
@@ -245,7 +259,7 @@ def restore(folder: Path, target: Path, force: bool = False) -> dict:
             if problem is not None:
                 raise StorageFault(problem) from None
         raise
-    _republish(target)
+    _republish(target, memory_limit)
     return manifest
 
 
@@ -262,13 +276,13 @@ def _release(target: Path) -> None:
     Path(f"{target}.wal").unlink(missing_ok=True)
 
 
-def _republish(target: Path) -> None:
+def _republish(target: Path, memory_limit: str) -> None:
     """The analysts' copy beside the restored warehouse, written from it (its refresh state already
     names this content, so the next refresh would not see a reason to)."""
     from haic_pipeline.warehouse.publish import publish_analytics_copy  # noqa: PLC0415
 
-    with duckdb.connect() as con:
-        con.execute("SET enable_progress_bar = false")
+    spill = Path(tempfile.mkdtemp(prefix="haic-restore-"))
+    with _connect(memory_limit, spill) as con:
         con.execute(f"ATTACH {_q(target)} AS haic (READ_ONLY)")
         con.execute("USE haic")
         state = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'haic' "
@@ -277,6 +291,7 @@ def _republish(target: Path) -> None:
             publish_analytics_copy(con, target.parent / "analytics.duckdb", force=True, record=False)
         con.execute("USE memory")
         con.execute("DETACH haic")
+    shutil.rmtree(spill, ignore_errors=True)
 
 
 def prune(out: Path, keep: int) -> list[Path]:

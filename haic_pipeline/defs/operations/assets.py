@@ -35,7 +35,8 @@ def _settings():
 def backup(context: dg.AssetExecutionContext, haic: HaicConfig) -> dg.MaterializeResult:
     settings, kept = haic.settings(), _settings()
     try:
-        taken = backups.take(settings.warehouse, kept.folder, what="backup folder (HAIC_BACKUP_DIR)")
+        taken = backups.take(settings.warehouse, kept.folder, what="backup folder (HAIC_BACKUP_DIR)",
+                             memory_limit=settings.duckdb_memory)
     except (backups.BackupError, StorageFault) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     removed = backups.prune(kept.folder, kept.keep)
