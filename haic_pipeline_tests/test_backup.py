@@ -201,6 +201,9 @@ def test_nightly_backup_keeps_the_newest_n(staged, monkeypatch):
     nightly.mkdir()
     (nightly / "before-upgrade").mkdir()              # a named backup: never pruned
     (nightly / "before-upgrade" / "manifest.json").write_text("{}")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (nightly / f".20261206T030000Z.tmp-{gone.pid}").mkdir()   # a backup killed half-way: its process is gone
     taken = []
     with dg.instance_for_test() as instance:
         for _ in range(3):

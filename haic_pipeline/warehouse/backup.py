@@ -112,6 +112,20 @@ def _unique_name(out: Path, name: str) -> str:
     return candidate
 
 
+def _remove_leftovers(out: Path) -> None:
+    """The temporary folders of backups whose process is gone (killed, machine restarted)."""
+    for folder in out.glob(".*.tmp-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass   # alive, another user's
+
+
 def take(warehouse: Path, out: Path, name: str | None = None, what: str = "backup folder",
          memory_limit: str = "2GB") -> Backup:
     """Copy the whole warehouse into `out/<name>/` (default name: the UTC time, 20261206T030000Z).
@@ -129,6 +143,7 @@ def take(warehouse: Path, out: Path, name: str | None = None, what: str = "backu
     final = out / name
     if final.exists():
         raise BackupError(f"{final} exists: a backup goes to a new folder (another name, or remove it)")
+    _remove_leftovers(out)
     tmp = out / f".{name}.tmp-{os.getpid()}"
     try:
         tmp.mkdir()
@@ -157,7 +172,7 @@ def take(warehouse: Path, out: Path, name: str | None = None, what: str = "backu
             "database": DATABASE,
             "bytes": (tmp / DATABASE).stat().st_size,
             "software": provenance.software(),
-            "duckdb_storage": str(storage[0][0]) if storage else None,
+            "duckdb_storage_version": (storage[0][0] or {}).get("storage_version") if storage else None,
             "tables": tables,
             "views": views,
             "hashing": "per table: sha256 of its rows, each row as DuckDB writes row(...)::VARCHAR, sorted, joined "
