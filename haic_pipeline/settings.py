@@ -11,6 +11,9 @@
 | HAIC_REFRESH_CRON    | 0 2 * * *                   | when the nightly refresh runs                 |
 | HAIC_TIMEZONE        | Asia/Seoul                  | the time zone of HAIC_REFRESH_CRON            |
 | HAIC_ACTOR           | (the operating-system user) | who `haic drop` / `haic check` record as acting |
+| HAIC_BACKUP_DIR      | <warehouse folder>/backups  | where `haic backup` and the nightly backup write |
+| HAIC_BACKUP_KEEP     | 0                           | nightly backups kept (0: no nightly backup)   |
+| HAIC_BACKUP_CRON     | 0 3 * * *                   | when the nightly backup runs (HAIC_TIMEZONE)  |
 | HAIC_DQ_FAST         | 1                           | 0: the data-quality gate without its speed layer (same verdicts) |
 | HAIC_DQ_WORKERS      | the cores, at most 4        | GX worker processes for a large backlog (0 or 1: none) |
 | HAIC_DQ_PARALLEL_MIN_ROWS | 5000000                | pending rows from which the workers are used  |
@@ -138,6 +141,34 @@ def refresh_schedule(environ: dict[str, str] | None = None) -> tuple[str, str]:
     """(cron, time zone) of the nightly refresh."""
     env = os.environ if environ is None else environ
     return env.get("HAIC_REFRESH_CRON") or "0 2 * * *", env.get("HAIC_TIMEZONE") or "Asia/Seoul"
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """Where backups go and how many nightly ones are kept (0: the nightly backup is off)."""
+
+    folder: Path
+    keep: int
+    cron: str
+    timezone: str
+
+
+def backup_settings(environ: dict[str, str] | None = None) -> BackupSettings:
+    """HAIC_BACKUP_DIR (default <warehouse folder>/backups), HAIC_BACKUP_KEEP (default 0: no
+    nightly backup), HAIC_BACKUP_CRON (default 03:00, an hour after the nightly refresh, in
+    HAIC_TIMEZONE)."""
+    env = os.environ if environ is None else environ
+    keep = (env.get("HAIC_BACKUP_KEEP") or "0").strip()
+    if not keep.isdigit():
+        raise ConfigurationError(f"HAIC_BACKUP_KEEP={keep!r} is not a whole number: it is how many nightly "
+                                 "backups are kept (0 turns the nightly backup off)")
+    warehouse = _resolve(env.get("HAIC_WAREHOUSE") or "warehouse/haic.duckdb")
+    return BackupSettings(
+        folder=_resolve(env.get("HAIC_BACKUP_DIR") or str(warehouse.parent / "backups")),
+        keep=int(keep),
+        cron=env.get("HAIC_BACKUP_CRON") or "0 3 * * *",
+        timezone=refresh_schedule(env)[1],
+    )
 
 
 def actor_override(environ: dict[str, str] | None = None) -> str | None:

@@ -64,25 +64,55 @@ def _q(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def table_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+def table_hashes(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...] | None = OUTPUT_SCHEMAS,
+                 volatile: dict | None = None, database: str | None = None) -> dict[str, str]:
     """schema.table -> sha256 of its rows (each row as DuckDB writes it as text, sorted), for the
-    output schemas, volatile columns left out."""
+    tables of `schemas` (None: every schema) of `database` (default: the current one), the
+    `volatile` columns left out (default: VOLATILE; `{}` hashes every column)."""
+    volatile = VOLATILE if volatile is None else volatile
+    db = database or con.execute("SELECT current_database()").fetchall()[0][0]
+    where = "" if schemas is None else f"AND schema_name IN ({', '.join(repr(s) for s in schemas)}) "
     out = {}
     tables = con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
-        f"AND schema_name IN ({', '.join(repr(s) for s in OUTPUT_SCHEMAS)}) ORDER BY 1, 2").fetchall()
+        f"SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? AND NOT temporary {where}"
+        "ORDER BY 1, 2", [db]).fetchall()
     for schema, table in tables:
-        skip = VOLATILE.get((schema, table), ())
+        skip = volatile.get((schema, table), ())
         cols = [c for (c,) in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, table]).fetchall()
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? "
+            "AND schema_name = ? AND table_name = ? ORDER BY column_index", [db, schema, table]).fetchall()
             if c not in skip]
         row = "row(" + ", ".join(f'"{c}"' for c in cols) + ")::VARCHAR"
-        digest = con.execute(
-            f'SELECT sha256(coalesce(string_agg(r, chr(10) ORDER BY r), \'\')) '
-            f'FROM (SELECT {row} AS r FROM {schema}."{table}")').fetchall()[0][0]
+        source = f'(SELECT {row} AS r FROM "{db}".{schema}."{table}")'
+        if con.execute(f'SELECT count(*) FROM "{db}".{schema}."{table}"').fetchall()[0][0] <= HASH_BLOCK_ROWS:
+            digest = con.execute(f"SELECT sha256(coalesce(string_agg(r, chr(10) ORDER BY r), '')) FROM {source}"
+                                 ).fetchall()[0][0]
+        else:
+            digest = _sorted_rows_sha256(con, source)
         out[f"{schema}.{table}"] = digest
     return out
+
+
+#: rows above which a table's text is hashed block by block (see _sorted_rows_sha256)
+HASH_BLOCK_ROWS = 250_000
+
+
+def _sorted_rows_sha256(con: duckdb.DuckDBPyConnection, source: str) -> str:
+    """The same digest as `sha256(string_agg(r, chr(10) ORDER BY r))` over `source`, in bounded
+    memory: the rows sorted once into a temporary table (DuckDB spills the sort to disk within its
+    memory limit), then fed to sha256 HASH_BLOCK_ROWS at a time in that order. One string of a
+    10-million-row table's text would need gigabytes."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _haic_hash_rows AS SELECT r FROM {source} ORDER BY r")
+    try:
+        n = con.execute("SELECT count(*) FROM _haic_hash_rows").fetchall()[0][0]
+        h = hashlib.sha256()
+        for start in range(0, n, HASH_BLOCK_ROWS):
+            (chunk,) = con.execute("SELECT string_agg(r, chr(10) ORDER BY rowid) FROM _haic_hash_rows "
+                                   "WHERE rowid >= ? AND rowid < ?", [start, start + HASH_BLOCK_ROWS]).fetchall()[0]
+            h.update((chunk if start == 0 else "\n" + chunk).encode())
+        return h.hexdigest()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _haic_hash_rows")
 
 
 def _copy_inputs(con: duckdb.DuckDBPyConnection, live_path: Path, extract_id: str) -> list[dict]:

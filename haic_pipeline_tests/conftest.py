@@ -43,6 +43,7 @@ LONG_FIRST = (
     "analysis/test_dagster_analysis.py::test_demo_refreshes",
     "test_cli.py::",
     "test_faults.py::",
+    "test_backup.py::test_backup_destroy_restore",
     "quality/test_unblock.py::",
     "test_publish.py::",
     "analysis/test_dagster_beyond.py::",

@@ -1,4 +1,4 @@
-"""`haic run | synth | status | sql | drop | check` (also `python -m haic_pipeline.cli ...`).
+"""`haic run | synth | status | sql | drop | check | snapshot | backup | restore` (also `python -m haic_pipeline.cli ...`).
 
 `haic run` is what `make run` calls: it writes the demo drops if the inbox holds none, lands
 every new drop (one Dagster run per drop, recorded in DAGSTER_HOME like any other run, so the
@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from haic_pipeline.cli import backup as backup_cli
 from haic_pipeline.cli.operate import add_parsers
 from haic_pipeline.settings import ConfigurationError, load_settings, project_root
 from haic_pipeline.warehouse.faults import StorageFault, check_writable, describe, disk_full_message, nearly_full
@@ -370,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drops", type=int, default=6)
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(fn=cmd_synth)
-    add_parsers(sub)   # status, drop retract|restore, check waive|revoke
+    add_parsers(sub)   # status, drop retract|restore, check waive|revoke, snapshot
+    backup_cli.add_parsers(sub)   # backup, restore
     sub.add_parser("sql", help="open the warehouse read-only").set_defaults(fn=cmd_sql)
     args = parser.parse_args(argv)
     try:

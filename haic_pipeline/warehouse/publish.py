@@ -57,7 +57,11 @@ def _detach_quietly(con: duckdb.DuckDBPyConnection) -> None:
         pass  # the failure (e.g. a full disk) may have invalidated the copy: the original error counts
 
 
-def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path) -> PublishResult:
+def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path, force: bool = False,
+                           record: bool = True) -> PublishResult:
+    """Write the copy of `con`'s current database to `target` unless it already holds this content
+    (`force`: write it all the same); `record=False` leaves ops.refresh_state as it is (a
+    read-only warehouse: a restored one, whose state already names this content)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -70,7 +74,7 @@ def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path) -> Publ
         [db, *PUBLISHED_SCHEMAS],
     ).fetchall()
     fingerprint = content_fingerprint(con, tables)
-    if target.exists() and last_fingerprint(con, "analytics_copy") == fingerprint:
+    if not force and target.exists() and last_fingerprint(con, "analytics_copy") == fingerprint:
         return PublishResult(path=target, tables={f"{s}.{t}": -1 for s, t in tables},
                              bytes=target.stat().st_size, published=False)
     counts = {}
@@ -96,7 +100,8 @@ def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path) -> Publ
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
             leftover.unlink(missing_ok=True)
         raise
-    record_build(con, "analytics_copy", fingerprint)
+    if record:
+        record_build(con, "analytics_copy", fingerprint)
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
