@@ -1,4 +1,4 @@
-"""`haic run | synth | status | sql | drop | check` (also `python -m haic_pipeline.cli ...`).
+"""`haic run | synth | status | sql | drop | check | doctor` (also `python -m haic_pipeline.cli ...`).
 
 `haic run` is what `make run` calls: it writes the demo drops if the inbox holds none, lands
 every new drop (one Dagster run per drop, recorded in DAGSTER_HOME like any other run, so the
@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from haic_pipeline.cli import doctor
 from haic_pipeline.cli.operate import add_parsers
 from haic_pipeline.settings import ConfigurationError, load_settings, project_root
 from haic_pipeline.warehouse.faults import StorageFault, check_writable, describe, disk_full_message, nearly_full
@@ -369,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_synth)
     add_parsers(sub)   # status, drop retract|restore, check waive|revoke
     sub.add_parser("sql", help="open the warehouse read-only").set_defaults(fn=cmd_sql)
+    doctor.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
