@@ -212,7 +212,6 @@ def open_instance():
     try:
         instance = dg.DagsterInstance.get()
         instance.get_runs(limit=1)  # run storage answers
-        instance.event_log_storage.get_asset_keys(limit=1) if hasattr(instance.event_log_storage, "get_asset_keys") else None
         instance.all_instigator_state()  # schedule storage answers
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the setting
         return None, Result("instance storage", False, storage_error(exc))
