@@ -336,9 +336,12 @@ def test_doctor_names_the_setting_on_each_bad_configuration(cluster, tmp_path):
         }
         procs = {name: subprocess.Popen([str(BIN / "haic"), "doctor"], cwd=ROOT, env=e, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True) for name, e in cases.items()}
-        # the pipeline itself refuses to start on the missing key file, with the same words
+        # the pipeline itself refuses to start on the missing key file, and on the wrong password,
+        # with the same words
         run = subprocess.run([str(BIN / "haic"), "run", "--no-demo"], cwd=ROOT, capture_output=True, text=True,
                              timeout=120, env=cases["wrong password, no key file, backup folder read-only"])
+        run_pg = subprocess.run([str(BIN / "haic"), "run", "--no-demo"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=120, env=dict(env, DAGSTER_PG_PASSWORD="not-the-password"))
         out = {}
         try:
             for name, proc in procs.items():
@@ -369,3 +372,5 @@ def test_doctor_names_the_setting_on_each_bad_configuration(cluster, tmp_path):
 
     assert run.returncode == 2 and "Traceback" not in run.stdout + run.stderr, run.stdout + run.stderr
     assert "HAIC_PSEUDONYM_KEY_FILE" in run.stderr and "missing.key" in run.stderr
+    assert run_pg.returncode == 2 and "Traceback" not in run_pg.stdout + run_pg.stderr, run_pg.stdout + run_pg.stderr
+    assert "refused the password" in run_pg.stderr and "DAGSTER_PG_PASSWORD" in run_pg.stderr

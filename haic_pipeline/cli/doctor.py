@@ -189,6 +189,25 @@ def storage_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {_first_line(texts[-1] if len(texts) > 1 else texts[0])}"
 
 
+#: exceptions of Dagster's instance storage and its configuration (by class name: the doctor imports
+#: neither dagster-postgres nor SQLAlchemy to tell them apart)
+_INSTANCE_ERRORS = ("DagsterPostgresException", "OperationalError", "DagsterInvalidConfigError",
+                    "DagsterInvariantViolationError", "InterfaceError")
+
+
+def instance_error(exc: BaseException) -> str | None:
+    """The doctor's one line for an exception raised while opening or querying the Dagster instance
+    (a wrong PostgreSQL password, an unreachable server, an unset DAGSTER_PG_* variable), else None."""
+    seen, names = exc, []
+    while seen is not None and len(names) < 10:
+        names.append(type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    text = storage_error(exc)
+    if any(n in _INSTANCE_ERRORS for n in names) and "DAGSTER_" in text:
+        return text
+    return None
+
+
 def _unreachable_reason(low: str) -> str:
     for phrase in ("connection refused", "timeout expired", "could not translate host name", "no route to host",
                    "network is unreachable", "connection timed out"):

@@ -377,7 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - only a full disk or a read-only folder is turned into a message
+    except Exception as exc:  # noqa: BLE001 - only storage and instance faults are turned into a message
+        instance = doctor.instance_error(exc)
+        if instance is not None:
+            print(f"configuration error: the Dagster instance cannot be opened: {instance} "
+                  "(`haic doctor` checks the whole deployment)", file=sys.stderr)
+            return 2
         message = _storage_error(exc)
         if message is None:
             raise
