@@ -13,7 +13,7 @@ export DAGSTER_HOME ?= $(CURDIR)/warehouse/dagster_home
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: run test ui synth status sql bench clean-warehouse compile lock
+.PHONY: install run test ui synth status sql bench clean-warehouse compile lock
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -22,6 +22,9 @@ $(UV):
 $(BIN)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
 	touch $@
+
+## install: create .venv exactly as uv.lock says (what a server runs: docs/production.md)
+install: $(BIN)/.installed
 
 ## lock: re-resolve uv.lock after a change of pyproject.toml's dependencies (newest allowed versions)
 lock: $(UV)

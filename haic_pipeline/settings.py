@@ -5,7 +5,8 @@
 | HAIC_INBOX           | warehouse/inbox/            | where the clinical data warehouse drops extracts |
 | HAIC_WAREHOUSE       | warehouse/haic.duckdb       | the pipeline's DuckDB file                    |
 | HAIC_PSEUDONYM_KEY   | (demo key, with a warning)  | HMAC key turning patient_id into patient_key  |
-| HAIC_ENV             | demo                        | `production` makes HAIC_PSEUDONYM_KEY mandatory |
+| HAIC_PSEUDONYM_KEY_FILE | (unset)                  | a file holding that key (production: readable by the service user alone) |
+| HAIC_ENV             | demo                        | `production` makes a pseudonym key (HAIC_PSEUDONYM_KEY or _FILE) mandatory |
 | HAIC_REPORTS         | <warehouse folder>/reports  | figures, reports, data-quality pages          |
 | HAIC_DUCKDB_MEMORY   | 2GB                         | DuckDB memory_limit (it spills to disk beyond) |
 | HAIC_REFRESH_CRON    | 0 2 * * *                   | when the nightly refresh runs                 |
@@ -20,6 +21,8 @@
 | HAIC_DQ_START_METHOD | fork                        | how the workers start (fork, or spawn)        |
 | HAIC_SYNTH_DEBUG     | (unset)                     | the synthetic writer reports each drop's edits |
 | HAIC_STUDY_PLAN      | study/monitoring_plan.yaml  | the monitoring plan (study_spec §6.1)         |
+| HAIC_SENSOR_INTERVAL_SECONDS | 30                  | how often the inbox and automation sensors are evaluated (at least 5) |
+| HAIC_DOCTOR_MAX_AGE_HOURS | 26                     | `haic doctor`: the last successful refresh must be younger |
 
 Every HAIC_* variable is read here and nowhere else.
 
@@ -81,13 +84,25 @@ def load_settings(environ: dict[str, str] | None = None, check_key: bool = True)
     env = os.environ if environ is None else environ
     haic_env = (env.get("HAIC_ENV") or "demo").strip().lower()
     key = env.get("HAIC_PSEUDONYM_KEY") or ""
+    key_file = env.get("HAIC_PSEUDONYM_KEY_FILE") or ""
+    if key_file:
+        if key:
+            raise ConfigurationError(
+                "HAIC_PSEUDONYM_KEY and HAIC_PSEUDONYM_KEY_FILE are both set: set only one (in production, "
+                "HAIC_PSEUDONYM_KEY_FILE, a file readable by the service user alone).")
+        try:
+            key = read_key_file(_resolve(key_file))
+        except ConfigurationError:
+            if check_key:
+                raise
+            key = ""
     key_is_demo = not key
     if key_is_demo:
         if haic_env == "production" and check_key:
             raise ConfigurationError(
-                "HAIC_ENV=production requires HAIC_PSEUDONYM_KEY: patient identifiers cannot be "
-                "pseudonymised with the public demo key. Set HAIC_PSEUDONYM_KEY to the secret key "
-                "held by the hospital's data protection officer."
+                "HAIC_ENV=production requires HAIC_PSEUDONYM_KEY_FILE (or HAIC_PSEUDONYM_KEY): patient "
+                "identifiers cannot be pseudonymised with the public demo key. Set HAIC_PSEUDONYM_KEY_FILE "
+                "to a file holding the secret key held by the hospital's data protection officer."
             )
         key = DEMO_PSEUDONYM_KEY
     warehouse = _resolve(env.get("HAIC_WAREHOUSE") or "warehouse/haic.duckdb")
@@ -101,6 +116,26 @@ def load_settings(environ: dict[str, str] | None = None, check_key: bool = True)
         key_is_demo=key_is_demo,
         duckdb_memory=env.get("HAIC_DUCKDB_MEMORY") or "2GB",
     )
+
+
+def read_key_file(path: Path) -> str:
+    """The pseudonym key held in `path` (HAIC_PSEUDONYM_KEY_FILE): its text without surrounding
+    whitespace. Raises ConfigurationError naming the setting when it is missing, unreadable or empty."""
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigurationError(f"HAIC_PSEUDONYM_KEY_FILE: {path} does not exist: create it (the secret key, "
+                                 "one line, readable by the service user alone) or correct the path") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"HAIC_PSEUDONYM_KEY_FILE: {path} is a directory, not the key file") from None
+    except PermissionError:
+        raise ConfigurationError(f"HAIC_PSEUDONYM_KEY_FILE: {path} cannot be read by this user: make the "
+                                 "service user its owner (chmod 600)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"HAIC_PSEUDONYM_KEY_FILE: {path} cannot be read ({exc})") from None
+    if not key:
+        raise ConfigurationError(f"HAIC_PSEUDONYM_KEY_FILE: {path} is empty: write the secret key into it")
+    return key
 
 
 DEMO_KEY_WARNING = (
@@ -190,3 +225,43 @@ def study_plan_path(environ: dict[str, str] | None = None) -> Path:
     """HAIC_STUDY_PLAN: the monitoring plan file (default: the committed study/monitoring_plan.yaml)."""
     env = os.environ if environ is None else environ
     return _resolve(env.get("HAIC_STUDY_PLAN") or DEFAULT_STUDY_PLAN)
+#: The shortest interval the sensors accept (a tick lists the inbox; less would only load the daemon).
+MIN_SENSOR_INTERVAL_SECONDS = 5
+
+
+def sensor_interval_seconds(environ: dict[str, str] | None = None) -> int:
+    """HAIC_SENSOR_INTERVAL_SECONDS: how often the inbox sensor and the automation sensor are
+    evaluated (default 30 s, at least 5)."""
+    env = os.environ if environ is None else environ
+    raw = (env.get("HAIC_SENSOR_INTERVAL_SECONDS") or "").strip()
+    if not raw:
+        return 30
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"HAIC_SENSOR_INTERVAL_SECONDS={raw!r} is not a whole number of seconds") from None
+    return max(MIN_SENSOR_INTERVAL_SECONDS, value)
+
+
+def pseudonym_key_file(environ: dict[str, str] | None = None) -> Path | None:
+    """HAIC_PSEUDONYM_KEY_FILE as a path, or None when unset."""
+    env = os.environ if environ is None else environ
+    value = env.get("HAIC_PSEUDONYM_KEY_FILE") or ""
+    return _resolve(value) if value else None
+
+
+def doctor_max_age_hours(environ: dict[str, str] | None = None) -> float:
+    """HAIC_DOCTOR_MAX_AGE_HOURS: `haic doctor` fails when the last successful refresh is older
+    (default 26 h: a nightly refresh plus two hours of slack)."""
+    env = os.environ if environ is None else environ
+    raw = (env.get("HAIC_DOCTOR_MAX_AGE_HOURS") or "").strip()
+    try:
+        return float(raw) if raw else 26.0
+    except ValueError:
+        raise ConfigurationError(f"HAIC_DOCTOR_MAX_AGE_HOURS={raw!r} is not a number of hours") from None
+
+
+def production(environ: dict[str, str] | None = None) -> bool:
+    """HAIC_ENV=production."""
+    env = os.environ if environ is None else environ
+    return (env.get("HAIC_ENV") or "demo").strip().lower() == "production"

@@ -37,6 +37,7 @@ def pytest_configure(config):
 # (maxschedchunk 1), so the short tests fill the end and both workers finish together instead of
 # one running the browser test alone while the other idles. Order only: nothing depends on it.
 LONG_FIRST = (
+    "test_production_postgres.py::test_daemon_and_webserver",
     "test_ui_browser.py::",
     "test_crash_safety.py::",
     "test_snapshot.py::",

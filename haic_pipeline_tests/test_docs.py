@@ -25,7 +25,6 @@ GUIDES = sorted((ROOT / "docs").glob("*.md"))
 DOCS = [README, *GUIDES, ROOT / "ARCHITECTURE.md", ROOT / "data_contracts" / "README.md",
         ROOT / "benchmarks" / "RESULTS.md"]
 # Written in another branch; linked from docs/operating.md ahead of it.
-KNOWN_ELSEWHERE = {ROOT / "docs" / "production.md"}
 
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 SPAN = re.compile(r"`([^`\n]+)`")
@@ -67,7 +66,7 @@ def test_every_relative_link_resolves(doc):
         if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
             continue  # a URL or an anchor of the same page
         path = (doc.parent / target.split("#", 1)[0]).resolve()
-        if not path.exists() and path not in KNOWN_ELSEWHERE:
+        if not path.exists():
             broken.append(target)
     assert not broken, f"{doc.relative_to(ROOT)} links to missing files: {broken}"
 

@@ -1,4 +1,4 @@
-"""`haic run | synth | status | sql | drop | check | snapshot | backup | restore` (also `python -m haic_pipeline.cli ...`).
+"""`haic run | synth | status | sql | drop | check | snapshot | backup | restore | doctor` (also `python -m haic_pipeline.cli ...`).
 
 `haic run` is what `make run` calls: it writes the demo drops if the inbox holds none, lands
 every new drop (one Dagster run per drop, recorded in DAGSTER_HOME like any other run, so the
@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from haic_pipeline.cli import backup as backup_cli
+from haic_pipeline.cli import doctor
 from haic_pipeline.cli.operate import add_parsers
 from haic_pipeline.settings import ConfigurationError, load_settings, project_root
 from haic_pipeline.warehouse.faults import StorageFault, check_writable, describe, disk_full_message, nearly_full
@@ -374,13 +375,19 @@ def main(argv: list[str] | None = None) -> int:
     add_parsers(sub)   # status, drop retract|restore, check waive|revoke, snapshot
     backup_cli.add_parsers(sub)   # backup, restore
     sub.add_parser("sql", help="open the warehouse read-only").set_defaults(fn=cmd_sql)
+    doctor.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - only a full disk or a read-only folder is turned into a message
+    except Exception as exc:  # noqa: BLE001 - only storage and instance faults are turned into a message
+        instance = doctor.instance_error(exc)
+        if instance is not None:
+            print(f"configuration error: the Dagster instance cannot be opened: {instance} "
+                  "(`haic doctor` checks the whole deployment)", file=sys.stderr)
+            return 2
         message = _storage_error(exc)
         if message is None:
             raise

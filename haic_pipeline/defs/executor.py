@@ -14,3 +14,10 @@ import dagster as dg
 
 EXECUTOR = dg.multi_or_in_process_executor
 RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
+
+
+@dg.definitions
+def executor() -> dg.Definitions:
+    """The code location's default executor, for the runs declarative automation and the UI's
+    "Materialize" start (Dagster's implicit asset jobs): the steps in one process, as above."""
+    return dg.Definitions(executor=dg.in_process_executor)

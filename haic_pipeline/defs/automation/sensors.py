@@ -1,4 +1,10 @@
-"""A failed run is written to ops.run_log (job, step, error class and first line), and nothing
+"""The automation sensor, and the run-failure sensor.
+
+Declarative automation (the assets' `AutomationCondition.eager()`) is evaluated by
+`automation_condition_sensor`, on by default, every HAIC_SENSOR_INTERVAL_SECONDS (default 30 s),
+in the daemon; its cursor lives in the Dagster instance, so it survives a restart of the daemon.
+
+A failed run is written to ops.run_log (job, step, error class and first line), and nothing
 else changes: every asset writes its table in one transaction, so the last good results stay.
 If the warehouse cannot be written (disk full, read-only), the tick fails with a message saying
 so; the sensor's cursor moves on and the run's failure stays in Dagster's run history."""
@@ -7,7 +13,17 @@ import dagster as dg
 
 from haic_pipeline.defs.resources import WarehouseResource
 from haic_pipeline.ops_log import record_run_failure
+from haic_pipeline.settings import sensor_interval_seconds
 from haic_pipeline.warehouse.faults import StorageFault, describe
+
+automation_condition_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_condition_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=sensor_interval_seconds(),
+    description="Evaluates the assets' automation conditions: staging and everything downstream refresh "
+                "after a drop lands, and stop at a failed blocking check.",
+)
 
 
 @dg.run_failure_sensor(

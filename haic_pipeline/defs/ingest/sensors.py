@@ -29,6 +29,7 @@ from haic_pipeline.defs.ingest.assets import DROPS, RAW_KEYS
 from haic_pipeline.defs.resources import HaicConfig
 from haic_pipeline.ingest import Drop
 from haic_pipeline.ingest.drops import EXTRACT_ID_PATTERN, MANIFEST
+from haic_pipeline.settings import sensor_interval_seconds
 
 #: Wait after the second failed attempt at a drop version, doubled for each further one up to
 #: RETRY_MAX_SECONDS (the first retry is at the next tick): a warehouse busy for an hour costs a
@@ -158,7 +159,7 @@ ingest_drop_job = dg.define_asset_job(
 
 @dg.sensor(
     job=ingest_drop_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_seconds(),  # HAIC_SENSOR_INTERVAL_SECONDS, default 30
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches HAIC_INBOX; starts one ingest run per new complete drop (folder with manifest.json).",
 )
