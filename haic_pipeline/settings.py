@@ -16,6 +16,7 @@
 | HAIC_DQ_PARALLEL_MIN_ROWS | 5000000                | pending rows from which the workers are used  |
 | HAIC_DQ_START_METHOD | fork                        | how the workers start (fork, or spawn)        |
 | HAIC_SYNTH_DEBUG     | (unset)                     | the synthetic writer reports each drop's edits |
+| HAIC_TEST_KILL_AT    | (unset)                     | test hook: the named point where the process kills itself (`kill_if_asked`) |
 
 Every HAIC_* variable is read here and nowhere else.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +150,14 @@ def actor_override(environ: dict[str, str] | None = None) -> str | None:
 def synth_debug(environ: dict[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     return bool(env.get("HAIC_SYNTH_DEBUG"))
+
+
+def kill_if_asked(point: str, environ: dict[str, str] | None = None) -> None:
+    """Test hook: SIGKILL this process at `point` when HAIC_TEST_KILL_AT names it, so the
+    crash-safety test cuts the power at a chosen place instead of after a guessed delay. Unset
+    (always, outside that test), it does nothing. The points: `staging.<domain> uncommitted`
+    (the domain's new staging tables written inside their transaction, not committed) and
+    `analytics copy written` (the new analysts' copy complete beside the old one, not renamed)."""
+    env = os.environ if environ is None else environ
+    if env.get("HAIC_TEST_KILL_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
