@@ -49,7 +49,6 @@ LONG_FIRST = (
     "quality/test_parallel.py::test_worker_processes",
     "analysis/test_dagster_analysis.py::",
     "test_dagster.py::",
-    "test_ui_smoke.py::",
     "analysis/test_beyond.py::test_beyond_tables_at_100k",
     "quality/test_quality.py::test_refresh",
     "quality/test_rule_kinds.py::test_rule_kind[",
