@@ -23,6 +23,7 @@
 | HAIC_STUDY_PLAN      | study/monitoring_plan.yaml  | the monitoring plan (study_spec §6.1)         |
 | HAIC_SENSOR_INTERVAL_SECONDS | 30                  | how often the inbox and automation sensors are evaluated (at least 5) |
 | HAIC_DOCTOR_MAX_AGE_HOURS | 26                     | `haic doctor`: the last successful refresh must be younger |
+| HAIC_TEST_KILL_AT    | (unset)                     | test hook: the named point where the process kills itself (`kill_if_asked`) |
 
 Every HAIC_* variable is read here and nowhere else.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,6 +227,8 @@ def study_plan_path(environ: dict[str, str] | None = None) -> Path:
     """HAIC_STUDY_PLAN: the monitoring plan file (default: the committed study/monitoring_plan.yaml)."""
     env = os.environ if environ is None else environ
     return _resolve(env.get("HAIC_STUDY_PLAN") or DEFAULT_STUDY_PLAN)
+
+
 #: The shortest interval the sensors accept (a tick lists the inbox; less would only load the daemon).
 MIN_SENSOR_INTERVAL_SECONDS = 5
 
@@ -265,3 +269,14 @@ def production(environ: dict[str, str] | None = None) -> bool:
     """HAIC_ENV=production."""
     env = os.environ if environ is None else environ
     return (env.get("HAIC_ENV") or "demo").strip().lower() == "production"
+
+
+def kill_if_asked(point: str, environ: dict[str, str] | None = None) -> None:
+    """Test hook: SIGKILL this process at `point` when HAIC_TEST_KILL_AT names it, so the
+    crash-safety test cuts the power at a chosen place instead of after a guessed delay. Unset
+    (always, outside that test), it does nothing. The points: `staging.<domain> uncommitted`
+    (the domain's new staging tables written inside their transaction, not committed) and
+    `analytics copy written` (the new analysts' copy complete beside the old one, not renamed)."""
+    env = os.environ if environ is None else environ
+    if env.get("HAIC_TEST_KILL_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -51,7 +51,6 @@ LONG_FIRST = (
     "quality/test_parallel.py::test_worker_processes",
     "analysis/test_dagster_analysis.py::",
     "test_dagster.py::",
-    "test_ui_smoke.py::",
     "analysis/test_beyond.py::test_beyond_tables_at_100k",
     "quality/test_quality.py::test_refresh",
     "quality/test_rule_kinds.py::test_rule_kind[",
@@ -87,6 +86,32 @@ def env(tmp_path, monkeypatch):
     (tmp_path / "dagster_home").mkdir()
     (tmp_path / "wh").mkdir()
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def refreshed_demo(tmp_path_factory):
+    """The demo refreshed by `haic run` on an empty inbox, built once per test run (refreshed.py):
+    read it, or copy_into your own folder."""
+    from . import refreshed  # it imports this module
+
+    return refreshed.demo(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def refreshed_five_of_six(tmp_path_factory):
+    """The first five demo drops refreshed by `haic run`, all six in <folder>/all (refreshed.py)."""
+    from . import refreshed
+
+    return refreshed.five_of_six(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def refreshed_blocked(tmp_path_factory):
+    """A study blocked by its first `haic run` (a delta drop with out-of-range ECOG values;
+    refreshed.py)."""
+    from . import refreshed
+
+    return refreshed.blocked(tmp_path_factory)
 
 
 @pytest.fixture

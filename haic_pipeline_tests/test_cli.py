@@ -4,25 +4,16 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import duckdb
 
 from .conftest import table_counts
+from .refreshed import haic_timed
 
 
 def _haic(*args, env):
     return subprocess.run([sys.executable, "-m", "haic_pipeline.cli", *args], env=env,
                           capture_output=True, text=True, timeout=600)
-
-
-def _haic_timed(*args, env) -> tuple[int, list[tuple[float, str]], str]:
-    """`haic ...` with every line of its standard output stamped with the time it arrived."""
-    proc = subprocess.Popen([sys.executable, "-m", "haic_pipeline.cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines = [(time.monotonic(), line.rstrip("\n")) for line in proc.stdout]
-    stderr = proc.stderr.read()
-    return proc.wait(timeout=600), lines, stderr
 
 
 STEP_LINE = re.compile(r"^  (\w+) +(\d+\.\d) s(  .*)?$")
@@ -35,11 +26,11 @@ def _step_lines(lines: list[tuple[float, str]]) -> dict[str, tuple[float, str]]:
     return {m.group(1): (t, text) for t, text in lines[start + 1:end] if (m := STEP_LINE.match(text))}
 
 
-def test_run_writes_demo_drops_into_an_empty_inbox_then_a_second_run_changes_nothing(env):
-    environ = dict(os.environ)
-    code, lines, stderr = _haic_timed("run", env=environ)
-    stdout = "\n".join(text for _, text in lines)
-    assert code == 0, stdout[-2000:] + stderr[-2000:]
+def test_run_writes_demo_drops_into_an_empty_inbox_then_a_second_run_changes_nothing(refreshed_demo, env):
+    # the first run: `haic run` on an empty inbox, as run once for every test (refreshed.py)
+    first = refreshed_demo
+    code, lines, stdout = first.code, first.lines, first.stdout
+    assert code == 0, stdout[-2000:] + first.stderr[-2000:]
     # each drop's landing with its seconds, then each refresh step as it ends, with its seconds
     assert "landing 6 new drop(s)" in stdout
     assert len(re.findall(r"^  \[\d/6\] \d{8}T\d{6}Z +\d+\.\d s$", stdout, re.M)) == 6, stdout
@@ -50,10 +41,14 @@ def test_run_writes_demo_drops_into_an_empty_inbox_then_a_second_run_changes_not
     # printed while the refresh ran, not all at the end
     summary_at = next(t for t, text in lines if text.startswith("refresh succeeded"))
     assert steps["staging__patients"][0] < steps["analytics__analysts_copy"][0] - 1.0 < summary_at
-    drops = sorted(p.name for p in (env / "inbox").iterdir() if (p / "manifest.json").exists())
+    drops = sorted(p.name for p in (first.folder / "inbox").iterdir() if (p / "manifest.json").exists())
     assert len(drops) == 6
     assert "drops landed now: 6, rejected now: 0" in stdout
-    assert str(env / "wh" / "haic.duckdb") in stdout
+    assert str(first.folder / "wh" / "haic.duckdb") in stdout
+
+    # the rest on a copy of that warehouse, its inbox and run history, where this test's HAIC_* point
+    environ = first.copy_into(env)
+    assert environ["HAIC_WAREHOUSE"] == os.environ["HAIC_WAREHOUSE"]
     with duckdb.connect(os.environ["HAIC_WAREHOUSE"], read_only=True) as con:
         staged = table_counts(con, "staging")
         raw = table_counts(con, "raw")
@@ -77,30 +72,28 @@ def test_run_writes_demo_drops_into_an_empty_inbox_then_a_second_run_changes_not
         assert con.execute("SELECT count(*) FROM ops.load_log").fetchall()[0][0] == log_rows
 
 
-def test_run_reports_a_rejected_drop_and_exits_non_zero(env):
-    from .dropkit import patient, write_drop
+def test_run_reports_a_rejected_drop_and_exits_non_zero(refreshed_demo, env):
     import json
 
-    folder = write_drop(env / "inbox", "20240101T020000Z", {"patients.csv": [patient("10000001")]})
+    from .dropkit import patient, write_drop
+
+    refreshed_demo.succeeded().copy_into(env)   # a live warehouse; a drop with a wrong checksum arrives
+    folder = write_drop(env / "inbox", "20250101T020000Z", {"patients.csv": [patient("10000001")]})
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["patients.csv"]["sha256"] = "0" * 64
     (folder / "manifest.json").write_text(json.dumps(manifest))
     result = _haic("run", "--no-demo", env=dict(os.environ))
     assert result.returncode == 1
     assert "REJECTED" in result.stdout and "sha256" in result.stdout
+    assert "drops landed now: 0, rejected now: 1" in result.stdout
     assert "10000001" not in result.stdout + result.stderr
     assert (folder / "manifest.json").exists()
 
 
-def test_run_shows_the_failed_blocking_check_and_the_steps_it_held_back(env):
-    from .dropkit import write_drop
-    from .quality.test_quality import E1, E2, cohort
-
-    write_drop(env / "inbox", E1, cohort(40))
-    write_drop(env / "inbox", E2, cohort(20, start=41, bad_ecog=10))   # 10 of 20 ECOG values out of range
-    code, lines, stderr = _haic_timed("run", "--no-demo", env=dict(os.environ))
-    stdout = "\n".join(text for _, text in lines)
-    assert code == 1, stdout[-2000:] + stderr[-2000:]
+def test_run_shows_the_failed_blocking_check_and_the_steps_it_held_back(refreshed_blocked):
+    # `haic run` on a clean drop and a delta with 10 of 20 ECOG values out of range (refreshed.py)
+    code, lines, stdout = refreshed_blocked.code, refreshed_blocked.lines, refreshed_blocked.stdout
+    assert code == 1, stdout[-2000:] + refreshed_blocked.stderr[-2000:]
     steps = _step_lines(lines)
     assert re.search(r" \d+\.\d s  FAILED, check failed: assessments_error_rules \(blocking\); `haic status`",
                      steps["assessments_rules"][1]), stdout

@@ -21,15 +21,15 @@ import pytest
 
 from haic_pipeline.synthetic import write_drops
 
-from .shared import built_once
 from .test_crash_safety import _results, _sha
 
 KEY = "test-pseudonym-key"
 
-# Sizes measured on this demo (60 patients, seed 3; the first drop holds 23 of them), DuckDB 1.x:
-# after one refresh haic.duckdb is ~9.4 MB, analytics.duckdb ~5.2 MB, reports ~1.5 MB (~16 MB in all);
-# landing the first drop alone needs ~0.5 MB and its refresh ~2 MB more (files grow in 256 KB
-# blocks, plus a WAL of up to ~0.8 MB). Tmpfs sizes below are derived from the measured good build.
+# Sizes measured, DuckDB 1.x: the good refresh (the first five demo drops, 100 patients) holds
+# haic.duckdb ~12 MB, analytics.duckdb ~7 MB and reports ~3 MB (~22 MB in all). A first run of the
+# small demo (60 patients, seed 3; the first drop holds 23 of them) needs ~0.5 MB to land the drop
+# and ~2 MB more to refresh (files grow in 256 KB blocks, plus a WAL of up to ~0.8 MB). Tmpfs sizes
+# below are derived from the measured good build.
 
 
 # --- mounts --------------------------------------------------------------------------------------
@@ -109,6 +109,7 @@ def _identifiers(drops: list[Path]) -> set[str]:
     found = set()
     for drop in drops:
         encoding = json.loads((drop / "manifest.json").read_text())["encoding"]
+        encoding = "utf-8-sig" if encoding == "utf-8" else encoding   # a byte-order mark, as in the demo
         with open(drop / "patients.csv", encoding=encoding, newline="") as fh:
             for row in csv.DictReader(fh):
                 found |= {row["patient_id"].strip(), row["patient_name"].strip()} - {""}
@@ -159,23 +160,15 @@ def _drop_status(db: Path, extract_id: str) -> str | None:
     return row[0][0] if row else None
 
 
-def _good_refresh(base: Path) -> None:
-    drops = write_drops(base / "all", patients=60, drops=2, seed=3)
-    (base / "inbox").mkdir()
-    shutil.copytree(drops[0], base / "inbox" / drops[0].name)
-    proc = _haic(_env(base, base / "wh", base / "dagster_home"))
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-
-
 @pytest.fixture(scope="module")
-def good(tmp_path_factory, can_mount):
-    """One good refresh of the first demo drop on a disk with room; the second drop is held back
-    (the 'new drop' of each test). Built once per test run for every worker; tests copy this
-    warehouse into their own faulty folder and never write here."""
-    base = built_once(tmp_path_factory, "faults_good_refresh", _good_refresh)
+def good(refreshed_five_of_six, can_mount):
+    """One good refresh of the first five demo drops on a disk with room; the sixth is held back
+    (the 'new drop' of each test). Built once per test run for every worker (refreshed.py); tests
+    copy this warehouse into their own faulty folder and never write here."""
+    base = refreshed_five_of_six.succeeded().folder
     drops = sorted(p for p in (base / "all").iterdir() if p.is_dir())
     wh = base / "wh"
-    return SimpleNamespace(base=base, wh=wh, dagster_home=base / "dagster_home", new_drop=drops[1],
+    return SimpleNamespace(base=base, wh=wh, dagster_home=base / "dagster_home", new_drop=drops[5],
                            copy_sha=_sha(wh / "analytics.duckdb"), results=_results(wh / "haic.duckdb"),
                            identifiers=_identifiers(drops))
 
@@ -217,7 +210,7 @@ def test_full_disk_keeps_the_last_good_refresh_then_the_next_run_completes(good,
     from haic_pipeline.settings import load_settings
     from haic_pipeline.warehouse.faults import StorageFault
 
-    # the good warehouse (~16 MB for this demo) plus room for the next refresh and its new analysts'
+    # the good warehouse (~22 MB) plus room for the next refresh and its new analysts'
     # copy (written beside the old one, then renamed)
     size_mb = _du(good.wh) // (1 << 20) + 16
     wh = mounts.tmpfs(tmp_path / "wh", f"{size_mb}m")

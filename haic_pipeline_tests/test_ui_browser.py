@@ -1,39 +1,44 @@
-"""The web UI in a real browser: `dagster dev` on a free port with a temporary DAGSTER_HOME,
-headless Chromium (Debian's /usr/bin/chromium) driven by Playwright. The test finds no community
-sign-up dialog at the first visit, opens the asset graph with every group expanded, launches
-"Materialize all" of the refresh job from the UI, waits for the run to succeed, opens the KM figure
-asset and finds the picture in its metadata. Screenshots are saved under <reports>/ui/ (the
-warehouse's reports folder of the test) and copied to warehouse/reports/ui_test/; the README's
-docs/screenshots/ are taken from there.
+"""The web UI, on one `dagster dev` (what `make ui` runs: from the repository root with
+workspace.yaml, on a free port, with a temporary DAGSTER_HOME) over a copy of the demo warehouse
+refreshed by `haic run`:
 
-Skipped, with the way to enable it, where Chromium or Playwright is missing:
+- through its GraphQL API: it lists every asset of the code location and the data-quality checks on
+  the staging assets, and does not offer Dagster's first-visit sign-up dialog;
+- in a real browser, headless Chromium (Debian's /usr/bin/chromium) driven by Playwright: no
+  community sign-up dialog at the first visit, the asset graph with every group expanded, "Materialize
+  all" of the refresh job launched from the UI and its run succeeding, and the KM figure asset
+  showing the picture in its metadata. Screenshots are saved under <reports>/ui/ (the warehouse's
+  reports folder of the test) and copied to warehouse/reports/ui_test/; the README's
+  docs/screenshots/ are taken from there.
+
+The browser part is skipped, with the way to enable it, where Chromium or Playwright is missing
+(after the GraphQL checks have passed):
     apt-get install -y chromium && .venv/bin/pip install playwright
 """
 
+import importlib.util
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from .webui import ROOT, dagster_dev, graphql
-
 import pytest
+
+from .webui import ROOT, dagster_dev, graphql
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-playwright = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright missing: .venv/bin/pip install playwright (see make test)")
-if not os.path.exists(CHROMIUM):
-    pytest.skip("Chromium missing: apt-get install -y chromium (Debian's package; Playwright's own "
-                "browser download does not work here)", allow_module_level=True)
+DOMAINS = ("patients", "treatments", "assessments", "labs", "imaging", "vital_status")
 
 
-
-
+def _browser_missing() -> str | None:
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright missing: .venv/bin/pip install playwright (see make test)"
+    if not os.path.exists(CHROMIUM):
+        return ("Chromium missing: apt-get install -y chromium (Debian's package; Playwright's own "
+                "browser download does not work here)")
+    return None
 
 
 def _runs(port: int) -> list[dict]:
@@ -41,26 +46,46 @@ def _runs(port: int) -> list[dict]:
     return data["data"]["runsOrError"]["results"]
 
 
-@pytest.fixture
-def landed(env):
-    """Drops landed beforehand with `haic run` (the UI then refreshes everything downstream)."""
-    proc = subprocess.run([sys.executable, "-m", "haic_pipeline.cli", "run"], env=dict(os.environ),
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return env
-
-
-def test_materialize_all_from_the_ui_and_see_the_km_figure(landed):
+def test_dagster_dev_lists_the_assets_and_materializes_all_from_the_browser(refreshed_demo, env):
+    refreshed_demo.succeeded().copy_into(env)   # drops landed and refreshed by `haic run`
     shots = Path(os.environ["HAIC_WAREHOUSE"]).parent / "reports" / "ui"
     shots.mkdir(parents=True, exist_ok=True)
     try:
         with dagster_dev() as port:
+            _assets_and_checks(port)
+            missing = _browser_missing()
+            if missing:
+                pytest.skip(f"the `dagster dev` checks passed; the browser part needs: {missing}")
             _drive(port, shots)
     finally:
         keep = ROOT / "warehouse" / "reports" / "ui_test"
-        shutil.rmtree(keep, ignore_errors=True)
-        if shots.exists():
+        if any(shots.iterdir()):
+            shutil.rmtree(keep, ignore_errors=True)
             shutil.copytree(shots, keep)
+
+
+def _assets_and_checks(port: int) -> None:
+    """Every asset of the code location, the data-quality checks on the staging assets (blocking
+    for error rules), one code location, and no sign-up dialog (GraphQL)."""
+    data = graphql(port, "{ assetNodes { assetKey { path } } }")
+    keys = {"/".join(n["assetKey"]["path"]) for n in data["data"]["assetNodes"]}
+    for domain in DOMAINS:
+        assert f"raw/{domain}" in keys and f"staging/{domain}" in keys
+    assert {"staging/cohort", "staging/endpoints", "analysis/attrition"} <= keys
+    nodes = graphql(port, "{ assetNodes { assetKey { path } assetChecksOrError { "
+                          "... on AssetChecks { checks { name blocking } } } } }")["data"]["assetNodes"]
+    checks = {"/".join(n["assetKey"]["path"]): {c["name"]: c["blocking"] for c in
+                                                n["assetChecksOrError"].get("checks", [])} for n in nodes}
+    for domain in DOMAINS:
+        assert checks[f"staging/{domain}"][f"{domain}_error_rules"] is True
+        assert checks[f"staging/{domain}"][f"{domain}_warn_rules"] is False
+    assert checks["staging/patients"]["drop_sequence"] is True
+    assert checks["staging/patients"]["drop_changes"] is False
+    assert checks["staging/vital_status"]["cross_table_rules"] is False
+    loc = graphql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
+    assert [e["name"] for e in loc["data"]["workspaceOrError"]["locationEntries"]] == ["haic_pipeline"]
+    # deploy/dagster.yaml `nux: enabled: false`: no community sign-up dialog at the first visit
+    assert graphql(port, "{ shouldShowNux }")["data"]["shouldShowNux"] is False
 
 
 def _first_visit_and_asset_graph(browser, base: str, shot: Path) -> None:

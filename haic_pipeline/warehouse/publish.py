@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from haic_pipeline.settings import kill_if_asked
 from haic_pipeline.warehouse.refresh import last_fingerprint, record_build
 
 PUBLISHED_SCHEMAS = ("staging", "analysis")
@@ -95,6 +96,7 @@ def publish_analytics_copy(con: duckdb.DuckDBPyConnection, target: Path, force: 
         con.execute("DETACH haic_publish")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        kill_if_asked("analytics copy written")
         os.replace(tmp, target)
     except BaseException:  # e.g. a full disk: the old copy stays, nothing half-written is left
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from haic_pipeline.contracts import load_contracts
+from haic_pipeline.settings import kill_if_asked
 from haic_pipeline.warehouse.compile import model_path
 from haic_pipeline.warehouse.refresh import record_build, staging_fingerprint, unchanged_since_last_build
 from haic_pipeline.warehouse.schema import ensure_schema
@@ -36,6 +37,7 @@ def build_staging(con: duckdb.DuckDBPyConnection, domain: str) -> StagingResult:
     sql = model_path(domain).read_text()
     with transaction(con):
         con.execute(sql)
+        kill_if_asked(f"staging.{domain} uncommitted")
     return staging_result(con, domain)
 
 

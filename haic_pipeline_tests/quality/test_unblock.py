@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -104,13 +105,15 @@ def test_block_lifts_when_a_later_drop_supersedes_the_offending_rows(env):
         assert rows == [(False, 10), (True, 0)]
 
 
-def _blocked_study(env, instance):
-    """A clean first drop, then a delta drop with 10 of 20 ECOG values out of range: blocked."""
-    write_drop(env / "inbox", E1, cohort(40))
-    write_drop(env / "inbox", E2, cohort(20, start=41, bad_ecog=10))
-    result = _ingest_and_refresh(instance, [E1, E2])
-    assert not _checks(result)["assessments_error_rules"].passed
-    assert not result.success
+@contextmanager
+def _blocked_study(blocked, env):
+    """A copy of the study blocked by its first `haic run` (conftest.refreshed_blocked: a clean
+    first drop E1, then a delta drop E2 with 10 of 20 ECOG values out of range), opened with that
+    run's history as the Dagster instance."""
+    assert blocked.code == 1 and "check failed: assessments_error_rules (blocking)" in blocked.stdout, blocked.stdout
+    blocked.copy_into(env)
+    with dg.instance_for_test(temp_dir=str(env / "dagster_home")) as instance:
+        yield instance
 
 
 def _status(capsys) -> str:
@@ -123,9 +126,8 @@ def _report() -> str:
     return (Path(load_settings().reports) / "study_report.md").read_text()
 
 
-def test_retract_unblocks_is_recorded_and_shows_everywhere(env, capsys):
-    with dg.instance_for_test() as instance:
-        _blocked_study(env, instance)
+def test_retract_unblocks_is_recorded_and_shows_everywhere(refreshed_blocked, env, capsys):
+    with _blocked_study(refreshed_blocked, env) as instance:
         out = _status(capsys)
         assert "STUDY BLOCKED" in out and "assessments_error_rules" in out and E2 in out
         assert "haic drop retract" in out and "haic check waive" in out
@@ -180,9 +182,9 @@ def test_retract_unblocks_is_recorded_and_shows_everywhere(env, capsys):
     assert "STUDY BLOCKED" in _status(capsys)
 
 
-def test_waive_unblocks_is_recorded_and_shows_everywhere(env, capsys):
-    with dg.instance_for_test() as instance:
-        _blocked_study(env, instance)
+def test_waive_unblocks_is_recorded_and_shows_everywhere(refreshed_blocked, env, capsys):
+    with _blocked_study(refreshed_blocked, env) as instance:
+        assert "STUDY BLOCKED" in _status(capsys)
         with pytest.raises(SystemExit, match="does not fail"):
             main(["check", "waive", "assessments_error_rules", E1, "--reason", "nothing to waive"])
         with pytest.raises(SystemExit, match="no check"):
