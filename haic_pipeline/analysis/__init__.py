@@ -172,8 +172,6 @@ monitoring (study_spec §6; haic_pipeline.analysis.monitoring)
 """
 
 from .build import (
-    BEYOND_FIGURES,
-    FIGURES,
     BuildResult,
     build_analysis,
     build_baseline,
@@ -186,9 +184,9 @@ from .build import (
     build_response,
     build_software,
     build_survival,
-    render_figure,
 )
 from .data import COX_TERMS, AnalysisInputError, Provenance, cox_terms, load_study_data
+from .render import BEYOND_FIGURES, FIGURES, render_figure
 from .warehouse import BEYOND_TABLES, TABLES
 
 __all__ = [

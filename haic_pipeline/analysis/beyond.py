@@ -48,7 +48,14 @@ from haic_pipeline.stats import (
 )
 
 from .checks import EXACT_BALANCE_TOLERANCE
-from .data import COX_TERMS, ENDPOINT_COLUMNS, ENDPOINTS, GROUPS, LANDMARK_MONTHS, cox_terms
+from .data import (
+    COX_TERMS,
+    ENDPOINT_COLUMNS,
+    ENDPOINTS,
+    GROUPS,
+    LANDMARK_MONTHS,
+    cox_terms,
+)
 
 #: weightings (§5.1, §5.6): ``none`` = unweighted on the modelled patients; ``stabilized`` = the
 #: stabilized ATE weights; ``truncated`` = those clipped at their 1st and 99th percentiles (R

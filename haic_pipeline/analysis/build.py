@@ -24,21 +24,26 @@ holds clinician-readable strings (median OS per group, p-values formatted). No D
 
 from __future__ import annotations
 
-import hashlib
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from haic_pipeline.stats import format_count_percent, format_estimate_ci, format_median_ci, format_p
+from haic_pipeline.stats import (
+    format_count_percent,
+    format_estimate_ci,
+    format_median_ci,
+    format_p,
+)
 from haic_pipeline.warehouse.schema import ensure_ops
 
 from . import beyond as B
 from . import figures as F
 from . import tables as T
 from .data import ENDPOINTS, GROUPS, Provenance, load_study_data, read_provenance
+from .render import FIGURES, draw_figure, figure_inputs, inputs_key, table_provenance
+from .report import write_report
 from .warehouse import MONITORING_TABLES as MONITORING_COLUMNS
 from .warehouse import append_history, read_table, write_tables
 
@@ -299,99 +304,6 @@ def build_software(con: duckdb.DuckDBPyConnection, refresh: str) -> BuildResult:
 # ---------------------------------------------------------------------------------------
 # figures and report (read the analysis tables: a figure shows what the tables hold)
 # ---------------------------------------------------------------------------------------
-def table_provenance(con: duckdb.DuckDBPyConnection, table: str) -> Provenance:
-    prov = read_provenance(con)
-    df = read_table(con, table)
-    if len(df) and "extract_id" in df:
-        extract_id = str(df["extract_id"].iloc[0])
-        if extract_id != prov.extract_id:  # tables from an older state than staging
-            drops = tuple(d for d in prov.drops if d <= extract_id)
-            return Provenance(extract_id, str(pd.Timestamp(df["data_cutoff"].iloc[0]).date()), drops)
-    return prov
-
-
-PAPER_FIGURES = ("km_os", "km_pfs", "forest_os", "forest_pfs")
-BEYOND_FIGURES = F.BEYOND_FIGURES  # study_spec §5
-MONITORING_FIGURES = ("monitor",)  # study_spec §6.4
-FIGURES = PAPER_FIGURES + BEYOND_FIGURES + MONITORING_FIGURES
-
-
-def figure_inputs(con: duckdb.DuckDBPyConnection, name: str) -> dict:
-    """What figure ``name`` (one of FIGURES) is drawn from: the analysis tables it reads
-    and the provenance line."""
-    if name == "monitor":
-        frames = {t: read_table(con, t) for t in ("monitoring_looks", "monitoring_boundaries", "monitoring_status",
-                                                  "refresh_history")}
-        return {"kind": "monitor", "endpoint": None, "frames": frames,
-                "provenance": table_provenance(con, "monitoring_boundaries")}
-    if name == "love":
-        frames = {t: read_table(con, t) for t in ("balance", "propensity_model")}
-        return {"kind": "love", "endpoint": None, "frames": frames,
-                "provenance": table_provenance(con, "balance")}
-    if name == "propensity_overlap":
-        frames = {t: read_table(con, t) for t in ("propensity_histogram", "propensity_overlap", "propensity_model")}
-        return {"kind": "propensity", "endpoint": None, "frames": frames,
-                "provenance": table_provenance(con, "propensity_overlap")}
-    if name.startswith("iptw_km_"):
-        frames = {t: read_table(con, t) for t in ("iptw_km_curves", "iptw_km_summary", "iptw_effects")}
-        return {"kind": "iptw_km", "endpoint": name.rsplit("_", 1)[1].upper(), "frames": frames,
-                "provenance": table_provenance(con, "iptw_km_summary")}
-    kind, endpoint = name.split("_")
-    if kind == "km":
-        frames = {t: read_table(con, t) for t in ("km_curves", "km_summary", "survival_tests")}
-        prov = table_provenance(con, "km_curves")
-    else:
-        frames = {t: read_table(con, t) for t in ("cox_models", "cox_excluded")}
-        prov = table_provenance(con, "cox_models")
-    return {"kind": kind, "endpoint": endpoint.upper(), "frames": frames, "provenance": prov}
-
-
-def draw_figure(inputs: dict):
-    """The matplotlib Figure for :func:`figure_inputs`."""
-    endpoint, prov, fr = inputs["endpoint"], inputs["provenance"], inputs["frames"]
-    if inputs["kind"] == "monitor":
-        from .monitoring_figure import monitoring_figure  # noqa: PLC0415
-
-        return monitoring_figure(fr["monitoring_looks"], fr["monitoring_boundaries"], fr["monitoring_status"],
-                                 fr["refresh_history"], prov)
-    if inputs["kind"] == "love":
-        return F.love_figure(fr["balance"], fr["propensity_model"], prov)
-    if inputs["kind"] == "propensity":
-        return F.propensity_figure(fr["propensity_histogram"], fr["propensity_overlap"], fr["propensity_model"], prov)
-    if inputs["kind"] == "iptw_km":
-        title = f"{F.ENDPOINT_TITLES[endpoint]} by group, IPTW-adjusted"
-        summary = fr["iptw_km_summary"]
-        summary = summary[(summary["endpoint"] == endpoint) & (summary["weighting"] == "stabilized")]
-        curves = fr["iptw_km_curves"]
-        curves = curves[curves["weighting"] == "stabilized"] if len(curves) else curves
-        if not len(curves) or not (curves["endpoint"] == endpoint).any():
-            why = next((str(n) for n in summary["note"] if isinstance(n, str)), "no weighted curve")
-            return F.message_figure(title, textwrap.fill(f"Not drawn: {why}", 110), prov)
-        return F.km_figure(curves, summary, pd.DataFrame(), endpoint, prov, iptw=fr["iptw_effects"])
-    if inputs["kind"] == "km":
-        if not len(fr["km_curves"]):
-            return F.message_figure(f"{F.ENDPOINT_TITLES[endpoint]} by group",
-                                    "No included patients: no curve to draw.", prov)
-        return F.km_figure(fr["km_curves"], fr["km_summary"], fr["survival_tests"], endpoint, prov)
-    return F.forest_figure(fr["cox_models"], fr["cox_excluded"], endpoint, prov)
-
-
-def render_figure(con: duckdb.DuckDBPyConnection, name: str):
-    """The matplotlib Figure ``name`` (one of FIGURES) drawn from the analysis tables."""
-    return draw_figure(figure_inputs(con, name))
-
-
-def _inputs_key(name: str, inputs: dict) -> str:
-    h = hashlib.sha256()
-    h.update(Path(F.__file__).read_bytes())  # a change of the drawing code redraws
-    h.update((Path(F.__file__).parent / "monitoring_figure.py").read_bytes())
-    h.update(f"{name}|{inputs['provenance']!r}".encode())
-    for t, df in sorted(inputs["frames"].items()):
-        h.update(t.encode())
-        h.update(df.to_csv(index=False, float_format="%.17g").encode())
-    return h.hexdigest()
-
-
 def build_figures(con: duckdb.DuckDBPyConnection, reports: Path,
                   names: tuple[str, ...] = FIGURES) -> dict[str, F.SavedFigure]:
     """Draw and save each figure under ``<reports>/figures/``; a figure whose inputs (tables,
@@ -400,15 +312,13 @@ def build_figures(con: duckdb.DuckDBPyConnection, reports: Path,
     folder = Path(reports) / "figures"
     for name in names:
         inputs = figure_inputs(con, name)
-        key = _inputs_key(name, inputs)
+        key = inputs_key(name, inputs)
         saved = F.load_saved(folder, name, key)
         out[name] = saved or F.save_figure(draw_figure(inputs), folder, name, inputs_key=key)
     return out
 
 
 def build_report(con: duckdb.DuckDBPyConnection, reports: Path) -> BuildResult:
-    from .report import write_report
-
     prov = table_provenance(con, "km_summary")
     paths = write_report(con, Path(reports), prov)
     return BuildResult(tables={}, provenance=prov, files={k: str(v) for k, v in paths.items()})

@@ -30,7 +30,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from haic_pipeline.stats import CoxFitError, cox_regression, logrank_z
+from haic_pipeline.stats import (
+    CoxFitError,
+    conditional_power,
+    cox_regression,
+    logrank_z,
+    project_events,
+    repeated_ci,
+)
 from haic_pipeline.study.plan import MonitoringPlan
 from haic_pipeline.warehouse.schema import ensure_ops
 
@@ -223,8 +230,6 @@ def _boundary(fractions: list[float], plan: MonitoringPlan):
 
 def monitoring_tables(inputs: pd.DataFrame, plan: MonitoringPlan) -> MonitoringTables:
     """The formal looks (§6.2) and the status after each drop (§6.3) from the per-drop inputs."""
-    from haic_pipeline.stats.sequential import conditional_power, project_events, repeated_ci  # noqa: PLC0415
-
     d = planned_events(plan)
     ems = milestone_events(plan, d)
     looks: list[dict] = []

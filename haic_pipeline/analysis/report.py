@@ -31,6 +31,7 @@ from haic_pipeline.stats import (
 
 from . import figures as F
 from .data import ENDPOINTS, GROUPS, Provenance
+from .render import render_figure
 from .warehouse import read_table
 
 VARIABLE_LABELS = {
@@ -909,8 +910,6 @@ def _figure_bytes(reports: Path, name: str, con: duckdb.DuckDBPyConnection) -> b
     path = reports / "figures" / f"{name}.png"
     if path.exists():
         return path.read_bytes()
-    from .build import render_figure
-
     return F.png_bytes(render_figure(con, name))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from haic_pipeline.cli.home import ensure_dagster_home, run_lock
 from haic_pipeline.settings import backup_settings, load_settings
 
 
@@ -19,14 +20,13 @@ def _say(msg: str) -> None:
 
 
 def cmd_backup(args) -> int:
-    from haic_pipeline.cli.main import _ensure_dagster_home, _run_lock  # noqa: PLC0415
     from haic_pipeline.warehouse import backup  # noqa: PLC0415
 
     settings = load_settings(check_key=False)
     out = Path(args.out) if args.out else backup_settings().folder
     what = "backup folder (--out)" if args.out else "backup folder (HAIC_BACKUP_DIR)"
     try:
-        with _run_lock(_ensure_dagster_home()):
+        with run_lock(ensure_dagster_home()):
             taken = backup.take(settings.warehouse, out, name=args.name, what=what,
                                   memory_limit=settings.duckdb_memory)
     except backup.BackupError as exc:
@@ -43,13 +43,12 @@ def cmd_backup(args) -> int:
 def cmd_restore(args) -> int:
     import time  # noqa: PLC0415
 
-    from haic_pipeline.cli.main import _ensure_dagster_home, _run_lock  # noqa: PLC0415
     from haic_pipeline.warehouse import backup  # noqa: PLC0415
 
     settings = load_settings(check_key=False)
     t0 = time.perf_counter()
     try:
-        with _run_lock(_ensure_dagster_home()):
+        with run_lock(ensure_dagster_home()):
             manifest = backup.restore(args.folder, settings.warehouse, force=args.force,
                                       memory_limit=settings.duckdb_memory)
     except backup.BackupError as exc:

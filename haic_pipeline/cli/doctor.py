@@ -359,7 +359,7 @@ def cmd_doctor(args) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
-    env = (os.environ.get("HAIC_ENV") or "demo").strip().lower()
+    env = "production" if S.production() else "demo"
     print(f"haic doctor: HAIC_ENV={env}, DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '(not set)')}", flush=True)
     results = run_checks()
     width = max(len(r.name) for r in results)

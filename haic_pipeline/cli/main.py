@@ -9,33 +9,24 @@ drop and each refresh step as it ends with its seconds, and prints where the res
 from __future__ import annotations
 
 import argparse
-import fcntl
 import logging
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from haic_pipeline.cli import backup as backup_cli
 from haic_pipeline.cli import doctor
+from haic_pipeline.cli.home import ensure_dagster_home, run_lock
 from haic_pipeline.cli.operate import add_parsers
-from haic_pipeline.settings import ConfigurationError, load_settings, project_root
-from haic_pipeline.warehouse.faults import StorageFault, check_writable, describe, disk_full_message, nearly_full
-
-
-def _ensure_dagster_home() -> Path:
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        home = str(project_root() / "warehouse" / "dagster_home")
-        os.environ["DAGSTER_HOME"] = home
-    path = Path(home)
-    check_writable(path, "DAGSTER_HOME folder")
-    template = project_root() / "deploy" / "dagster.yaml"
-    if not (path / "dagster.yaml").exists() and template.exists():
-        (path / "dagster.yaml").write_text(template.read_text())
-    return path
-
+from haic_pipeline.settings import ConfigurationError, load_settings
+from haic_pipeline.warehouse.faults import (
+    StorageFault,
+    check_writable,
+    describe,
+    disk_full_message,
+    nearly_full,
+)
 
 # Dagster's console logger at WARNING: the CLI prints its own progress; the full event log of
 # every run is in DAGSTER_HOME and shows in the web UI.
@@ -43,21 +34,6 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 CLI_TAGS = {"haic/launcher": "cli"}
-
-
-@contextmanager
-def _run_lock(dagster_home: Path):
-    """One `haic run` at a time per DAGSTER_HOME (an flock, released by the kernel on any exit,
-    SIGKILL included)."""
-    fh = open(dagster_home / "haic-run.lock", "w")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SystemExit(f"another `haic run` is using {dagster_home}; wait for it to finish") from None
-        yield
-    finally:
-        fh.close()
 
 
 def _recover_interrupted_runs(instance) -> list[str]:
@@ -211,7 +187,7 @@ def cmd_run(args) -> int:
     load_plan()   # a plan that does not parse or holds an impossible value: stop before anything is written
     check_writable(settings.warehouse.parent, "warehouse folder")  # before anything is written
     check_writable(settings.reports, "reports folder")
-    with _run_lock(_ensure_dagster_home()):
+    with run_lock(ensure_dagster_home()):
         return _cmd_run_locked(args)
 
 
@@ -230,7 +206,7 @@ def _cmd_run_locked(args) -> int:
     settings = load_settings()
     if settings.key_is_demo:
         _say(f"\n!!! WARNING: {DEMO_KEY_WARNING}\n")
-    _ensure_dagster_home()
+    ensure_dagster_home()
     t0 = time.perf_counter()
     if not find_complete_drops(settings.inbox):
         if args.no_demo:

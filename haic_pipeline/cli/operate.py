@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from haic_pipeline.cli.home import ensure_dagster_home
 from haic_pipeline.settings import load_settings
 
 WAYS_OUT = """\
@@ -127,9 +128,8 @@ def _note_in_dagster(asset_keys, partition: str | None, metadata: dict) -> None:
     """An observation on the assets concerned, so the web UI shows the action beside the runs."""
     import dagster as dg
 
-    from haic_pipeline.cli.main import _ensure_dagster_home
 
-    _ensure_dagster_home()
+    ensure_dagster_home()
     instance = dg.DagsterInstance.get()
     for key in asset_keys:
         instance.report_runless_asset_event(dg.AssetObservation(asset_key=key, partition=partition, metadata=metadata))
