@@ -361,7 +361,7 @@ def test_disk_filling_during_a_large_insert_does_not_reject_the_drop(tmp_path, m
 
 
 def test_report_file_on_a_full_disk_keeps_the_old_version_and_no_litter(tmp_path, mounts):
-    from haic_pipeline.files import write_atomic
+    from haic_pipeline.warehouse.files import write_atomic
 
     folder = mounts.tmpfs(tmp_path / "reports", "1m")
     page = folder / "study_report.html"

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from haic_pipeline.files import write_atomic
+from haic_pipeline.warehouse.files import write_atomic
 from haic_pipeline.stats import (
     format_count_percent,
     format_estimate_ci,

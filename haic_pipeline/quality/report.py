@@ -8,7 +8,7 @@ import html
 from collections import defaultdict
 from pathlib import Path
 
-from haic_pipeline.files import write_atomic
+from haic_pipeline.warehouse.files import write_atomic
 from haic_pipeline.quality.suites import CheckSpec
 
 REPORT_NAME = "index.html"

@@ -94,7 +94,7 @@ OPS_DDL = [
         data_fingerprint  VARCHAR NOT NULL,   -- manifest sha256 of the drop, or the staging state
         details           JSON
     )""",
-    # failed runs (haic_pipeline/ops_log.py)
+    # failed runs (haic_pipeline/warehouse/ops_log.py)
     """
     CREATE TABLE IF NOT EXISTS ops.run_log (
         run_id    VARCHAR NOT NULL,
