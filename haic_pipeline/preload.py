@@ -1,5 +1,6 @@
-"""Import Great Expectations (and, for `haic run`, the analysis libraries) in a background thread
-while the process waits on DuckDB.
+"""Run slow imports in a background thread while the process waits on DuckDB: Great Expectations
+(and, for `haic run`, the analysis libraries). The callers name what to import (`start(load_gx,
+...)`), so this module imports nothing of the project.
 
 `haic run` lands the drops first (DuckDB work that leaves the interpreter mostly free), then runs
 the refresh in the same process, whose first check would otherwise wait for GX's import, and
@@ -13,23 +14,22 @@ no module is half-imported in the forked copies.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 _thread: threading.Thread | None = None
 
 
-def _work(analysis: bool) -> None:
-    try:
-        from haic_pipeline.quality.gx_runtime import load_gx  # noqa: PLC0415
-
-        load_gx()
-        if analysis:
-            import haic_pipeline.analysis.build  # noqa: F401, PLC0415
-    except Exception:  # noqa: BLE001 - the checks and assets import them again and report any error
-        pass
+def _work(loaders: tuple[Callable[[], object], ...]) -> None:
+    for load in loaders:
+        try:
+            load()
+        except Exception:  # noqa: BLE001 - the checks and assets import them again and report any error
+            return
 
 
-def start(analysis: bool = False) -> None:
-    """Start the imports (once per process): GX, then the analysis libraries if `analysis`.
+def start(*loaders: Callable[[], object]) -> None:
+    """Start the imports (once per process: a later call while or after they run does nothing),
+    each loader in turn on one thread.
 
     SQLAlchemy's ORM is imported first, here, on the calling thread: GX imports it too, and
     Dagster's run storage may reach it on the main thread while the thread is half-way through
@@ -37,7 +37,7 @@ def start(analysis: bool = False) -> None:
     global _thread
     if _thread is None:
         import sqlalchemy.orm  # noqa: F401, PLC0415
-        _thread = threading.Thread(target=_work, args=(analysis,), name="haic-preload", daemon=True)
+        _thread = threading.Thread(target=_work, args=(loaders,), name="haic-preload", daemon=True)
         _thread.start()
 
 

@@ -9,16 +9,20 @@ drop and each refresh step as it ends with its seconds, and prints where the res
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
+from haic_pipeline import preload
 from haic_pipeline.cli import backup as backup_cli
 from haic_pipeline.cli import doctor
 from haic_pipeline.cli.home import ensure_dagster_home, run_lock
 from haic_pipeline.cli.operate import add_parsers
+from haic_pipeline.quality.gx_runtime import load_gx
 from haic_pipeline.settings import ConfigurationError, load_settings
 from haic_pipeline.warehouse.faults import (
     StorageFault,
@@ -248,11 +252,9 @@ def _cmd_run_locked(args) -> int:
                                                       if not instance.has_dynamic_partition(DROPS.name, d.extract_id)])
     ingest = defs.resolve_job_def("ingest_drop")
     if pending:
-        from haic_pipeline import preload
-
         # GX and the analysis libraries, imported while the drops land (DuckDB work, which leaves
         # the interpreter free); not earlier: the import would hold the GIL while the definitions load
-        preload.start(analysis=True)
+        preload.start(load_gx, partial(importlib.import_module, "haic_pipeline.analysis.build"))
     loaded, failed = [], []
     storage_fault = None  # a full disk / read-only folder: stop, the drop stays in the inbox
     if pending:

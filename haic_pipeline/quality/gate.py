@@ -47,6 +47,7 @@ from haic_pipeline import preload
 from haic_pipeline.contracts import Contract, load_contracts
 from haic_pipeline.quality import drops as drop_level
 from haic_pipeline.quality import store
+from haic_pipeline.quality.gx_runtime import load_gx
 from haic_pipeline.quality.report import write_report
 from haic_pipeline.quality.suites import (
     SCOPE_DROP,
@@ -329,7 +330,7 @@ def run_checks(con: duckdb.DuckDBPyConnection, names: list[str], *, reports_dir:
     suite_fp = suite_fingerprint(contracts)
     drops = store.loaded_drops(con)
     if store.unvalidated_rows(con, suite_fp) > 0:
-        preload.start()  # a drop to validate: GX is imported while the drop-level checks run
+        preload.start(load_gx)  # a drop to validate: GX is imported while the drop-level checks run
 
     plan = _plan(con, group, suite_fp, drops)
     new = _validate(con, plan, contracts, suite_fp, refresh, drops)

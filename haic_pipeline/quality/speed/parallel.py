@@ -11,7 +11,7 @@ cores, at most 4) while the parent keeps reading the next frames from DuckDB:
   only counts per drop (`attribution.run_frame`: drop -> rule -> evaluated, unexpected, success,
   exception), so identifier values never cross a process boundary either;
 - workers are forked once GX is imported in the parent (so none pays the import again;
-  the gate starts that import in a thread, `preload.start()`, while the drop-level checks run;
+  the gate starts that import in a thread, `preload.start(load_gx)`, while the drop-level checks run;
   `HAIC_DQ_START_METHOD=spawn` imports it in each worker instead). They only run GX on the
   frames they receive, never DuckDB or Dagster, so the parent's other threads do not matter,
   except an import under way in another thread: `preload.wait()` comes first. Each keeps one
