@@ -9,10 +9,12 @@ read-write session), with a message saying so.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from haic_pipeline.cli.home import ensure_dagster_home, run_lock
 from haic_pipeline.settings import backup_settings, load_settings
+from haic_pipeline.warehouse import backup
 
 
 def _say(msg: str) -> None:
@@ -20,7 +22,6 @@ def _say(msg: str) -> None:
 
 
 def cmd_backup(args) -> int:
-    from haic_pipeline.warehouse import backup  # noqa: PLC0415
 
     settings = load_settings(check_key=False)
     out = Path(args.out) if args.out else backup_settings().folder
@@ -41,9 +42,7 @@ def cmd_backup(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    import time  # noqa: PLC0415
 
-    from haic_pipeline.warehouse import backup  # noqa: PLC0415
 
     settings = load_settings(check_key=False)
     t0 = time.perf_counter()

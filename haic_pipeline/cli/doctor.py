@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,7 +169,6 @@ def storage_error(exc: BaseException) -> str:
     pg = (f"PostgreSQL {os.environ.get('DAGSTER_PG_USER', '?')}@{os.environ.get('DAGSTER_PG_HOST', '?')}:"
           f"{os.environ.get('DAGSTER_PG_PORT', '?')}/{os.environ.get('DAGSTER_PG_DB', '?')}")
     if "environment variable" in low and "not set" in low:
-        import re
 
         names = sorted(set(re.findall(r'"([A-Z_][A-Z0-9_]*)"', text))) or ["DAGSTER_PG_*"]
         return f"{', '.join(names)} not set: set it in the environment file ({os.environ.get('DAGSTER_HOME', '')}/dagster.yaml reads it)"
@@ -356,7 +357,6 @@ def cmd_doctor(args) -> int:
     logging.getLogger().setLevel(logging.CRITICAL)
     for name in ("dagster", "root", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    import warnings
 
     warnings.filterwarnings("ignore")
     env = "production" if S.production() else "demo"

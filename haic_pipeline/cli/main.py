@@ -9,21 +9,33 @@ drop and each refresh step as it ends with its seconds, and prints where the res
 from __future__ import annotations
 
 import argparse
+import atexit
+import datetime as dt
 import importlib
 import logging
 import os
+import shutil
 import sys
+import textwrap
 import time
+import uuid
 from functools import partial
 from pathlib import Path
+
+import duckdb
 
 from haic_pipeline import preload
 from haic_pipeline.cli import backup as backup_cli
 from haic_pipeline.cli import doctor
 from haic_pipeline.cli.home import ensure_dagster_home, run_lock
 from haic_pipeline.cli.operate import add_parsers
+from haic_pipeline.contracts import load_contracts
+from haic_pipeline.ingest import find_complete_drops
 from haic_pipeline.quality.gx_runtime import load_gx
-from haic_pipeline.settings import ConfigurationError, load_settings
+from haic_pipeline.settings import DEMO_KEY_WARNING, ConfigurationError, load_settings
+from haic_pipeline.study.plan import load_plan
+from haic_pipeline.synthetic import write_drops
+from haic_pipeline.warehouse import interventions
 from haic_pipeline.warehouse.faults import (
     StorageFault,
     check_writable,
@@ -31,6 +43,7 @@ from haic_pipeline.warehouse.faults import (
     disk_full_message,
     nearly_full,
 )
+from haic_pipeline.warehouse.schema import ensure_schema
 
 # Dagster's console logger at WARNING: the CLI prints its own progress; the full event log of
 # every run is in DAGSTER_HOME and shows in the web UI.
@@ -60,7 +73,6 @@ def _refresh_is_current(instance, last_landing, settings) -> str | None:
     """The run id of the latest `refresh` run if it succeeded after the last change (a drop landed,
     a retraction or a waiver) and the analysts' copy exists: then a refresh would recompute the
     same results."""
-    import datetime as dt
 
     import dagster as dg
 
@@ -111,7 +123,6 @@ class _StepProgress:
         if kind == dg.DagsterEventType.RUN_FAILURE:
             not_run = [s for s in self.planned if s not in self.started]
             if not_run:
-                import textwrap
 
                 _say(textwrap.fill(f"not run, downstream of the failure ({len(not_run)} steps): {', '.join(not_run)}",
                                    width=100, initial_indent=self.indent, subsequent_indent=self.indent * 2))
@@ -148,7 +159,6 @@ class _StepProgress:
 def _execute(job, instance, progress=None, **kwargs):
     """`job.execute_in_process` under the CLI's run config and tags; `progress` (if given) sees
     every event of the run as it is stored."""
-    import uuid
 
     run_id = str(uuid.uuid4())
     if progress is not None:
@@ -175,7 +185,6 @@ def _storage_fault_in(result) -> str | None:
 
 
 def cmd_synth(args) -> int:
-    from haic_pipeline.synthetic import write_drops
 
     out = Path(args.outdir) if args.outdir else load_settings().inbox
     t0 = time.perf_counter()
@@ -185,7 +194,6 @@ def cmd_synth(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from haic_pipeline.study.plan import load_plan
 
     settings = load_settings()
     load_plan()   # a plan that does not parse or holds an impossible value: stop before anything is written
@@ -197,15 +205,9 @@ def cmd_run(args) -> int:
 
 def _cmd_run_locked(args) -> int:
     import dagster as dg
-    import duckdb
 
-    from haic_pipeline.contracts import load_contracts
     from haic_pipeline.definitions import load
     from haic_pipeline.defs.ingest.assets import DROPS
-    from haic_pipeline.ingest import find_complete_drops
-    from haic_pipeline.settings import DEMO_KEY_WARNING
-    from haic_pipeline.warehouse import interventions
-    from haic_pipeline.warehouse.schema import ensure_schema
 
     settings = load_settings()
     if settings.key_is_demo:
@@ -216,7 +218,6 @@ def _cmd_run_locked(args) -> int:
         if args.no_demo:
             _say(f"inbox {settings.inbox} holds no complete drop; nothing to load")
         else:
-            from haic_pipeline.synthetic import write_drops
 
             _say(f"inbox {settings.inbox} is empty: writing the synthetic demo drops")
             write_drops(settings.inbox)
@@ -317,12 +318,10 @@ def _cmd_run_locked(args) -> int:
 def cmd_sql(args) -> int:
     settings = load_settings()
     target = settings.analytics_copy if settings.analytics_copy.exists() else settings.warehouse
-    import shutil
 
     duck = shutil.which("duckdb")
     if duck:
         os.execv(duck, [duck, "-readonly", str(target)])
-    import duckdb
 
     _say(f"(no duckdb CLI found; opening {target} read-only in Python: type SQL, empty line to quit)")
     with duckdb.connect(str(target), read_only=True) as con:
@@ -394,7 +393,6 @@ def program() -> None:
     and stdout/stderr are flushed, nothing is left but the interpreter's teardown of the Dagster,
     GX, pandas and matplotlib modules, which takes seconds after a refresh: `os._exit` skips it.
     (DuckDB files are closed by then: every connection is a `with` block.)"""
-    import atexit  # noqa: PLC0415
 
     try:
         code = main()

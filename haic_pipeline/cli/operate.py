@@ -9,10 +9,19 @@ the nightly schedule, or a materialization in the UI).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import duckdb
+
+from haic_pipeline import snapshot
 from haic_pipeline.cli.home import ensure_dagster_home
+from haic_pipeline.contracts import load_contracts
+from haic_pipeline.quality import store
+from haic_pipeline.quality.gate import all_checks
 from haic_pipeline.settings import load_settings
+from haic_pipeline.warehouse import interventions
+from haic_pipeline.warehouse.schema import ensure_ops
 
 WAYS_OUT = """\
 Ways out (each recorded in ops.interventions and shown in the web UI and the study report):
@@ -42,7 +51,6 @@ def _warehouse():
 
 
 def _checks() -> dict:
-    from haic_pipeline.quality.gate import all_checks
 
     return {c.name: c for c in all_checks()}
 
@@ -50,7 +58,6 @@ def _checks() -> dict:
 def blockers(con, failing: list[dict]) -> list[dict]:
     """(check, drop) pairs whose blocking check fails now (`failing`: store.failing_now) and is not
     waived: what stops the study."""
-    from haic_pipeline.warehouse import interventions
 
     checks = _checks()
     waived = interventions.active_waivers(con)
@@ -70,9 +77,7 @@ def blockers(con, failing: list[dict]) -> list[dict]:
 
 
 def cmd_status(args) -> int:
-    import duckdb
 
-    from haic_pipeline.warehouse import interventions
 
     settings = load_settings()
     if not settings.warehouse.exists():
@@ -100,7 +105,6 @@ def cmd_status(args) -> int:
                      f"by {w['waived_by']}: {w['reason']}")
         if "dq_results" not in has:
             return 0
-        from haic_pipeline.quality import store
 
         failing = store.failing_now(con)
         blocked = blockers(con, failing)
@@ -137,10 +141,7 @@ def _note_in_dagster(asset_keys, partition: str | None, metadata: dict) -> None:
 
 def _act(fn) -> int:
     """Run fn(con) on the warehouse, read-write; an action that does not apply is a one-line error."""
-    import duckdb
 
-    from haic_pipeline.warehouse import interventions
-    from haic_pipeline.warehouse.schema import ensure_ops
 
     settings = _warehouse()
     try:
@@ -152,8 +153,6 @@ def _act(fn) -> int:
 
 
 def cmd_drop(args) -> int:
-    from haic_pipeline.contracts import load_contracts
-    from haic_pipeline.warehouse import interventions
 
     eid = args.extract_id
 
@@ -184,8 +183,6 @@ def cmd_drop(args) -> int:
 def cmd_check(args) -> int:
     import dagster as dg
 
-    from haic_pipeline.quality import store
-    from haic_pipeline.warehouse import interventions
 
     checks = _checks()
     if args.check not in checks:
@@ -217,9 +214,7 @@ def cmd_check(args) -> int:
 
 def cmd_snapshot(args) -> int:
     """`haic snapshot --as-of EXTRACT_ID [--out DIR]` or `haic snapshot --verify DIR`."""
-    import time  # noqa: PLC0415
 
-    from haic_pipeline import snapshot  # noqa: PLC0415
 
     settings = load_settings()
     t0 = time.perf_counter()
