@@ -12,7 +12,8 @@ difference, so Corr(Z_i, Z_j) = sqrt(t_i / t_j) (Jennison & Turnbull 2000, ch. 3
   by the recursive numerical integration of Armitage, McPherson & Rowe (1969) as set out in
   Jennison & Turnbull (2000, ch. 19): the sub-density of S_k on the continuation region
   |S_k| < c_k sqrt(t_k) is carried from look to look on a grid with Simpson weights, each
-  step one matrix-vector product with the normal transition kernel N(0, t_k - t_{k-1});
+  step one matrix-vector product with the normal transition kernel N(0, t_k - t_{k-1})
+  (restricted to the grid points within 9 sd when the kernel is narrow);
   c_k is the root (safeguarded Newton) of the crossing probability at look k, the same
   integral with the kernel replaced by normal tail probabilities. The grid is equally spaced
   over the region, at least ``PANELS_PER_SD`` Simpson panels per standard deviation of the
@@ -31,7 +32,8 @@ difference, so Corr(Z_i, Z_j) = sqrt(t_i / t_j) (Jennison & Turnbull 2000, ch. 3
   1e-8 (e.g. 0.04999999 for alpha = 0.05); here the cumulative alpha at a look with a finite
   boundary is the exact spending function value alpha(t_k).
   A look's boundary depends only on the looks up to it, so the boundary "a look now would
-  face" is ``spending_boundaries(looks_so_far + [t_now])`` at its last look.
+  face" is ``spending_boundaries(looks_so_far + [t_now])`` at its last look (the last look's
+  own boundary when t_now is that look's fraction: fractions must increase strictly).
 * :func:`schoenfeld_events`: D = (z_{1-alpha/2} + z_{1-beta})^2 (1 + r)^2 / (r (ln HR)^2)
   (Schoenfeld 1983), unrounded. R: ``rpact::getSampleSizeSurvival(alpha = alpha, sided = 2,
   beta = 1 - power, hazardRatio = HR, allocationRatioPlanned = r)$maxNumberOfEvents``.
@@ -66,8 +68,9 @@ INFINITE_BOUNDARY = 7.5
 PANELS_PER_SD = 3.0
 #: Panels of a look's grid at least (cheap, and keeps few-look designs at ~1e-8).
 MIN_PANELS = 100
-#: Cap on the panels of one look's grid (looks closer than ~1e-4 apart lose accuracy).
-MAX_PANELS = 1000
+#: Cap on the panels of one look's grid: looks closer than about 1e-7 apart (1e-6 after
+#: a look with an infinite boundary) are refused rather than integrated inaccurately.
+MAX_PANELS = 100_000
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -212,18 +215,44 @@ def _propagate(grid: tuple[np.ndarray, np.ndarray] | None, t_prev: float, t_now:
     scale = min(math.sqrt(t_now), math.sqrt(t_next - t_now))
     if grid is not None:
         scale = min(scale, math.sqrt(t_now - t_prev))
-    panels = int(min(MAX_PANELS, max(MIN_PANELS, math.ceil(2.0 * b * PANELS_PER_SD / scale))))
+    panels = max(MIN_PANELS, math.ceil(2.0 * b * PANELS_PER_SD / scale))
+    if panels > MAX_PANELS:
+        looks = ([t_prev] if grid is not None else []) + [t_now, t_next]
+        raise ValueError(f"information_fractions: the looks at {', '.join(map(repr, looks))} lie "
+                         f"too close together to integrate (a grid of {panels} Simpson panels)")
     s, w = _simpson_grid(b, panels)
     if grid is None:  # look 1: S_1 ~ N(0, t_1)
         density = np.exp(-0.5 * s * s / t_now) * (_INV_SQRT_2PI / math.sqrt(t_now))
     else:
         # under no difference the sub-density is even: compute s >= 0 and mirror
-        prev_points, prev_mass = grid
-        sd = math.sqrt(t_now - t_prev)
-        u = (s[panels:, None] - prev_points[None, :]) / sd
-        half = (np.exp(-0.5 * u * u) @ prev_mass) * (_INV_SQRT_2PI / sd)
+        half = _convolve(s[panels:], grid[0], grid[1], math.sqrt(t_now - t_prev))
         density = np.concatenate((half[:0:-1], half))
     return s, w * density
+
+
+def _convolve(s: np.ndarray, points: np.ndarray, mass: np.ndarray, sd: float) -> np.ndarray:
+    """sum_i mass_i phi((s_j - u_i)/sd)/sd for each s_j: a dense matrix-vector product, or,
+    when the kernel is narrow against the (equally spaced) previous grid, only the points
+    within 9 sd of s_j (the rest weigh < 1e-17 of the kernel's peak), in row blocks."""
+    n = points.size
+    h = points[1] - points[0]
+    m = int(math.ceil(9.0 * sd / h))
+    scale = _INV_SQRT_2PI / sd
+    if 2 * m + 1 >= n // 2:
+        u = (s[:, None] - points[None, :]) / sd
+        return (np.exp(-0.5 * u * u) @ mass) * scale
+    offsets = np.arange(-m, m + 1)
+    out = np.empty(s.size)
+    rows = max(1, 2_000_000 // offsets.size)
+    for start in range(0, s.size, rows):
+        block = s[start:start + rows]
+        centre = np.rint((block - points[0]) / h).astype(np.int64)
+        idx = centre[:, None] + offsets[None, :]
+        inside = (idx >= 0) & (idx < n)
+        idx = np.clip(idx, 0, n - 1)
+        u = (block[:, None] - points[idx]) / sd
+        out[start:start + rows] = (np.exp(-0.5 * u * u) * np.where(inside, mass[idx], 0.0)).sum(axis=1)
+    return out * scale
 
 
 def _simpson_grid(b: float, panels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -320,10 +349,10 @@ class GroupFollowUp:
 
     def __post_init__(self) -> None:
         for name in ("events", "follow_up_months", "without_event", "accrual_per_month"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)
-                    and value >= 0):
-                raise ValueError(f"GroupFollowUp.{name} must be a finite number >= 0, got {value!r}")
+            value = _finite(getattr(self, name), f"GroupFollowUp.{name}")  # also Decimal, numpy
+            if value < 0:
+                raise ValueError(f"GroupFollowUp.{name} must be >= 0, got {value!r}")
+            object.__setattr__(self, name, value)
         if self.events > 0 and self.follow_up_months <= 0:
             raise ValueError(f"GroupFollowUp.follow_up_months must be positive when there are "
                              f"events (events={self.events!r})")

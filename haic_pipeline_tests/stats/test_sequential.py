@@ -215,6 +215,19 @@ def test_boundary_at_or_above_7_5_is_infinite_as_rpact_reports():
     assert finite.critical_z[0] == pytest.approx(exact, abs=1e-9) and exact < 7.5
 
 
+def test_looks_close_together_stay_accurate():
+    """A look 1e-6 after another spends ~1e-8 more alpha: the final boundary barely moves
+    (by ~1e-7; the kernel between the two is 700 times narrower than the density it carries)."""
+    for spending in ("obf", "pocock"):
+        two = spending_boundaries([0.5, 1.0], 0.05, spending)
+        three = spending_boundaries([0.5, 0.500001, 1.0], 0.05, spending)
+        assert three.critical_z[0] == two.critical_z[0]
+        assert three.critical_z[2] == pytest.approx(two.critical_z[1], abs=2e-6)
+        assert three.critical_z[1] > three.critical_z[0]
+    with pytest.raises(ValueError, match="too close together"):
+        spending_boundaries([0.5, 0.500000001, 1.0], 0.05, "obf")
+
+
 def test_result_shape_and_totals():
     b = spending_boundaries([0.25, 0.5, 0.75, 1.0])
     assert b.spending == "obf" and b.alpha == 0.05 and len(b) == 4
@@ -337,6 +350,17 @@ def test_group_follow_up_rejects_bad_values(field):
     values[field] = -1
     with pytest.raises(ValueError, match=field):
         GroupFollowUp(**values)
+    values[field] = math.nan
+    with pytest.raises(ValueError, match=field):
+        GroupFollowUp(**values)
+
+
+def test_group_follow_up_takes_database_numbers():
+    from decimal import Decimal
+
+    g = GroupFollowUp(events=np.int64(4), follow_up_months=Decimal("80.5"), without_event=7,
+                      accrual_per_month=np.float32(0.25))
+    assert g.hazard == pytest.approx(4 / 80.5) and isinstance(g.follow_up_months, float)
 
 
 def test_benchmark_script_runs(monkeypatch, capsys):
