@@ -12,7 +12,8 @@ separate DuckDB file and report folder, never writing the live warehouse:
    analysis table, the figures and the study report are built with the code that builds the live
    ones;
 3. `manifest.json` records the input drops (their manifest's and each file's sha256), the
-   software versions (haic_pipeline.provenance) and a content hash of every output table: the
+   software versions (haic_pipeline.provenance), the monitoring plan the formal looks were taken
+   under, and a content hash of every output table: the
    sha256 of its rows as DuckDB writes them as text, sorted, so two snapshots of the same drop are
    the same exactly when their hashes are. `--verify DIR` re-hashes DIR's tables and rebuilds the
    snapshot from the live warehouse into a temporary folder, and compares both with the manifest.
@@ -208,10 +209,22 @@ def _build(con: duckdb.DuckDBPyConnection, folder: Path, extract_id: str) -> dic
     return {o.check.name: "passed" for o in outcomes}
 
 
+def _plan_record(plan) -> dict:
+    """The monitoring plan the snapshot's formal looks were taken under (study_spec §6.1)."""
+    from dataclasses import asdict  # noqa: PLC0415
+
+    record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(plan).items() if k != "source"}
+    record["file_sha256"] = hashlib.sha256(Path(plan.source).read_bytes()).hexdigest()
+    return record
+
+
 def take(live_path: Path, extract_id: str, out: Path) -> Snapshot:
     """Rebuild the study as of `extract_id` into `out` (a new or empty folder): see the module
     docstring. The live warehouse is only read."""
+    from haic_pipeline.study.plan import load_plan  # noqa: PLC0415
+
     live_path, out = Path(live_path), Path(out)
+    plan = load_plan()   # the formal looks depend on it: checked before anything is written
     if not live_path.exists():
         raise SnapshotError(f"no warehouse at {live_path}: run `make run` first")
     if out.exists() and any(out.iterdir()):
@@ -234,6 +247,7 @@ def take(live_path: Path, extract_id: str, out: Path) -> Snapshot:
         "software": provenance.software(),
         "environment_lock_sha256": provenance.lock_sha256(),
         "checks": checks,
+        "monitoring_plan": _plan_record(plan),
         "tables": hashes,
         "hashing": "sha256 of each table's rows, each row as DuckDB writes row(...)::VARCHAR, sorted, "
                    "joined by newlines; volatile columns left out: "
@@ -268,4 +282,8 @@ def verify(live_path: Path, folder: Path) -> tuple[list[str], list[str]]:
                  if again["tables"].get(t) != manifest["tables"][t]]
     notes = [f"{k}: {manifest['software'].get(k)} in the snapshot, {v} now" for k, v in again["software"].items()
              if manifest["software"].get(k) != v]
+    old_plan, new_plan = manifest.get("monitoring_plan"), again["monitoring_plan"]
+    if old_plan is not None and old_plan != new_plan:
+        notes += [f"monitoring plan {k}: {old_plan.get(k)} in the snapshot, {v} now" for k, v in new_plan.items()
+                  if old_plan.get(k) != v and k != "file_sha256"] or ["monitoring plan file: another file now"]
     return problems, notes

@@ -71,6 +71,7 @@ def test_a_snapshot_reproduces_what_was_published_and_verifies(env, capsys, monk
     # the formal looks up to that drop: as the live pipeline took them, drops 1-4 landed as one backlog
     # and 5-6 later (study_spec §6.2: looks are a function of the drop sequence)
     assert {"analysis.monitoring_looks", "analysis.monitoring_status"} <= set(manifest["tables"])
+    assert manifest["monitoring_plan"]["planned_events"] == 20 and len(manifest["monitoring_plan"]["file_sha256"]) == 64
     snap_looks = _looks(env / "snap_a" / snapshot.DATABASE, eids[3])
     assert len(snap_looks) >= 2
     import pandas as pd  # noqa: PLC0415

@@ -215,7 +215,7 @@ def monitoring_paragraph(status: pd.DataFrame, looks: pd.DataFrame) -> str:
         out.append(f"Formal looks taken ({len(looks)}): {'; '.join(parts)}.")
     else:
         out.append("No formal look has been taken yet (the first milestone is not reached).")
-    out.append(f"Tonight's log-rank z is {_num(s['z'], '.2f')} ({_p_eq(s['nominal_p'])}); it is re-computed on "
+    out.append(f"This refresh's log-rank z is {_num(s['z'], '.2f')} ({_p_eq(s['nominal_p'])}); it is re-computed on "
                "every refresh, so on its own it is not a test at the 5% level.")
     decision = str(s["decision"])
     if decision == "continue":
@@ -224,12 +224,14 @@ def monitoring_paragraph(status: pd.DataFrame, looks: pd.DataFrame) -> str:
         if pd.notna(s["conditional_power"]):
             out.append(f"If the current trend holds, the chance of crossing the boundary by the final look "
                        f"(conditional power) is {100 * s['conditional_power']:.0f}%.")
-        for label, col, n in (("the next milestone of {n} {what}", "next_milestone", s["next_milestone_events"]),
-                              ("all {n} planned {what}", "planned_events", s["planned_events"])):
-            if pd.notna(s[f"months_to_{col}"]):
-                target = label.format(n=int(n), what=what)
-                out.append(f"At the current event and accrual rates, {target} will be reached in "
-                           f"about {s[f'months_to_{col}']:.1f} months ({pd.Timestamp(s[f'date_{col}']).date()}).")
+        when = [(label.format(n=int(n), what=what), f"in about {s[f'months_to_{col}']:.1f} months "
+                 f"({pd.Timestamp(s[f'date_{col}']).date()})")
+                for label, col, n in (("the next milestone ({n} {what})", "next_milestone", s["next_milestone_events"]),
+                                      ("all {n} planned {what}", "planned_events", s["planned_events"]))
+                if pd.notna(s[f"months_to_{col}"])]
+        if when:
+            out.append(f"At the current event and accrual rates, {when[0][0]} is expected {when[0][1]}"
+                       + "".join(f" and {label} {at}" for label, at in when[1:]) + ".")
         out.append("No formal look has crossed its boundary: no difference between the groups is established yet.")
     elif decision.startswith("boundary crossed"):
         r = looks[looks["crossed"].astype(bool)].iloc[0]
@@ -246,7 +248,7 @@ def monitoring_section(con: duckdb.DuckDBPyConnection) -> Section:
     status, looks = read_table(con, "monitoring_status"), read_table(con, "monitoring_looks")
     rows = [{"Look": int(r["look"]), "Drop": r["extract_id"], "Data cutoff": str(pd.Timestamp(r["data_cutoff"]).date()),
              "Events": int(r["events"]), "Information": _num(r["information_fraction"], ".3f"),
-             "Cumulative \u03b1": _num(r["cumulative_alpha"], ".5f"), "Boundary |z| \u2265":
+             "Cumulative \u03b1": _num(r["cumulative_alpha"], ".5f"), "Boundary \u00b1z":
              _num(r["critical_z"], ".3f", "\u221e"), "z": _num(r["z"], ".3f"), "Nominal p": format_p(r["nominal_p"]),
              "Crossed": "yes" if r["crossed"] else "no",
              "HR (repeated CI)": format_estimate_ci(r["hr"], r["rci_lower"], r["rci_upper"], 2),

@@ -37,7 +37,8 @@ def _materialized(result) -> set[dg.AssetKey]:
 
 def _checks(result) -> list:
     return [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-            and e.event_specific_data.check_name == "stores_no_nan_or_inf"]
+            and e.event_specific_data.check_name == "stores_no_nan_or_inf"
+            and e.event_specific_data.asset_key in BEYOND_KEYS]   # the monitoring tables have their own
 
 
 def _check_and_downstream(instance):

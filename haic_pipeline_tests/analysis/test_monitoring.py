@@ -168,7 +168,7 @@ def test_report_says_nominal_shows_the_monitoring_and_significant_only_at_a_cros
     assert paragraph.startswith("Monitoring of OS") and "formal look" in paragraph and "nominal p" in paragraph
     status = con.execute("SELECT events, planned_events, decision FROM analysis.monitoring_status").fetchall()[0]
     assert f"{status[0]} of the {status[1]} planned deaths" in paragraph and status[2] == "continue"
-    assert "conditional power" in paragraph and "will be reached in about" in paragraph
+    assert "conditional power" in paragraph and "is expected in about" in paragraph
     assert "figures/monitor.png" in md and 'alt="Figure M.' in html
     # every p-value a refresh printed is labelled nominal (the Cox selection rule "univariable p < 0.1" is no p-value)
     bare = [m.group(0) for m in re.finditer(r"(?<!nominal )(?<!Nominal )\bp\s?(=|<|\u2265)\s?[0-9]", md)
