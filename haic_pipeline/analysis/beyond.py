@@ -61,7 +61,6 @@ from .data import (
 #: stabilized ATE weights; ``truncated`` = those clipped at their 1st and 99th percentiles (R
 #: ``quantile(type = 3)``), a sensitivity analysis; ``overlap`` = the overlap (ATO) weights
 WEIGHTINGS = ("none", "stabilized", "truncated", "overlap")
-WEIGHTED = ("stabilized", "truncated", "overlap")
 #: the estimand of each weighting (the population the contrast is about)
 ESTIMANDS = {"none": None, "stabilized": "ATE", "truncated": "ATE", "overlap": "ATO"}
 TRUNCATION = (0.01, 0.99)
@@ -174,10 +173,8 @@ def iptw_weights(terms: pd.DataFrame, covariates: list[str]) -> Weights:
     modelled = terms[["group", *covariates]].notna().all(axis=1)
     if ps.ps is not None:
         modelled = ps.ps.notna()
-    notes = getattr(ps, "aliased_note", {}) or {}
-    reasons = getattr(ps, "aliased_reason", {}) or {}
-    left_out = {t: ": ".join(str(x) for x in (reasons.get(t), notes.get(t)) if x) or "left out of the fit"
-                for t in getattr(ps, "aliased", ())}
+    left_out = {t: ": ".join(str(x) for x in (ps.aliased_reason.get(t), ps.aliased_note.get(t)) if x)
+                for t in ps.aliased}
     out = Weights(ps=ps, modelled=modelled, left_out=left_out,
                   weights={"none": pd.Series(np.where(modelled, 1.0, np.nan), index=terms.index)})
     if not ps.ok:

@@ -21,7 +21,7 @@ from haic_pipeline.analysis import tables as T
 from haic_pipeline.analysis.beyond import beyond_tables, overlap_balance_problems, ph_rows
 from haic_pipeline.analysis.checks import finite_values, overlap_balance
 from haic_pipeline.analysis.data import Provenance, cox_terms
-from haic_pipeline.analysis.figures import figure_texts
+from haic_pipeline.analysis.figures import figure_texts, propensity_figure
 from haic_pipeline.analysis.report import beyond_sections, render_markdown
 from haic_pipeline.analysis.warehouse import write_tables
 from haic_pipeline.stats import (
@@ -515,6 +515,10 @@ def test_joint_separation_gives_rows_that_say_why_never_nan(tmp_path):
     assert q(con, "SELECT count(*) AS n FROM analysis.ph_tests WHERE p_value IS NOT NULL").n[0] > 0
     assert any("separation" in p for p in res.problems)
     assert "The propensity model could not be estimated (separation" in _beyond_markdown(con)
+    fig = propensity_figure(*(q(con, f"SELECT * FROM analysis.{t}") for t in (
+        "propensity_histogram", "propensity_overlap", "propensity_model")), Provenance("20240801T020000Z", "2024-07-31"))
+    texts = " ".join(figure_texts(fig))
+    assert "Not drawn: not computed: no weights, the propensity model is not estimable (separation" in texts
 
 
 def test_treatment_constant_among_modelled_and_candidates_left_out_are_rows_with_reasons(tmp_path):
