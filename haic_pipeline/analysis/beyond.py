@@ -25,7 +25,6 @@ stop the refresh, so the paper's own analyses always publish.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +54,7 @@ from .data import (
     GROUPS,
     LANDMARK_MONTHS,
     cox_terms,
+    finite_or_none,
 )
 
 #: weightings (§5.1, §5.6): ``none`` = unweighted on the modelled patients; ``stabilized`` = the
@@ -78,17 +78,6 @@ RARE_OUTCOME_SHARE = 0.15
 PS_HISTOGRAM_BINS = 20
 PS_CANDIDATES = tuple(t for t in COX_TERMS if t != "group")
 _WEIGHT_COLUMN = "_w"
-
-
-def _num(x) -> float | None:
-    """A finite float, or None (NaN and +-inf are never stored)."""
-    if x is None:
-        return None
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 @dataclass
@@ -196,8 +185,8 @@ def _propensity_rows(w: Weights, covariates: list[str], left_out: dict[str, str]
         for _, r in ps.table.iterrows():
             if r["term"] in w.left_out:
                 continue
-            rows.append({"term": r["term"], "coef": _num(r["coef"]), "se": _num(r["se"]),
-                         "p_value": _num(r["p_value"]), "n": ps.n,
+            rows.append({"term": r["term"], "coef": finite_or_none(r["coef"]), "se": finite_or_none(r["se"]),
+                         "p_value": finite_or_none(r["p_value"]), "n": ps.n,
                          "n_excluded_missing": ps.n_excluded_missing, "status": "ok", "note": None})
     else:  # the coefficients of a separated / unconverged fit are not estimates: NULL, and why
         for term in ("intercept", *[c for c in covariates if c not in w.left_out]):
@@ -246,9 +235,9 @@ def _weight_rows(terms: pd.DataFrame, w: Weights) -> pd.DataFrame:
         low, high = w.clipped if truncated and w.clipped else (None, None)
         for code, g in enumerate(GROUPS):
             s = summary.loc[code]
-            rows.append(base | {"group": g, "n": int(s["n"]), "sum_weights": _num(s["sum"]),
-                                "weight_min": _num(s["min"]), "weight_max": _num(s["max"]), "ess": _num(s["ess"]),
-                                "truncated_below": _num(lo), "truncated_above": _num(hi),
+            rows.append(base | {"group": g, "n": int(s["n"]), "sum_weights": finite_or_none(s["sum"]),
+                                "weight_min": finite_or_none(s["min"]), "weight_max": finite_or_none(s["max"]), "ess": finite_or_none(s["ess"]),
+                                "truncated_below": finite_or_none(lo), "truncated_above": finite_or_none(hi),
                                 "clipped_low": None if low is None else int(low),
                                 "clipped_high": None if high is None else int(high),
                                 "note": _clipped_note(w) if truncated else None})
@@ -329,11 +318,11 @@ def balance_rows(terms: pd.DataFrame, covariates: list[str], w: Weights) -> pd.D
     main = tables.get("stabilized", tables.get("none"))
 
     def after(weighting: str, i: int) -> float | None:
-        return _num(tables[weighting]["smd_after"].iloc[i]) if weighting in tables else None
+        return finite_or_none(tables[weighting]["smd_after"].iloc[i]) if weighting in tables else None
 
     rows = []
     for i, r in main.iterrows():
-        before, smd = _num(r["smd_before"]), after("stabilized", i)
+        before, smd = finite_or_none(r["smd_before"]), after("stabilized", i)
         in_model = bool(ps.ok and r["covariate"] not in w.left_out)
         notes = []
         if before is None:
@@ -346,11 +335,11 @@ def balance_rows(terms: pd.DataFrame, covariates: list[str], w: Weights) -> pd.D
         if in_model and overlap is not None and abs(overlap) > EXACT_BALANCE_TOLERANCE:
             notes.append(f"overlap weights should balance this modelled covariate exactly, |SMD| = {abs(overlap):.2g}")
         rows.append({
-            "covariate": r["covariate"], "share_first_line": _num(r["share_control"]),
-            "share_post_ate_beva": _num(r["share_treated"]), "smd_before": before, "smd_after": smd,
+            "covariate": r["covariate"], "share_first_line": finite_or_none(r["share_control"]),
+            "share_post_ate_beva": finite_or_none(r["share_treated"]), "smd_before": before, "smd_after": smd,
             "balanced_after": None if smd is None else bool(abs(smd) < BALANCE_THRESHOLD),
-            "share_first_line_weighted": _num(r["share_control_weighted"]) if weights else None,
-            "share_post_ate_beva_weighted": _num(r["share_treated_weighted"]) if weights else None,
+            "share_first_line_weighted": finite_or_none(r["share_control_weighted"]) if weights else None,
+            "share_post_ate_beva_weighted": finite_or_none(r["share_treated_weighted"]) if weights else None,
             "balanced_before": None if before is None else bool(abs(before) < BALANCE_THRESHOLD),
             "smd_after_truncated": after("truncated", i), "smd_after_overlap": overlap,
             "in_propensity_model": in_model, "n": int(r["n"]), "note": "; ".join(notes) or None})
@@ -422,14 +411,14 @@ def iptw_km_rows(terms: pd.DataFrame, w: Weights) -> tuple[pd.DataFrame, pd.Data
                     continue
                 km = kaplan_meier(sub["time"], sub["event"],
                                   weights=None if weighting == "none" else sub[_WEIGHT_COLUMN])
-                row.update(ess=_num(km.ess), sum_weights=_num(km.sum_weights), median_months=_num(km.median),
-                           median_lower=_num(km.median_lower), median_upper=_num(km.median_upper))
+                row.update(ess=finite_or_none(km.ess), sum_weights=finite_or_none(km.sum_weights), median_months=finite_or_none(km.median),
+                           median_lower=finite_or_none(km.median_lower), median_upper=finite_or_none(km.median_upper))
                 if weighting == "none":
                     row.update(ess=float(len(sub)), sum_weights=float(len(sub)))
                 if float(sub["time"].max()) >= LANDMARK_MONTHS:
                     s12 = km.survival_at(LANDMARK_MONTHS)
-                    row.update(rate_12m=_num(s12.surv), rate_12m_lower=_num(s12.lower),
-                               rate_12m_upper=_num(s12.upper), note=clipped)
+                    row.update(rate_12m=finite_or_none(s12.surv), rate_12m_lower=finite_or_none(s12.lower),
+                               rate_12m_upper=finite_or_none(s12.upper), note=clipped)
                 else:
                     row["note"] = _join(f"rate_12m not computed: no patient of this group followed to "
                                         f"{LANDMARK_MONTHS:g} months", clipped)
@@ -461,7 +450,7 @@ def _e_values(row: dict) -> dict:
         return {}
     rare = bool(row["events"] / row["n"] < RARE_OUTCOME_SHARE)
     ev = e_value(row["hr"], row["hr_lower"], row["hr_upper"], rare=rare)
-    return {"e_value": _num(ev.e_value), "e_value_ci": _num(ev.e_value_ci), "e_value_rr": _num(ev.rr),
+    return {"e_value": finite_or_none(ev.e_value), "e_value_ci": finite_or_none(ev.e_value_ci), "e_value_rr": finite_or_none(ev.rr),
             "outcome_rare": rare}
 
 
@@ -495,17 +484,17 @@ def iptw_effect_rows(terms: pd.DataFrame, w: Weights, cox_models: pd.DataFrame |
                 if weighted:
                     try:
                         score = weighted_logrank(data["time"], data["event"], data["group"], data[_WEIGHT_COLUMN])
-                        row.update(robust_score=_num(score.statistic), robust_score_p=_num(score.p_value))
+                        row.update(robust_score=finite_or_none(score.statistic), robust_score_p=finite_or_none(score.p_value))
                         note += "; the robust score test is taken at beta = 0 and needs no fit"
                     except ValueError as exc2:
                         note += f"; robust score test not computed: {exc2}"
                 rows.append(row | {"note": _join(note, clipped)})
                 continue
             r = fit.iloc[0]
-            row.update(hr=_num(r["hr"]), hr_lower=_num(r["hr_lower"]), hr_upper=_num(r["hr_upper"]),
-                       p_value=_num(r["p_value"]), robust_se=_num(r["se"]) if weighted else None)
+            row.update(hr=finite_or_none(r["hr"]), hr_lower=finite_or_none(r["hr_lower"]), hr_upper=finite_or_none(r["hr_upper"]),
+                       p_value=finite_or_none(r["p_value"]), robust_se=finite_or_none(r["se"]) if weighted else None)
             if weighted:
-                row.update(robust_score=_num(fit.attrs["robust_score"]), robust_score_p=_num(fit.attrs["robust_score_p"]))
+                row.update(robust_score=finite_or_none(fit.attrs["robust_score"]), robust_score_p=finite_or_none(fit.attrs["robust_score_p"]))
                 row.update(_e_values(row))
             if any(row[c] is None for c in ("hr", "hr_lower", "hr_upper", "p_value")):
                 note = "an estimate is not finite (the model diverges): left NULL"
@@ -524,8 +513,8 @@ def _multivariable_row(endpoint: str, cox_models: pd.DataFrame | None) -> dict:
     if not len(m):
         return row | {"note": "no multivariable Cox model with group (see analysis.cox_excluded)"}
     r = m.iloc[0]
-    row.update(hr=_num(r["hr"]), hr_lower=_num(r["hr_lower"]), hr_upper=_num(r["hr_upper"]),
-               p_value=_num(r["p_value"]), n=int(r["n"]), events=int(r["events"]),
+    row.update(hr=finite_or_none(r["hr"]), hr_lower=finite_or_none(r["hr_lower"]), hr_upper=finite_or_none(r["hr_upper"]),
+               p_value=finite_or_none(r["p_value"]), n=int(r["n"]), events=int(r["events"]),
                note="the multivariable Cox model of group (analysis.cox_models): its own complete cases, "
                     "model-based se")
     return row | _e_values(row)
@@ -566,10 +555,10 @@ def rmst_rows(terms: pd.DataFrame, w: Weights) -> pd.DataFrame:
                 continue
             g0, g1 = res.groups[GROUPS[0]], res.groups[GROUPS[1]]
             row.update(
-                tau_months=_num(res.tau), tau_truncated=bool(res.tau_truncated), note=res.note,
-                rmst_first_line=_num(g0.estimate), rmst_first_line_se=_num(g0.se),
-                rmst_post_ate_beva=_num(g1.estimate), rmst_post_ate_beva_se=_num(g1.se),
-                **{c: _num(getattr(res, c)) for c in ("difference", "difference_lower", "difference_upper",
+                tau_months=finite_or_none(res.tau), tau_truncated=bool(res.tau_truncated), note=res.note,
+                rmst_first_line=finite_or_none(g0.estimate), rmst_first_line_se=finite_or_none(g0.se),
+                rmst_post_ate_beva=finite_or_none(g1.estimate), rmst_post_ate_beva_se=finite_or_none(g1.se),
+                **{c: finite_or_none(getattr(res, c)) for c in ("difference", "difference_lower", "difference_upper",
                                                       "difference_p", "ratio", "ratio_lower", "ratio_upper",
                                                       "ratio_p")})
             rows.append(row)
@@ -628,13 +617,21 @@ def ph_rows(terms: pd.DataFrame, cox_models: pd.DataFrame) -> pd.DataFrame:
             except (CoxFitError, ValueError, np.linalg.LinAlgError) as exc:
                 rows += [base | {"term": t, "note": f"not computed: {exc}"} for t in (*model_terms, "GLOBAL")]
                 continue
-            for _, r in zph.iterrows():
-                chisq, p = _num(r["chisq"]), _num(r["p_value"])
-                rows.append(base | {"term": r["term"], "chisq": chisq, "df": int(r["df"]), "p_value": p,
-                                    "n": int(zph.attrs["n"]), "events": int(zph.attrs["events"]),
-                                    "note": None if chisq is not None and p is not None else
-                                    "the test statistic is not finite (singular information): left NULL"})
+            rows += _zph_rows(base, zph)
     return pd.DataFrame(rows, columns=PH_COLUMNS)
+
+
+def _zph_rows(base: dict, zph: pd.DataFrame) -> list[dict]:
+    """analysis.ph_tests rows of one cox_zph result (per term and GLOBAL); a statistic that is not
+    finite is NULL with a note."""
+    rows = []
+    for _, r in zph.iterrows():
+        chisq, p = finite_or_none(r["chisq"]), finite_or_none(r["p_value"])
+        rows.append(base | {"term": r["term"], "chisq": chisq, "df": int(r["df"]), "p_value": p,
+                            "n": int(zph.attrs["n"]), "events": int(zph.attrs["events"]),
+                            "note": None if chisq is not None and p is not None else
+                            "the test statistic is not finite (singular information): left NULL"})
+    return rows
 
 
 def weighted_ph_rows(terms: pd.DataFrame, w: Weights, effects: pd.DataFrame) -> pd.DataFrame:
@@ -657,12 +654,7 @@ def weighted_ph_rows(terms: pd.DataFrame, w: Weights, effects: pd.DataFrame) -> 
             except (CoxFitError, ValueError, np.linalg.LinAlgError) as exc:
                 rows += [base | {"term": t, "note": f"not computed: {exc}"} for t in ("group", "GLOBAL")]
                 continue
-            for _, r in zph.iterrows():
-                chisq, p = _num(r["chisq"]), _num(r["p_value"])
-                rows.append(base | {"term": r["term"], "chisq": chisq, "df": int(r["df"]), "p_value": p,
-                                    "n": int(zph.attrs["n"]), "events": int(zph.attrs["events"]),
-                                    "note": None if chisq is not None and p is not None else
-                                    "the test statistic is not finite (singular information): left NULL"})
+            rows += _zph_rows(base, zph)
     return pd.DataFrame(rows, columns=PH_COLUMNS)
 
 

@@ -7,6 +7,7 @@ No statistics here (they are in haic_pipeline.stats) and no Dagster.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import duckdb
@@ -63,6 +64,17 @@ COHORT_COLUMNS = (
 )
 ENDPOINT_VALUE_COLUMNS = ("os_months", "os_event", "pfs_months", "pfs_event", "best_response",
                           "objective_response", "disease_control")
+
+
+def finite_or_none(x) -> float | None:
+    """A finite float, or None: NaN and +-inf are never stored (an analysis row says why instead)."""
+    if x is None:
+        return None
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
 
 
 class AnalysisInputError(RuntimeError):

@@ -30,8 +30,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from haic_pipeline.warehouse.files import write_atomic
 from haic_pipeline.stats import format_estimate_ci, format_median_ci, format_p
+from haic_pipeline.warehouse.files import write_atomic
 
 from .data import GROUPS, Provenance
 

@@ -41,7 +41,7 @@ from haic_pipeline.stats import (
 from haic_pipeline.study.plan import MonitoringPlan
 from haic_pipeline.warehouse.schema import ensure_ops
 
-from .data import ENDPOINT_COLUMNS, ENDPOINTS, GROUPS, load_study_data
+from .data import ENDPOINT_COLUMNS, ENDPOINTS, GROUPS, finite_or_none, load_study_data
 
 #: the staging domains the monitoring inputs depend on (inclusion, group, index date: patients,
 #: treatments, vital_status; endpoints: vital_status, imaging); a replay leaves the others empty
@@ -150,16 +150,6 @@ def update_drop_inputs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------
 # looks and statuses (pure: the inputs and the plan)
 # ---------------------------------------------------------------------------------------
-def _f(x) -> float | None:
-    if x is None:
-        return None
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
 def planned_events(plan: MonitoringPlan) -> int:
     """D: the plan's override, else Schoenfeld's events rounded up (§6.1)."""
     from haic_pipeline.stats.sequential import schoenfeld_events  # noqa: PLC0415
@@ -209,7 +199,7 @@ def drop_states(inputs: pd.DataFrame, endpoint: str) -> list[DropState]:
                                 without_event=float(r["without_event"]),
                                 accrual_per_month=float(r["accrued_12m"]) / 12.0) for _, r in g.iterrows()]
         out.append(DropState(extract_id=str(eid), data_cutoff=first["data_cutoff"], events=int(g["events"].sum()),
-                             z=_f(first["z"]), log_hr=_f(first["log_hr"]), se=_f(first["se_log_hr"]),
+                             z=finite_or_none(first["z"]), log_hr=finite_or_none(first["log_hr"]), se=finite_or_none(first["se_log_hr"]),
                              groups=groups, note=first["note"] if isinstance(first["note"], str) else None))
     return out
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from haic_pipeline.warehouse.files import write_atomic
 from haic_pipeline.stats import (
     format_count_percent,
     format_estimate_ci,
     format_median_ci,
     format_p,
 )
+from haic_pipeline.warehouse.files import write_atomic
 
 from . import figures as F
 from .data import ENDPOINTS, GROUPS, Provenance

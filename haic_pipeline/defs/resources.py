@@ -11,7 +11,12 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from haic_pipeline.settings import ConfigurationError, Settings, load_settings
-from haic_pipeline.warehouse.faults import StorageFault, check_writable, describe, locked
+from haic_pipeline.warehouse.faults import (
+    StorageFault,
+    check_writable,
+    describe,
+    locked,
+)
 
 #: Every asset and check that writes the warehouse is in this Dagster pool, limited to 1 by
 #: deploy/dagster.yaml: DuckDB allows one writing process.

@@ -9,6 +9,8 @@ import datetime as _dt
 import numpy as np
 import pandas as pd
 
+from haic_pipeline.study.build import EXCLUSION_ORDER
+
 DAY0 = _dt.date(1970, 1, 1)
 MONTH_DAYS = 30.4375
 
@@ -50,15 +52,9 @@ MODALITIES = ["CT", "MRI", "ct", "US"]
 RESPONSES = ["CR", "PR", "SD", "PD", "NE", " PR ", "pd", "N/A"]
 (R_CR, R_PR, R_SD, R_PD, R_NE, R_PR_SPACES, R_PD_LOWER, R_NA) = range(8)
 
-# Exclusion kinds of the extra patients (study_spec section 1), in the order they cycle.
-EXCLUSION_KINDS = [
-    "no_haic",
-    "index_before_study_start",
-    "index_after_cutoff",
-    "age_under_18",
-    "prior_other_systemic",
-    "no_follow_up",
-]
+# Exclusion kinds of the extra patients (study_spec section 1, the cohort's own order), in the
+# order they cycle; a withdrawn patient is a kind of its own (KIND_WITHDRAWN).
+EXCLUSION_KINDS = [k for k in EXCLUSION_ORDER if k != "consent_withdrawn"]
 KIND_ELIGIBLE = 0
 KIND_WITHDRAWN = 7  # 1..6 = EXCLUSION_KINDS
 

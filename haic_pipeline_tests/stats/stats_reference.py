@@ -84,3 +84,20 @@ def compare_reference(ref, got, path: str, rtol: float, failures: list, counter:
         return
     if not math.isclose(float(got), float(ref), rel_tol=rtol, abs_tol=0.0):
         failures.append(f"{path}: R {ref!r}, got {got!r} (rel diff {float(got) / float(ref) - 1:.2e})")
+
+
+def compare_sections(ref: dict, got: dict, rtol_of, exact: set, special=None) -> tuple[list, list]:
+    """compare_reference for every section of an R reference: (failures, the leaves compared). A
+    section the computation lacks is a failure; `rtol_of(section)` is its tolerance;
+    `special(section, block, got_block, failures, counter)`, when it returns True, has compared
+    that section itself."""
+    failures: list = []
+    counter: list = []
+    for section, block in ref.items():
+        if section not in got:
+            failures.append(f"{section}: reference section not computed by the test")
+            continue
+        if special is not None and special(section, block, got[section], failures, counter):
+            continue
+        compare_reference(block, got[section], section, rtol_of(section), failures, counter, exact)
+    return failures, counter

@@ -29,7 +29,8 @@ from haic_pipeline.stats import (
     weighted_logrank,
 )
 
-from .stats_reference import beyond_dir, compare_reference, shared_dir
+from .robustness_compute import rmst_block
+from .stats_reference import beyond_dir, compare_sections, shared_dir
 
 EXACT_KEYS = {"median", "median_lower", "median_upper", "n", "df", "tau", "landmark", "covariates"}
 COX_SECTIONS = {"iptw_cox", "cox_zph"}
@@ -56,19 +57,6 @@ def load(name: str) -> tuple[pd.DataFrame, dict]:
     frame = pd.read_csv(d / f"{name}.csv")
     with open(d / f"{name}.json", encoding="utf-8") as fh:
         return frame, json.load(fh)
-
-
-def _rmst_block(cmp) -> dict:
-    arm1, arm0 = cmp.groups[cmp.comparator], cmp.groups[cmp.reference]
-    return {
-        "arm1": {"rmst": arm1.estimate, "se": arm1.se},
-        "arm0": {"rmst": arm0.estimate, "se": arm0.se},
-        "difference": {"estimate": cmp.difference, "se": cmp.difference_se,
-                       "lower": cmp.difference_lower, "upper": cmp.difference_upper,
-                       "p_value": cmp.difference_p},
-        "ratio": {"estimate": cmp.ratio, "lower": cmp.ratio_lower, "upper": cmp.ratio_upper,
-                  "p_value": cmp.ratio_p},
-    }
 
 
 def compute(frame: pd.DataFrame, ref: dict) -> dict:
@@ -110,28 +98,16 @@ def compute(frame: pd.DataFrame, ref: dict) -> dict:
                        "p_value": row.p_value, "robust_score": wl.statistic,
                        "robust_score_p": wl.p_value}
     t, e, a = data["time"], data["event"], data["arm"]
-    out["rmst"] = _rmst_block(rmst_compare(t, e, a, tau, reference=0))
-    out["iptw_rmst"] = _rmst_block(rmst_compare(t, e, a, tau, weights=data["sw"], reference=0))
+    out["rmst"] = rmst_block(rmst_compare(t, e, a, tau, reference=0))
+    out["iptw_rmst"] = rmst_block(rmst_compare(t, e, a, tau, weights=data["sw"], reference=0))
     zph = cox_zph(data, "time", "event", ["arm", *covs], transform="km")
     out["cox_zph"] = {r.term: {"chisq": r.chisq, "df": r.df, "p_value": r.p_value}
                       for r in zph.itertuples()}
     return out
 
 
-def _compare(ref, got, path: str, rtol: float, failures: list, counter: list) -> None:
-    compare_reference(ref, got, path, rtol, failures, counter, EXACT_KEYS)
-
-
 def check(ref: dict, got: dict) -> tuple[list, list]:
-    failures: list = []
-    counter: list = []
-    for section, block in ref.items():
-        if section not in got:
-            failures.append(f"{section}: reference section not computed by the test")
-            continue
-        rtol = 1e-5 if section in COX_SECTIONS else 1e-6
-        _compare(block, got[section], section, rtol, failures, counter)
-    return failures, counter
+    return compare_sections(ref, got, lambda s: 1e-5 if s in COX_SECTIONS else 1e-6, EXACT_KEYS)
 
 
 @pytest.mark.parametrize("name", DATASETS or ["<reference folder missing>"])

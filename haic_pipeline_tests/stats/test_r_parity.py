@@ -22,7 +22,7 @@ from haic_pipeline.stats import (
     reverse_km_follow_up,
 )
 
-from .stats_reference import (KNOWN_DATASETS, compare_reference, discover_datasets, load_dataset, reference_dir,
+from .stats_reference import (KNOWN_DATASETS, compare_reference, compare_sections, discover_datasets, load_dataset, reference_dir,
                               skip_message)
 
 DATASETS = discover_datasets()
@@ -87,14 +87,7 @@ def test_matches_every_number_in_r_reference(name: str) -> None:
         pytest.skip(skip_message())
     frame, ref = load_dataset(name)
     got = compute(frame, ref)
-    failures: list = []
-    counter: list = []
-    for section, block in ref.items():
-        if section not in got:
-            failures.append(f"{section}: reference section not computed by the test")
-            continue
-        rtol = 1e-4 if section.startswith("cox") else 1e-6
-        _compare(block, got[section], section, rtol, failures, counter)
+    failures, counter = compare_sections(ref, got, lambda s: 1e-4 if s.startswith("cox") else 1e-6, EXACT_KEYS)
     assert not failures, f"{name}: {len(failures)} mismatches:\n" + "\n".join(failures)
     assert len(counter) >= 30  # every data set has at least 30 reference numbers
 

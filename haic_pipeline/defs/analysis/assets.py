@@ -14,7 +14,12 @@ import dagster as dg
 
 from haic_pipeline import provenance
 from haic_pipeline.defs.resources import DUCKDB_POOL, HaicConfig, WarehouseResource
-from haic_pipeline.defs.study.assets import ATTRITION, COHORT, ENDPOINTS, STUDY_AUTOMATION
+from haic_pipeline.defs.study.assets import (
+    ATTRITION,
+    COHORT,
+    ENDPOINTS,
+    STUDY_AUTOMATION,
+)
 
 
 def _analysis():
@@ -252,7 +257,9 @@ def software(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg
                 description="n and events per endpoint x group equal the counts in staging.endpoints "
                 "(same drop); blocks the figures and the report otherwise.")
 def km_summary_matches_staging_endpoints(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    from haic_pipeline.analysis.checks import km_summary_matches_endpoints  # noqa: PLC0415
+    from haic_pipeline.analysis.checks import (
+        km_summary_matches_endpoints,  # noqa: PLC0415
+    )
 
     with duckdb.get_connection() as con:
         passed, details = km_summary_matches_endpoints(con)
@@ -261,6 +268,16 @@ def km_summary_matches_staging_endpoints(duckdb: WarehouseResource) -> dg.AssetC
         metadata={"rows_compared": details["rows_compared"],
                   "mismatches": dg.MetadataValue.md("\n".join(f"- {m}" for m in details["mismatches"]) or "none")},
     )
+
+
+def _finite_results(found: dict[str, list[str]]):
+    """One stores_no_nan_or_inf result per table (analysis.checks.finite_values: its offending columns)."""
+    for table, bad in found.items():
+        yield dg.AssetCheckResult(
+            asset_key=A(table), check_name="stores_no_nan_or_inf", passed=not bad,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=None if not bad else f"analysis.{table} stores NaN or infinite numbers: {'; '.join(bad)}",
+            metadata={"non_finite": dg.MetadataValue.md("\n".join(f"- {b}" for b in bad) or "none")})
 
 
 @dg.multi_asset_check(
@@ -276,12 +293,7 @@ def beyond_tables_are_finite(duckdb: WarehouseResource):
 
     with duckdb.get_connection() as con:
         found = finite_values(con, tuple(BEYOND_TABLES))
-    for table, bad in found.items():
-        yield dg.AssetCheckResult(
-            asset_key=A(table), check_name="stores_no_nan_or_inf", passed=not bad,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=None if not bad else f"analysis.{table} stores NaN or infinite numbers: {'; '.join(bad)}",
-            metadata={"non_finite": dg.MetadataValue.md("\n".join(f"- {b}" for b in bad) or "none")})
+    yield from _finite_results(found)
 
 
 @dg.multi_asset_check(
@@ -302,12 +314,9 @@ def monitoring_tables_are_finite(duckdb: WarehouseResource):
         found = finite_values(con, (*MONITORING_TABLES, "refresh_history"))
     history = found.pop("refresh_history")
     found["monitoring_status"] = found["monitoring_status"] + [f"refresh_history.{b}" for b in history]
-    for table, bad in found.items():
-        yield dg.AssetCheckResult(
-            asset_key=A(table), check_name="stores_no_nan_or_inf", passed=not bad,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=None if not bad else f"analysis.{table} stores NaN or infinite numbers: {'; '.join(bad)}",
-            metadata={"non_finite": dg.MetadataValue.md("\n".join(f"- {b}" for b in bad) or "none")})
+    yield from _finite_results(found)
+
+
 @dg.asset_check(asset=A("balance"), blocking=False,
                 description="The overlap (ATO) weights balance every covariate of the propensity model exactly "
                 "(|SMD| <= 1e-6), as a logistic model with an intercept guarantees (study_spec §5.6); a larger SMD is "

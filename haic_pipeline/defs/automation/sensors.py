@@ -12,9 +12,9 @@ so; the sensor's cursor moves on and the run's failure stays in Dagster's run hi
 import dagster as dg
 
 from haic_pipeline.defs.resources import WarehouseResource
-from haic_pipeline.warehouse.ops_log import record_run_failure
 from haic_pipeline.settings import sensor_interval_seconds
 from haic_pipeline.warehouse.faults import StorageFault, describe
+from haic_pipeline.warehouse.ops_log import record_run_failure
 
 automation_condition_sensor = dg.AutomationConditionSensorDefinition(
     "automation_condition_sensor",

@@ -2,9 +2,6 @@
 
 import dagster as dg
 
-from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
-from haic_pipeline.defs.study.assets import ATTRITION, COHORT, ENDPOINTS, STAGING
-from haic_pipeline.warehouse.publish import publish_analytics_copy
 from haic_pipeline.defs.analysis.assets import (
     baseline_characteristics,
     beyond,
@@ -19,6 +16,9 @@ from haic_pipeline.defs.analysis.assets import (
     study_report,
     survival,
 )
+from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
+from haic_pipeline.defs.study.assets import ATTRITION, COHORT, ENDPOINTS, STAGING
+from haic_pipeline.warehouse.publish import publish_analytics_copy
 
 # every analysis.* table, the figures and the report: the copy is published after all of them
 PUBLISHED_AFTER = [baseline_characteristics, survival, response, cox, beyond, refresh_history, monitoring, software,

@@ -16,7 +16,12 @@ import dagster as dg
 
 from haic_pipeline.contracts import load_contracts
 from haic_pipeline.defs.resources import DUCKDB_POOL, HaicConfig, WarehouseResource
-from haic_pipeline.quality.gate import CheckOutcome, all_checks, check_groups, run_checks
+from haic_pipeline.quality.gate import (
+    CheckOutcome,
+    all_checks,
+    check_groups,
+    run_checks,
+)
 from haic_pipeline.quality.suites import CheckSpec
 
 REPORT_FOLDER = "quality"  # under HAIC_REPORTS (default warehouse/reports/quality/index.html)
