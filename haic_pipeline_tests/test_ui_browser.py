@@ -103,8 +103,7 @@ def _first_visit_and_asset_graph(browser, base: str, shot: Path) -> None:
 
     page.get_by_role("button", name="Hide navigation").click()
     for item in ("Expand all groups", "Change graph to vertical orientation"):
-        page.locator("#zoom-slider-container").get_by_role("button", name="settings").click()  # the graph's menu
-        page.get_by_role("menuitem", name=item).click()
+        _graph_menu(page, item)
         page.wait_for_timeout(1000)
     page.reload(wait_until="networkidle")  # the UI keeps both choices and fits the whole graph on load
     page.wait_for_timeout(3000)
@@ -122,6 +121,24 @@ def _first_visit_and_asset_graph(browser, base: str, shot: Path) -> None:
     page.add_style_tag(content="#zoom-slider-container { visibility: hidden; }")  # the zoom buttons
     page.screenshot(path=str(shot), clip={"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0})
     context.close()
+
+
+def _graph_menu(page, item: str, attempts: int = 6) -> None:
+    """Choose `item` in the asset graph's settings menu. While the graph is laid out again (after
+    "Expand all groups", slow on a busy machine) the menu is redrawn and an open one loses its
+    items: the menu is then closed and opened again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(attempts):
+        try:
+            page.locator("#zoom-slider-container").get_by_role("button", name="settings").click(timeout=30000)
+            page.get_by_role("menuitem", name=item).click(timeout=10000)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(3000)
 
 
 def _drive(port: int, shots: Path) -> None:
