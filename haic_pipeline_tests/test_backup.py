@@ -26,26 +26,24 @@ from haic_pipeline.settings import load_settings
 from haic_pipeline.snapshot import VOLATILE, table_hashes
 from haic_pipeline.warehouse import backup, interventions
 
-from .shared import built_once
-from .test_faults import _env, _good_refresh
+from . import refreshed
 
 
 @pytest.fixture
 def staged(tmp_path_factory, tmp_path, monkeypatch):
-    """A copy of the refreshed demo warehouse (60 patients, first drop landed by `haic run`), its run
-    history and inbox, the HAIC_* variables pointing at it; `.new_drop` is the held-back second drop."""
-    base = built_once(tmp_path_factory, "faults_good_refresh", _good_refresh)
-    shutil.copytree(base / "wh", tmp_path / "wh")
-    shutil.copytree(base / "dagster_home", tmp_path / "dagster_home")
-    shutil.copytree(base / "inbox", tmp_path / "inbox")
-    for key, value in _env(tmp_path, tmp_path / "wh", tmp_path / "dagster_home").items():
+    """A copy of the demo warehouse refreshed by `haic run` on five of the six demo drops
+    (refreshed.five_of_six), its run history and inbox, the HAIC_* variables pointing at it;
+    `.last` is the newest loaded drop, `.new_drop` the held-back sixth."""
+    shared = refreshed.five_of_six(tmp_path_factory).succeeded()
+    for key, value in shared.copy_into(tmp_path).items():
         if key.startswith(("HAIC_", "DAGSTER_HOME")):
             monkeypatch.setenv(key, value)
     monkeypatch.delenv("HAIC_BACKUP_DIR", raising=False)
     monkeypatch.delenv("HAIC_BACKUP_KEEP", raising=False)
-    drops = sorted(p for p in (base / "all").iterdir() if p.is_dir())
+    drops = sorted(p for p in (shared.folder / "all").iterdir() if p.is_dir())
     return type("Staged", (), {"root": tmp_path, "warehouse": tmp_path / "wh" / "haic.duckdb",
-                               "first": drops[0].name, "new_drop": drops[1]})
+                               "loaded": [d.name for d in drops[:5]], "last": drops[4].name,
+                               "new_drop": drops[5]})
 
 
 def _hashes(path: Path, schemas=None, volatile=None) -> dict[str, str]:
@@ -73,8 +71,8 @@ def _only_child(folder: Path) -> Path:
 def test_backup_destroy_restore_then_the_study_refreshes_as_before(staged, capsys):
     wh = staged.warehouse
     with duckdb.connect(str(wh)) as con:   # the audit trail a lost file would take with it
-        interventions.retract(con, staged.first, "cutoff queried with the data warehouse")
-        interventions.restore(con, staged.first, "cutoff confirmed by the data warehouse")
+        interventions.retract(con, staged.last, "cutoff queried with the data warehouse")
+        interventions.restore(con, staged.last, "cutoff confirmed by the data warehouse")
     before = _hashes(wh)                                   # every table of every schema, every column
     views = _views(wh)
     results = _hashes(wh, ("staging", "analysis"), VOLATILE)
@@ -90,7 +88,7 @@ def test_backup_destroy_restore_then_the_study_refreshes_as_before(staged, capsy
     assert {t: m["sha256"] for t, m in manifest["tables"].items()} == before
     assert manifest["tables"]["ops.interventions"]["rows"] == 2
     assert set(manifest["views"]) == set(views)
-    assert manifest["last_extract_id"] == staged.first and manifest["source"] == str(wh)
+    assert manifest["last_extract_id"] == staged.last and manifest["source"] == str(wh)
     assert manifest["software"]["duckdb"] == duckdb.__version__
 
     # 2. destroy the warehouse and the analysts' copy
@@ -136,7 +134,7 @@ def test_backup_destroy_restore_then_the_study_refreshes_as_before(staged, capsy
     out = capsys.readouterr().out
     assert "drops landed now: 1" in out and "refresh succeeded" in out
     assert _query(wh, "SELECT extract_id, status FROM ops.drops ORDER BY 1") == [
-        (staged.first, "loaded"), (staged.new_drop.name, "loaded")]
+        (name, "loaded") for name in (*staged.loaded, staged.new_drop.name)]
     assert _query(wh, "SELECT DISTINCT extract_id FROM analysis.km_summary") == [(staged.new_drop.name,)]
     assert len(_query(wh, "SELECT * FROM ops.interventions")) == 2
 

@@ -30,7 +30,10 @@ FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 SPAN = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"!?\[[^\]\n]*\]\(([^)\s]+)\)")
 MAKE = re.compile(r"(?:^|[\s(;&|])make ([A-Za-z][\w.-]*)")
-HAIC = re.compile(r"(?:^|[\s(/;&|])haic ([a-z][a-z-]*)(?: ([a-z]+(?:\|[a-z]+)*))?")
+# `haic` as a command, not as the service user's or group's name (sudo -u haic, --owner haic)
+HAIC = re.compile(r"(?:^|[\s(/;&|])(?<!-u )(?<!--owner )haic ([a-z][a-z-]*)(?: ([a-z]+(?:\|[a-z]+)*))?")
+#: a package list names `make` as a package, not a target
+PACKAGES = re.compile(r"^.*\bapt(?:-get)? install\b.*$", re.M)
 
 
 def _code(text: str) -> list[str]:
@@ -82,7 +85,7 @@ def test_every_make_target_named_exists():
     missing = {}
     for doc in DOCS:
         for code in _code(doc.read_text(encoding="utf-8")):
-            for name in MAKE.findall(code):
+            for name in MAKE.findall(PACKAGES.sub("", code)):
                 if name not in targets:
                     missing.setdefault(str(doc.relative_to(ROOT)), []).append(name)
     assert not missing, f"make targets named in the docs but not in the Makefile: {missing}"

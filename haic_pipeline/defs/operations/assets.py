@@ -65,7 +65,6 @@ backup_job = dg.define_asset_job(
 )
 
 
-
 def nightly_backup_schedule() -> dg.ScheduleDefinition:
     """The nightly backup at HAIC_BACKUP_CRON in HAIC_TIMEZONE, running when HAIC_BACKUP_KEEP > 0
     (read when the definitions load). A bad HAIC_BACKUP_KEEP leaves it stopped rather than stop
@@ -88,4 +87,7 @@ def nightly_backup_schedule() -> dg.ScheduleDefinition:
 
 @dg.definitions
 def nightly() -> dg.Definitions:
-    return dg.Definitions(schedules=[nightly_backup_schedule()])
+    """The asset, its job and the schedule (built when the definitions load, so the schedule reads
+    HAIC_BACKUP_* then). A module with a `@dg.definitions` function contributes that Definitions
+    alone, so it names all three."""
+    return dg.Definitions(assets=[backup], jobs=[backup_job], schedules=[nightly_backup_schedule()])
