@@ -109,7 +109,9 @@ def _first_visit_and_asset_graph(browser, base: str, shot: Path) -> None:
     page.wait_for_timeout(3000)
     for asset in ("patients", "cohort", "endpoints", "km_summary", "cox_models", "km_os_figure", "study_report",
                   "analysts_copy"):
-        assert page.get_by_text(asset, exact=True).first.is_visible(), asset
+        name = page.get_by_text(asset, exact=True).first
+        name.wait_for(state="visible", timeout=60000)  # the layout of the whole graph takes a while when busy
+        assert name.is_visible(), asset
     # the graph's extent: every node and group header is drawn in a foreignObject
     box = page.evaluate("""() => { const r = [...document.querySelectorAll('foreignObject')]
         .map(e => e.getBoundingClientRect()).filter(b => b.width > 0);
