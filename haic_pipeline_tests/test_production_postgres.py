@@ -72,6 +72,7 @@ def deployment(tmp_path: Path, cluster, db: str) -> dict[str, str]:
         "HAIC_WAREHOUSE": str(tmp_path / "wh" / "haic.duckdb"),
         "HAIC_REPORTS": str(tmp_path / "reports"),
         "HAIC_BACKUP_DIR": str(tmp_path / "backups"),
+        "HAIC_BACKUP_KEEP": "3",
         "HAIC_SENSOR_INTERVAL_SECONDS": SENSOR_INTERVAL,
         "HAIC_DQ_WORKERS": "0",
         "DAGSTER_HOME": str(home),

@@ -274,7 +274,16 @@ def check_automation(instance) -> list[Result]:
     out = []
     targets = [("schedule", s.name, s.default_status == dg.DefaultScheduleStatus.RUNNING) for s in repo.schedule_defs]
     targets += [("sensor", s.name, s.default_status == dg.DefaultSensorStatus.RUNNING) for s in repo.sensor_defs]
+    keep = S.backup_settings().keep
     for kind, name, default_running in targets:
+        if name == "nightly_backup" and keep == 0:   # declared off: no nightly backup is asked for
+            if S.production():
+                out.append(Result(f"{kind} {name}", False, "off: HAIC_BACKUP_KEEP=0 keeps no nightly backup, so a "
+                                  "lost warehouse file loses the audit trail; set HAIC_BACKUP_KEEP (e.g. 7) and "
+                                  "restart the daemon"))
+            else:
+                out.append(Result(f"{kind} {name}", True, "off (HAIC_BACKUP_KEEP=0: no nightly backup)"))
+            continue
         state = stored.get(("SCHEDULE" if kind == "schedule" else "SENSOR", name))
         if state is None:
             running = default_running
