@@ -8,7 +8,6 @@ import sys
 import duckdb
 
 from .conftest import table_counts
-from .refreshed import haic_timed
 
 
 def _haic(*args, env):

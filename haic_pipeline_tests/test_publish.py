@@ -1,7 +1,6 @@
 """The analysts' copy: published after every refresh, atomically, and an analyst holding it open
 (another process, read-only) never blocks a refresh."""
 
-import os
 import subprocess
 import sys
 import textwrap

@@ -223,7 +223,6 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
     kind = np.zeros(P, np.int8)
     kind[N:N + n_ex] = 1 + np.arange(n_ex) % 6
     kind[-1] = KIND_WITHDRAWN
-    is_elig = kind == KIND_ELIGIBLE
     K = {k: 1 + i for i, k in enumerate(EXCLUSION_KINDS)}
 
     # group: 0 first line, 1 post atezo-bev; prior: 0 none, 1 AB stop PD, 2 sorafenib PD,

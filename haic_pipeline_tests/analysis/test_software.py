@@ -8,7 +8,6 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import duckdb
 
 from haic_pipeline import provenance
 from haic_pipeline.analysis import build_software

@@ -1,9 +1,7 @@
 """The synthetic cohort, read back independently, resembles the study (study_spec, paper)."""
 
 
-import numpy as np
 import pandas as pd
-import pytest
 
 import synthetic_study_helpers as h
 from haic_pipeline.synthetic import write_drops

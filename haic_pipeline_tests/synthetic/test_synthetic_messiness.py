@@ -1,10 +1,8 @@
 """Every kind of messiness that extract_spec.md lists is present in the default drop set,
 and the drops behave as deltas."""
 
-import datetime as dt
 
 import pandas as pd
-import pytest
 
 import synthetic_study_helpers as h
 from haic_pipeline.synthetic import simulate
