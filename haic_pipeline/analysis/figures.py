@@ -330,6 +330,22 @@ def forest_figure(models: pd.DataFrame, excluded: pd.DataFrame, endpoint: str,
     return fig
 
 
+def _finish(ax, grid_axis: str, legend_loc: str) -> None:
+    """The beyond-the-paper figures' axes: a light grid on one axis, no top and right spines."""
+    ax.grid(True, axis=grid_axis, color="#e6e6e6", linewidth=0.7)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(loc=legend_loc, fontsize=9.5, frameon=True, framealpha=0.9, edgecolor="none")
+
+
+def _with_notes(fig, note_lines: list[str], height: float):
+    """The figure with its notes (what was modelled, the data, the provenance) at the bottom."""
+    fig.text(0.02, 0.1 / height, "\n".join(note_lines), fontsize=8, color="#444444", ha="left",
+             va="bottom", linespacing=1.35)
+    return fig
+
+
 def love_figure(balance: pd.DataFrame, propensity: pd.DataFrame, provenance: Provenance,
                 threshold: float = 0.1) -> Figure:
     """Love plot from analysis.balance: |SMD| of each covariate before weighting (open grey
@@ -387,14 +403,8 @@ def love_figure(balance: pd.DataFrame, propensity: pd.DataFrame, provenance: Pro
         ax.set_yticks(y)
         ax.set_yticklabels([TERM_LABELS.get(c, c) for c in rows["covariate"]], fontsize=10)
         ax.set_xlabel("Absolute standardized mean difference", fontsize=10.5)
-        ax.grid(True, axis="x", color="#e6e6e6", linewidth=0.7)
-        ax.set_axisbelow(True)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-        ax.legend(loc="lower right", fontsize=9.5, frameon=True, framealpha=0.9, edgecolor="none")
-    fig.text(0.02, 0.1 / height, "\n".join(note_lines), fontsize=8, color="#444444", ha="left",
-             va="bottom", linespacing=1.35)
-    return fig
+        _finish(ax, "x", "lower right")
+    return _with_notes(fig, note_lines, height)
 
 
 def propensity_figure(histogram: pd.DataFrame, overlap: pd.DataFrame, propensity: pd.DataFrame,
@@ -446,14 +456,8 @@ def propensity_figure(histogram: pd.DataFrame, overlap: pd.DataFrame, propensity
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{abs(v):g}"))
     ax.set_xlabel("Propensity score (probability of post-ate-beva HAIC)", fontsize=10.5)
     ax.set_ylabel("Patients (post-ate-beva \u2191, first-line \u2193)", fontsize=10)
-    ax.grid(True, axis="y", color="#e6e6e6", linewidth=0.7)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.legend(loc="upper right", fontsize=9.5, frameon=True, framealpha=0.9, edgecolor="none")
-    fig.text(0.02, 0.1 / height, "\n".join(note_lines), fontsize=8, color="#444444", ha="left",
-             va="bottom", linespacing=1.35)
-    return fig
+    _finish(ax, "y", "upper right")
+    return _with_notes(fig, note_lines, height)
 
 
 def message_figure(title: str, message: str, provenance: Provenance) -> Figure:
