@@ -25,8 +25,7 @@ difference, so Corr(Z_i, Z_j) = sqrt(t_i / t_j) (Jennison & Turnbull 2000, ch. 3
   R: ``rpact::getDesignGroupSequential(sided = 2, typeOfDesign = "asOF" / "asP",
   informationRates = t, alpha = alpha)``, ``$criticalValues``, ``$alphaSpent``,
   ``2 * $stageLevels``.
-  rpact's conventions, followed here: a boundary at or above 7.5 is reported as +Inf (rpact
-  bounds its root search at 8 and turns values >= 7.5 into Inf): that look spends no alpha,
+  A boundary above 8 is +Inf (study_spec §6.1): that look spends no alpha,
   its (at most ~1e-13) share is spent at the next look with a finite boundary, and its
   nominal p is 0. rpact's reported final cumulative alpha is its own integral floored to
   1e-8 (e.g. 0.04999999 for alpha = 0.05); here the cumulative alpha at a look with a finite
@@ -62,7 +61,10 @@ from scipy import stats as _sps
 SPENDING_FUNCTIONS = ("obf", "pocock")
 
 #: rpact reports a boundary at or above this value as +Inf (no alpha spent at that look).
-INFINITE_BOUNDARY = 7.5
+#: study_spec §6.1: a boundary above 8 is +inf. rpact 3.3.4 searches its boundaries up to 8 but
+#: already reports a value at or above 7.5 as Inf, so for a first look whose exact boundary lies
+#: in [7.5, 8) it says Inf where this gives the finite value (tested against the exact value).
+INFINITE_BOUNDARY = 8.0
 
 #: Simpson panels per standard deviation of the narrowest feature of the integrands.
 PANELS_PER_SD = 3.0
@@ -153,7 +155,7 @@ def spending_boundaries(information_fractions: Sequence[float], alpha: float = 0
 
 
 def _first_boundary(increment: float) -> float:
-    """Look 1: P(|Z_1| >= c) = increment, c = Phi^-1(1 - increment/2); +inf at/above 7.5."""
+    """Look 1: P(|Z_1| >= c) = increment, c = Phi^-1(1 - increment/2); +inf above 8."""
     if increment <= 0.0:
         return math.inf
     c = float(-_special.ndtri(increment / 2.0))
