@@ -86,14 +86,14 @@ def load_settings(environ: dict[str, str] | None = None, check_key: bool = True)
     env = os.environ if environ is None else environ
     haic_env = (env.get("HAIC_ENV") or "demo").strip().lower()
     key = env.get("HAIC_PSEUDONYM_KEY") or ""
-    key_file = env.get("HAIC_PSEUDONYM_KEY_FILE") or ""
+    key_file = pseudonym_key_file(env)
     if key_file:
         if key:
             raise ConfigurationError(
                 "HAIC_PSEUDONYM_KEY and HAIC_PSEUDONYM_KEY_FILE are both set: set only one (in production, "
                 "HAIC_PSEUDONYM_KEY_FILE, a file readable by the service user alone).")
         try:
-            key = read_key_file(_resolve(key_file))
+            key = read_key_file(key_file)
         except ConfigurationError:
             if check_key:
                 raise
@@ -107,7 +107,7 @@ def load_settings(environ: dict[str, str] | None = None, check_key: bool = True)
                 "to a file holding the secret key held by the hospital's data protection officer."
             )
         key = DEMO_PSEUDONYM_KEY
-    warehouse = _resolve(env.get("HAIC_WAREHOUSE") or "warehouse/haic.duckdb")
+    warehouse = warehouse_path(env)
     reports = _resolve(env.get("HAIC_REPORTS") or str(warehouse.parent / "reports"))
     return Settings(
         inbox=_resolve(env.get("HAIC_INBOX") or "warehouse/inbox/"),
@@ -199,7 +199,7 @@ def backup_settings(environ: dict[str, str] | None = None) -> BackupSettings:
     if not keep.isdigit():
         raise ConfigurationError(f"HAIC_BACKUP_KEEP={keep!r} is not a whole number: it is how many nightly "
                                  "backups are kept (0 turns the nightly backup off)")
-    warehouse = _resolve(env.get("HAIC_WAREHOUSE") or "warehouse/haic.duckdb")
+    warehouse = warehouse_path(env)
     return BackupSettings(
         folder=_resolve(env.get("HAIC_BACKUP_DIR") or str(warehouse.parent / "backups")),
         keep=int(keep),
@@ -245,6 +245,13 @@ def sensor_interval_seconds(environ: dict[str, str] | None = None) -> int:
     except ValueError:
         raise ConfigurationError(f"HAIC_SENSOR_INTERVAL_SECONDS={raw!r} is not a whole number of seconds") from None
     return max(MIN_SENSOR_INTERVAL_SECONDS, value)
+
+
+def warehouse_path(environ: dict[str, str] | None = None) -> Path:
+    """HAIC_WAREHOUSE: the pipeline's DuckDB file (default warehouse/haic.duckdb); the reports and
+    backups default to folders beside it."""
+    env = os.environ if environ is None else environ
+    return _resolve(env.get("HAIC_WAREHOUSE") or "warehouse/haic.duckdb")
 
 
 def pseudonym_key_file(environ: dict[str, str] | None = None) -> Path | None:

@@ -30,22 +30,31 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from haic_pipeline import provenance
 from haic_pipeline.stats import (
     format_count_percent,
     format_estimate_ci,
     format_median_ci,
     format_p,
 )
+from haic_pipeline.study.plan import load_plan
 from haic_pipeline.warehouse.schema import ensure_ops
 
 from . import beyond as B
 from . import figures as F
+from . import monitoring as M
 from . import tables as T
 from .data import ENDPOINTS, GROUPS, Provenance, load_study_data, read_provenance
 from .render import FIGURES, draw_figure, figure_inputs, inputs_key, table_provenance
 from .report import write_report
+from .warehouse import (
+    HISTORY_MONITORING_COLUMNS,
+    append_history,
+    ensure_history,
+    read_table,
+    write_tables,
+)
 from .warehouse import MONITORING_TABLES as MONITORING_COLUMNS
-from .warehouse import append_history, read_table, write_tables
 
 
 @dataclass
@@ -242,8 +251,6 @@ def _monitoring_headline(res, status: pd.DataFrame, plan) -> dict[str, str]:
 def _fill_history(con: duckdb.DuckDBPyConnection, status: pd.DataFrame) -> int:
     """The §6.3 columns of analysis.refresh_history: each drop's rows not filled yet get the
     monitoring state after that drop; a drop no longer loaded gets a note."""
-    from .warehouse import HISTORY_MONITORING_COLUMNS, ensure_history  # noqa: PLC0415
-
     ensure_history(con)
     if len(status):
         df = status.rename(columns={"endpoint": "monitoring_endpoint", "events": "monitoring_events",
@@ -266,10 +273,6 @@ def build_monitoring(con: duckdb.DuckDBPyConnection, plan=None) -> BuildResult:
     """analysis.monitoring_looks and analysis.monitoring_status (study_spec §6), and the §6.3
     columns of analysis.refresh_history. `plan`: a MonitoringPlan (default: the plan file,
     read and checked before anything is written)."""
-    from haic_pipeline.study.plan import load_plan  # noqa: PLC0415
-
-    from . import monitoring as M  # noqa: PLC0415
-
     plan = plan or load_plan()
     inputs = M.update_drop_inputs(con)
     res = M.monitoring_tables(inputs, plan)
@@ -288,8 +291,6 @@ def build_software(con: duckdb.DuckDBPyConnection, refresh: str) -> BuildResult:
     """analysis.software: the versions this refresh computes with (haic_pipeline.provenance),
     replaced each refresh; the same rows appended to ops.software under the refresh's id, so the
     software behind any earlier result stays on record."""
-    from haic_pipeline import provenance  # noqa: PLC0415
-
     prov = read_provenance(con)
     versions = provenance.software()
     at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")

@@ -59,7 +59,13 @@ from haic_pipeline.quality.suites import (
     generate_checks,
     suite_fingerprint,
 )
-from haic_pipeline.quality.validate import verdict
+from haic_pipeline.quality.validate import (
+    FrameSource,
+    finish,
+    new_results,
+    validate,
+    verdict,
+)
 from haic_pipeline.settings import quality_settings
 from haic_pipeline.warehouse import interventions
 from haic_pipeline.warehouse.refresh import staging_fingerprint
@@ -173,7 +179,6 @@ def _validate_suites(con, checks: list[CheckSpec], contracts, suite_fp, refresh,
     (quality/speed/) unless `HAIC_DQ_FAST=0`, else drop by drop (validate.FrameSource); the
     counts are the same. Check name -> its new rows."""
     from haic_pipeline.quality import speed  # noqa: PLC0415 (GX only when needed)
-    from haic_pipeline.quality.validate import FrameSource, finish, new_results, validate  # noqa: PLC0415
 
     t0 = time.perf_counter()
     ids = next((ids for ids in ([eid for eid, _ in pending[c.name][0]] for c in checks) if ids), [])
