@@ -177,7 +177,7 @@ def test_a_backup_folder_that_cannot_be_written_is_named_with_its_setting(staged
     assert "Traceback" not in err
 
     # the nightly asset fails its run with the same message (shown in the UI)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([backup_asset], instance=instance,
                                 resources=resources_for(load_settings()), raise_on_error=False)
     assert not result.success
@@ -201,7 +201,7 @@ def test_nightly_backup_keeps_the_newest_n(staged, monkeypatch):
     gone.wait()
     (nightly / f".20261206T030000Z.tmp-{gone.pid}").mkdir()   # a backup killed half-way: its process is gone
     taken = []
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         for _ in range(3):
             result = dg.materialize([backup_asset], instance=instance,
                                     resources=resources_for(load_settings()))

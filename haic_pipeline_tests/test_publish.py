@@ -53,7 +53,7 @@ def _ask(proc, cmd):
 
 def test_analysts_copy_holds_staging_and_analysis_only(env):
     write_drop(env / "inbox", E1, {"patients.csv": [patient("10000001")]})
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         _land_and_refresh(instance, E1)
     copy = load_settings().analytics_copy
     assert copy.exists() and copy.parent == load_settings().warehouse.parent
@@ -66,7 +66,7 @@ def test_analysts_copy_holds_staging_and_analysis_only(env):
 
 def test_open_reader_never_blocks_a_refresh_and_sees_new_data_after_reconnecting(env):
     write_drop(env / "inbox", E1, {"patients.csv": [patient("10000001")]})
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         _land_and_refresh(instance, E1)
         copy = load_settings().analytics_copy
         reader = subprocess.Popen([sys.executable, "-c", READER, str(copy)], stdin=subprocess.PIPE,

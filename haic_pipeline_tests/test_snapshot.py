@@ -45,7 +45,7 @@ def test_a_snapshot_reproduces_what_was_published_and_verifies(env, capsys, monk
     for eid in eids[:4]:
         shutil.copytree(staged / eid, env / "inbox" / eid)
     live = Path(os.environ["HAIC_WAREHOUSE"])
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         _land_and_refresh(instance, eids[:4])
         published = _published()                     # what the live pipeline published after drop 4
         for eid in eids[4:]:

@@ -53,7 +53,7 @@ def test_demo_refreshes_fill_the_analysis_and_history_grows_per_new_drop(env):
     folders = write_drops(env / "inbox", patients=100, drops=6, seed=1)
     eids = [f.name for f in folders]
     reports = load_settings().reports
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         for eid in eids[:5]:
             assert _ingest(instance, eid).success
         first = _refresh(instance)
@@ -157,7 +157,7 @@ def test_a_failed_blocking_check_upstream_stops_the_analysis(env, monkeypatch):
         "vital_status.csv": [{"patient_id": pid, "last_contact_date": "2024-06-30"}],
     }
     write_drop(env / "inbox", "20240801T020000Z", files, data_cutoff="2024-07-31")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert _ingest(instance, "20240801T020000Z").success
         ok = _refresh(instance)
         assert dg.AssetKey(["analysis", "km_summary"]) in _materialized(ok)

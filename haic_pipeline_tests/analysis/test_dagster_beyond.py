@@ -50,7 +50,7 @@ def _check_and_downstream(instance):
 def test_refresh_fills_publishes_and_checks_the_beyond_tables(env):
     folders = write_drops(env / "inbox", patients=100, drops=3, seed=1)
     settings = load_settings()
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         for f in folders:
             instance.add_dynamic_partitions(DROPS.name, [f.name])
             assert load().resolve_job_def("ingest_drop").execute_in_process(

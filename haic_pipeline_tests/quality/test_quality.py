@@ -333,7 +333,7 @@ IDENTIFIERS = ("홍길동", "1958-04-01")
 
 def test_refresh_one_odd_row_passes_and_is_quarantined(env):
     write_drop(env / "inbox", E1, cohort(60, bad_ecog=1))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = _ingest_and_refresh(instance, [E1])
         checks = _checks(result)
         assert checks["assessments_error_rules"].passed
@@ -359,7 +359,7 @@ def test_refresh_one_odd_row_passes_and_is_quarantined(env):
 def test_refresh_systematically_broken_drop_fails_and_blocks_downstream(env):
     pids = [pid(i) for i in range(1, 41)]
     write_drop(env / "inbox", E1, cohort(40, bad_ecog=12, bad_sex=12))  # 30 % bad ECOG, 30 % bad sex
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = _ingest_and_refresh(instance, [E1])
         checks = _checks(result)
         patients = checks["patients_error_rules"]
@@ -385,7 +385,7 @@ def test_refresh_systematically_broken_drop_fails_and_blocks_downstream(env):
 
 def test_refresh_bad_ecog_fails_the_blocking_assessments_check(env):
     write_drop(env / "inbox", E1, cohort(40, bad_ecog=12))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = _ingest_and_refresh(instance, [E1])
         checks = _checks(result)
         ev = checks["assessments_error_rules"]

@@ -188,7 +188,7 @@ def test_rule_kind(env, k: RuleKind, scale: str):
     bad = 1 if scale == "odd" else BAD
     extract_ids = (k.odd if scale == "odd" else k.systematic)(env / "inbox", bad)
     last = extract_ids[-1]
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = _ingest_and_refresh(instance, extract_ids)
     checks = _checks(result)
     materialized = _materialized(result)

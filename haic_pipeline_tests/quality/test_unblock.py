@@ -50,7 +50,7 @@ def test_two_orphan_patients_pass_with_their_rows_quarantined(env):
     files = cohort(60)
     files["labs.csv"] += _orphan_labs(901, 2, 12)      # 24 lab rows of 2 patients in no patients.csv
     write_drop(env / "inbox", E1, files)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = _ingest_and_refresh(instance, [E1])
         labs = _checks(result)["labs_error_rules"]
         assert labs.passed
@@ -64,7 +64,7 @@ def test_two_orphan_patients_pass_with_their_rows_quarantined(env):
 
 def test_truncated_patients_file_blocks_and_the_block_lifts_when_the_patients_arrive(env):
     write_drop(env / "inbox", E1, _truncated(40, kept=10))     # 30 of 40 patients orphaned
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = _ingest_and_refresh(instance, [E1])
         checks = _checks(result)
         assert not checks["treatments_error_rules"].passed
@@ -92,7 +92,7 @@ def test_block_lifts_when_a_later_drop_supersedes_the_offending_rows(env):
     for row in files["labs.csv"][:10]:
         row["unit"] = "furlongs"                          # 10 of 80 lab rows: unit_for_test
     write_drop(env / "inbox", E1, files)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert not _checks(_ingest_and_refresh(instance, [E1]))["labs_error_rules"].passed
         fixed = [dict(r, unit="g/dL" if r["test_code"] == "ALB" else "ng/mL") for r in files["labs.csv"][:10]]
         write_drop(env / "inbox", E2, {"labs.csv": fixed})       # the same keys, delivered again
@@ -162,7 +162,7 @@ def test_retract_unblocks_is_recorded_and_shows_everywhere(refreshed_blocked, en
     # a re-delivery of the retracted extract_id is refused, with the way to undo the retraction
     shutil.rmtree(env / "inbox" / E2)
     write_drop(env / "inbox", E2, cohort(20, start=41))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         from haic_pipeline.defs.ingest.assets import DROPS
         from haic_pipeline.definitions import load
         from haic_pipeline.defs.resources import resources_for
@@ -177,7 +177,7 @@ def test_retract_unblocks_is_recorded_and_shows_everywhere(refreshed_blocked, en
 
     # restoring it brings the drop (as first delivered) and the block back
     assert main(["drop", "restore", E2, "--reason", "retracted by mistake"]) == 0
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert not _checks(_ingest_and_refresh(instance, []))["assessments_error_rules"].passed
     assert "STUDY BLOCKED" in _status(capsys)
 
@@ -211,6 +211,6 @@ def test_waive_unblocks_is_recorded_and_shows_everywhere(refreshed_blocked, env,
 
     # revoking the waiver blocks the study again at the next refresh
     assert main(["check", "revoke", "assessments_error_rules", E2, "--reason", "vendor fixed nothing"]) == 0
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert not _checks(_ingest_and_refresh(instance, []))["assessments_error_rules"].passed
     assert "STUDY BLOCKED" in _status(capsys)
