@@ -48,3 +48,43 @@ def test_failed_run_is_written_to_ops_run_log_without_identifiers(env):
     assert (job, partition, status) == ("ingest_drop", E1, "failed")
     assert step == "raw_drop" and "manifest says 9" in message
     assert "10000001" not in message
+
+
+def _requested(result) -> set[str]:
+    """The assets one evaluation of the automation conditions requested."""
+    return {k.to_user_string() for k in load().resolve_asset_graph().materializable_asset_keys
+            if result.get_requested_partitions(k)}
+
+
+def test_one_tick_requests_the_whole_refresh_and_a_failed_blocking_check_holds_it(env):
+    """The automation conditions evaluated for real (`evaluate_automation_conditions`, as the
+    automation sensor evaluates them in the daemon) on a new deployment. Once the first drop has
+    landed, a single tick requests everything the refresh job rebuilds, so the first refresh is one
+    run, not one run per layer of blocking checks. The drop's ECOG values are out of range: in that
+    run the blocking assessments check fails and stops what is downstream, and the next tick
+    requests nothing (the failed check holds its downstream; nothing loops)."""
+    from .quality.test_quality import cohort
+
+    defs = load()
+    resources = resources_for(load_settings())
+    refresh = defs.resolve_job_def("refresh")
+    everything = {k.to_user_string() for k in refresh.asset_layer.selected_asset_keys}
+    with dg.DagsterInstance.ephemeral() as instance:
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert tick.total_requested == 0              # nothing landed yet
+
+        write_drop(env / "inbox", E1, cohort(40, bad_ecog=12))
+        instance.add_dynamic_partitions(DROPS.name, [E1])
+        assert defs.resolve_job_def("ingest_drop").execute_in_process(
+            partition_key=E1, instance=instance, resources=resources).success
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        assert _requested(tick) == everything, sorted(everything ^ _requested(tick))
+
+        # the run the sensor would launch: the blocking check fails, downstream is not materialized
+        run = refresh.execute_in_process(instance=instance, resources=resources, raise_on_error=False)
+        assert not run.success
+        failed = [e.asset_check_evaluation_data.check_name for e in run.all_events
+                  if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed]
+        assert "assessments_error_rules" in failed
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        assert tick.total_requested == 0, sorted(_requested(tick))

@@ -13,13 +13,9 @@ from pathlib import Path
 import dagster as dg
 
 from haic_pipeline import provenance
+from haic_pipeline.defs.automation.conditions import STUDY_AUTOMATION
 from haic_pipeline.defs.resources import DUCKDB_POOL, HaicConfig, WarehouseResource
-from haic_pipeline.defs.study.assets import (
-    ATTRITION,
-    COHORT,
-    ENDPOINTS,
-    STUDY_AUTOMATION,
-)
+from haic_pipeline.defs.study.assets import ATTRITION, COHORT, ENDPOINTS
 
 
 def _analysis():

@@ -16,6 +16,7 @@ from haic_pipeline.defs.analysis.assets import (
     study_report,
     survival,
 )
+from haic_pipeline.defs.automation.conditions import STUDY_AUTOMATION
 from haic_pipeline.defs.resources import HaicConfig, WarehouseResource
 from haic_pipeline.defs.study.assets import ATTRITION, COHORT, ENDPOINTS, STAGING
 from haic_pipeline.warehouse.publish import publish_analytics_copy
@@ -31,7 +32,7 @@ ANALYSIS_KEYS = [key for asset in PUBLISHED_AFTER for key in asset.keys]
     deps=[*STAGING.values(), COHORT, ENDPOINTS, ATTRITION, *ANALYSIS_KEYS],
     group_name="publish",
     kinds={"duckdb"},
-    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    automation_condition=STUDY_AUTOMATION,
     description="analytics.duckdb beside the warehouse: staging and analysis only, written to a temporary "
     "file and renamed into place, so analysts' open sessions never block a refresh. "
     "Open it with: make sql  (or duckdb -readonly warehouse/analytics.duckdb).",

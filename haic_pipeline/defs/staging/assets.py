@@ -4,13 +4,11 @@
 import dagster as dg
 
 from haic_pipeline.contracts import load_contracts
+from haic_pipeline.defs.automation.conditions import STAGING_AUTOMATION
 from haic_pipeline.defs.ingest.assets import RAW_KEYS
 from haic_pipeline.defs.resources import DUCKDB_POOL, WarehouseResource
 from haic_pipeline.study.plan import PlanError, load_plan
 from haic_pipeline.warehouse.staging import refresh_staging
-
-# Materialise after new raw data lands (sensor-driven runs in `dagster dev`), once per change.
-STAGING_AUTOMATION = dg.AutomationCondition.eager()
 
 
 def _markdown_counts(title: str, counts: dict[str, int]) -> str:

@@ -7,6 +7,7 @@ blocking data-quality check upstream (a failed check stops the study, see the qu
 import dagster as dg
 
 from haic_pipeline.contracts import load_contracts
+from haic_pipeline.defs.automation.conditions import STUDY_AUTOMATION
 from haic_pipeline.defs.resources import DUCKDB_POOL, WarehouseResource
 from haic_pipeline.study import build_attrition, build_cohort, build_endpoints
 
@@ -15,8 +16,6 @@ COHORT = dg.AssetKey(["staging", "cohort"])
 ENDPOINTS = dg.AssetKey(["staging", "endpoints"])
 ATTRITION = dg.AssetKey(["analysis", "attrition"])
 
-# In `dagster dev`: recompute after any upstream change, but never past a failed blocking check.
-STUDY_AUTOMATION = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
 @dg.asset(
