@@ -19,6 +19,7 @@ import sys
 import textwrap
 import time
 import uuid
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -203,7 +204,82 @@ def cmd_run(args) -> int:
         return _cmd_run_locked(args)
 
 
+@dataclass
+class _Inbox:
+    """What `haic run` finds: the complete drops the warehouse has not landed (new, or changed
+    since), those still rejected, and the last change a refresh must see (a landed drop, a
+    retraction or a waiver)."""
+
+    pending: list
+    still_rejected: list[str]
+    last_change: dt.datetime | None
+
+
+def _read_inbox(settings) -> _Inbox:
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.warehouse)) as con:
+        ensure_schema(con, load_contracts())
+        done = set(con.execute("SELECT extract_id, manifest_sha256 FROM ops.drops "
+                               "WHERE status IN ('loaded', 'rejected', 'retracted')").fetchall())
+        rejected = {e for (e,) in con.execute("SELECT extract_id FROM ops.drops WHERE status = 'rejected'").fetchall()}
+        last_landing = con.execute("SELECT max(attempted_at) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
+        last_change = max((t for t in (last_landing, interventions.last_change(con)) if t is not None), default=None)
+    pending, still_rejected = [], []
+    for drop in find_complete_drops(settings.inbox):
+        if (drop.extract_id, drop.manifest_sha256()) not in done:
+            pending.append(drop)
+        elif drop.extract_id in rejected:
+            still_rejected.append(drop.extract_id)
+    return _Inbox(pending, still_rejected, last_change)
+
+
+def _land(ingest, instance, pending) -> tuple[list[str], list[str], str | None]:
+    """One `ingest_drop` run per drop, each printed as it lands; stops at a full disk or a
+    read-only folder (the drop stays in the inbox). Returns (landed, rejected, storage fault)."""
+    loaded, failed = [], []
+    if pending:
+        _say(f"landing {len(pending)} new drop(s) (each as it lands):")
+    for i, drop in enumerate(pending, 1):
+        t_drop = time.perf_counter()
+        result = _execute(ingest, instance, partition_key=drop.extract_id)
+        _say(f"  {f'[{i}/{len(pending)}] {drop.extract_id}':<34} {time.perf_counter() - t_drop:6.1f} s")
+        storage_fault = None if result.success else _storage_fault_in(result)
+        if storage_fault:
+            _say(f"    NOT LANDED (it stays in the inbox): {storage_fault}")
+            return loaded, failed, storage_fault
+        (loaded if result.success else failed).append(drop.extract_id)
+        if not result.success:
+            error = next((e.event_specific_data.error for e in result.all_events if e.is_failure
+                          and e.event_specific_data is not None
+                          and getattr(e.event_specific_data, "error", None) is not None), None)
+            if error is not None:
+                _say(f"    REJECTED: {error.message.strip().splitlines()[0]}")
+    return loaded, failed, None
+
+
+def _print_summary(settings) -> None:
+    """The rows of every staging and analysis table, the quarantine, and where the results are."""
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        tables = con.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables() "
+                             "WHERE schema_name IN ('staging', 'analysis') ORDER BY 1").fetchall()
+        summary = [(t, con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for (t,) in tables]
+        quarantined = con.execute("SELECT count(*) FROM ops.quarantine").fetchall()[0][0]
+    for name, rows in summary:
+        _say(f"  {name:<34} {rows:>10} rows")
+    _say(f"  ops.quarantine                     {quarantined:>10} rows (rows that broke an error rule)")
+    _say(f"warehouse: {settings.warehouse}")
+    _say(f"reports:   {settings.reports}")
+    _say(f"web UI:    make ui  (runs are recorded in {os.environ['DAGSTER_HOME']})")
+
+
+def _loaded_count(settings) -> int:
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
+
+
 def _cmd_run_locked(args) -> int:
+    """Demo drops into an empty inbox (unless --no-demo), land every new drop, then refresh
+    unless nothing changed since the last successful refresh (or --force), and print the result."""
     import dagster as dg
 
     from haic_pipeline.definitions import load
@@ -218,96 +294,39 @@ def _cmd_run_locked(args) -> int:
         if args.no_demo:
             _say(f"inbox {settings.inbox} holds no complete drop; nothing to load")
         else:
-
             _say(f"inbox {settings.inbox} is empty: writing the synthetic demo drops")
             write_drops(settings.inbox)
-
-    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(settings.warehouse)) as con:
-        ensure_schema(con, load_contracts())
-        done = {
-            (e, s) for e, s in con.execute(
-                "SELECT extract_id, manifest_sha256 FROM ops.drops WHERE status IN ('loaded', 'rejected', 'retracted')"
-            ).fetchall()
-        }
-        rejected_before = dict(con.execute(
-            "SELECT extract_id, reason FROM ops.drops WHERE status = 'rejected'").fetchall())
-        # the last change a refresh must see: a landed drop, or a retraction / waiver since
-        last_landing = max((t for t in (
-            con.execute("SELECT max(attempted_at) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0],
-            interventions.last_change(con)) if t is not None), default=None)
-    pending, still_rejected = [], []
-    for drop in find_complete_drops(settings.inbox):
-        key = (drop.extract_id, drop.manifest_sha256())
-        if key not in done:
-            pending.append(drop)
-        elif drop.extract_id in rejected_before:
-            still_rejected.append(drop.extract_id)
+    inbox = _read_inbox(settings)
 
     instance = dg.DagsterInstance.get()
     for run_id in _recover_interrupted_runs(instance):
         _say(f"run {run_id[:8]} of an interrupted `haic run` marked failed; its DuckDB pool slot freed")
     defs = load()
-    if pending:
-        instance.add_dynamic_partitions(DROPS.name, [d.extract_id for d in pending
+    if inbox.pending:
+        instance.add_dynamic_partitions(DROPS.name, [d.extract_id for d in inbox.pending
                                                       if not instance.has_dynamic_partition(DROPS.name, d.extract_id)])
-    ingest = defs.resolve_job_def("ingest_drop")
-    if pending:
         # GX and the analysis libraries, imported while the drops land (DuckDB work, which leaves
         # the interpreter free); not earlier: the import would hold the GIL while the definitions load
         preload.start(load_gx, partial(importlib.import_module, "haic_pipeline.analysis.build"))
-    loaded, failed = [], []
-    storage_fault = None  # a full disk / read-only folder: stop, the drop stays in the inbox
-    if pending:
-        _say(f"landing {len(pending)} new drop(s) (each as it lands):")
-    for i, drop in enumerate(pending, 1):
-        t_drop = time.perf_counter()
-        result = _execute(ingest, instance, partition_key=drop.extract_id)
-        _say(f"  {f'[{i}/{len(pending)}] {drop.extract_id}':<34} {time.perf_counter() - t_drop:6.1f} s")
-        storage_fault = None if result.success else _storage_fault_in(result)
-        if storage_fault:
-            _say(f"    NOT LANDED (it stays in the inbox): {storage_fault}")
-            break
-        (loaded if result.success else failed).append(drop.extract_id)
-        if not result.success:
-            for event in result.all_events:
-                if event.is_failure and event.event_specific_data is not None:
-                    err = getattr(event.event_specific_data, "error", None)
-                    if err is not None:
-                        _say(f"    REJECTED: {err.message.strip().splitlines()[0]}")
-                        break
-    up_to_date = _refresh_is_current(instance, last_landing, settings) if not (loaded or args.force) else None
-    if storage_fault:
-        refresh = None
-    elif up_to_date:
+    loaded, failed, storage_fault = _land(defs.resolve_job_def("ingest_drop"), instance, inbox.pending)
+
+    up_to_date = _refresh_is_current(instance, inbox.last_change, settings) if not (loaded or args.force) else None
+    refresh = None
+    if up_to_date and not storage_fault:
         _say(f"nothing new since the last successful refresh (run {up_to_date[:8]}): results unchanged "
              "(`haic run --force` refreshes anyway)")
-        refresh = None
-    else:
+    elif not storage_fault:
         _say("refreshing staging and everything downstream (each step as it ends):")
         refresh = _execute(defs.resolve_job_def("refresh"), instance, progress=_StepProgress())
         if not refresh.success:
             storage_fault = _storage_fault_in(refresh)
 
-    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
-        tables = con.execute(
-            "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
-            "WHERE schema_name IN ('staging', 'analysis') ORDER BY 1"
-        ).fetchall()
-        summary = [(t, con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for (t,) in tables]
-        quarantined = con.execute("SELECT count(*) FROM ops.quarantine").fetchall()[0][0]
-        drops_loaded = con.execute("SELECT count(*) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
     elapsed = time.perf_counter() - t0
     _say("")
     _say(f"drops landed now: {len(loaded)}, rejected now: {len(failed)}"
-         + (f", still rejected: {', '.join(still_rejected)}" if still_rejected else "")
-         + f"; drops in the warehouse: {drops_loaded}")
-    for name, rows in summary:
-        _say(f"  {name:<34} {rows:>10} rows")
-    _say(f"  ops.quarantine                     {quarantined:>10} rows (rows that broke an error rule)")
-    _say(f"warehouse: {settings.warehouse}")
-    _say(f"reports:   {settings.reports}")
-    _say(f"web UI:    make ui  (runs are recorded in {os.environ['DAGSTER_HOME']})")
+         + (f", still rejected: {', '.join(inbox.still_rejected)}" if inbox.still_rejected else "")
+         + f"; drops in the warehouse: {_loaded_count(settings)}")
+    _print_summary(settings)
     ok = (refresh is None or refresh.success) and not storage_fault
     _say(f"refresh {'succeeded' if ok else 'FAILED' if refresh is not None else 'NOT RUN'} in {elapsed:.1f} s")
     if storage_fault:
