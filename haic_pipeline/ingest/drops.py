@@ -350,11 +350,43 @@ def load_drop(
 
 
 def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_key, now) -> LoadResult:
-    eid = drop.extract_id
+    """Verify the drop, then land it in one transaction: its files against the manifest, the
+    extract_id against what was landed or retracted, the headers against the contracts, every file
+    parsed and counted; nothing is written to the warehouse before all of these pass."""
     by_file = contract_by_file(contracts)
-    result = LoadResult(extract_id=eid, status="loaded", data_cutoff=manifest.data_cutoff)
+    result = LoadResult(extract_id=drop.extract_id, status="loaded", data_cutoff=manifest.data_cutoff)
+    _verify_files(drop, manifest, by_file, result)
+    if _refuse_or_repeat(con, drop.extract_id, manifest, by_file, result, now):
+        return result
+    headers = _verify_headers(drop, manifest, by_file, result)
+    workdir = None  # a scratch folder, only for a drop to transcode to UTF-8
+    try:
+        parsed: dict[str, ParsedFile] = {}
+        for name, header in headers.items():
+            path = drop.path / name
+            if manifest.encoding != "utf-8":
+                workdir = workdir or _scratch_dir(drop)
+                path = workdir / name
+                _transcode_to_utf8(drop.path / name, path, manifest.encoding, drop.extract_id, name)
+            parsed[name] = _parse_counted(con, by_file[name], path, header, drop.extract_id, name, manifest)
+        _land_drop(con, parsed, by_file, manifest, contracts, pseudonym_key, result, now)
+    finally:
+        for name in headers:  # parsed or not: a failed parse may have left its table
+            try:
+                con.execute(f"DROP TABLE IF EXISTS {_landing_table(by_file[name])}")
+            except duckdb.Error:
+                pass  # e.g. the connection failed on a full disk: the original error counts
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    for w in result.warnings:
+        log.warning("drop %s: %s", drop.extract_id, w)
+    return result
 
-    # 1. every listed file exists and has the manifest's sha256 (before anything is written)
+
+def _verify_files(drop: Drop, manifest: Manifest, by_file, result: LoadResult) -> None:
+    """Every listed file exists, has the manifest's sha256 and decodes in its encoding (before
+    anything is written); files the spec or the manifest does not name are ignored, with a warning."""
+    eid = drop.extract_id
     for name, meta in manifest.files.items():
         path = drop.path / name
         if not path.is_file():
@@ -373,8 +405,11 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
         if path.name not in manifest.files:
             result.warnings.append(f"{path.name}: present but not in the manifest, ignored")
 
-    # 2. a retracted extract_id is refused until restored (whatever its content); one loaded
-    #    before: identical content is a no-op, different content refused
+
+def _refuse_or_repeat(con, eid: str, manifest: Manifest, by_file, result: LoadResult, now) -> bool:
+    """A retracted extract_id is refused until restored (whatever its content). One loaded before:
+    identical content is a no-op, recorded as a duplicate (returns True); different content is
+    refused. Returns False for an extract_id not seen before."""
     retracted = next((r for r in retracted_drops(con) if r["extract_id"] == eid), None)
     if retracted:
         raise DropRefused(
@@ -387,21 +422,11 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
     loaded = con.execute(
         "SELECT file, sha256, loaded_at FROM ops.load_log WHERE extract_id = ? AND status = 'loaded'", [eid]
     ).fetchall()
-    if loaded:
-        before = {f: s for f, s, _ in loaded}
-        now_files = {f: str(m["sha256"]).lower() for f, m in manifest.files.items()}
-        if before == now_files:
-            with transaction(con):
-                for name, meta in manifest.files.items():
-                    con.execute(
-                        "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'duplicate', ?, ?)",
-                        [eid, name, meta["rows"], now_files[name],
-                         f"already loaded on {loaded[0][2]:%Y-%m-%d %H:%M}; re-delivery changes nothing", now],
-                    )
-            result.status = "duplicate"
-            result.files = [FileResult(n, by_file[n].domain if n in by_file else None, m["rows"], now_files[n])
-                            for n, m in manifest.files.items()]
-            return result
+    if not loaded:
+        return False
+    before = {f: s for f, s, _ in loaded}
+    now_files = {f: str(m["sha256"]).lower() for f, m in manifest.files.items()}
+    if before != now_files:
         changed = sorted(set(before.items()) ^ set(now_files.items()))
         raise DropRefused(
             eid,
@@ -410,70 +435,71 @@ def _verify_and_load(con, drop: Drop, manifest: Manifest, contracts, pseudonym_k
             "change as a new drop with a later extract_id.",
             file=MANIFEST,
         )
+    with transaction(con):
+        for name, meta in manifest.files.items():
+            con.execute(
+                "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'duplicate', ?, ?)",
+                [eid, name, meta["rows"], now_files[name],
+                 f"already loaded on {loaded[0][2]:%Y-%m-%d %H:%M}; re-delivery changes nothing", now],
+            )
+    result.status = "duplicate"
+    result.files = [FileResult(n, by_file[n].domain if n in by_file else None, m["rows"], now_files[n])
+                    for n, m in manifest.files.items()]
+    return True
 
-    # 3. headers: every contract column present (extra columns ignored with a warning)
+
+def _verify_headers(drop: Drop, manifest: Manifest, by_file, result: LoadResult) -> dict[str, list[str]]:
+    """The header of every domain file: every contract column present (extra columns ignored,
+    with a warning)."""
     headers = {}
     for name in manifest.files:
         if name not in by_file:
             continue
         contract = by_file[name]
-        header = _read_header(drop.path / name, manifest.encoding, eid, name)
+        header = _read_header(drop.path / name, manifest.encoding, drop.extract_id, name)
         missing = [c for c in contract.required_in_file if c not in header]
         if missing:
-            raise DropRejected(eid, f"required column(s) {', '.join(missing)} missing from the header", file=name, row=0)
+            raise DropRejected(drop.extract_id, f"required column(s) {', '.join(missing)} missing from the header",
+                               file=name, row=0)
         extra = [c for c in header if c not in contract.column_names]
         if extra:
             result.warnings.append(f"{name}: column(s) {', '.join(extra)} not in the contract, ignored")
         headers[name] = header
+    return headers
 
-    # 4. every file parsed into a temporary table (the warehouse is not touched), its rows counted
+
+def _parse_counted(con, contract, path: Path, header, eid: str, name: str, manifest: Manifest) -> ParsedFile:
+    """One file parsed into a temporary table (the warehouse is not touched), with as many data
+    rows as the manifest says."""
+    parsed = _parse_file(con, contract, path, header, eid, name)
+    expected = manifest.files[name]["rows"]
+    if parsed.rows != expected:
+        raise DropRejected(eid, f"{parsed.rows} data rows, the manifest says {expected}", file=name)
+    return parsed
+
+
+def _land_drop(con, parsed, by_file, manifest: Manifest, contracts, pseudonym_key, result: LoadResult, now) -> None:
+    """Every parsed file into raw (identifiers pseudonymised), its ops.load_log row and the drop's
+    ops.drops row, in one transaction."""
+    eid = result.extract_id
     id_col = next(c for contract in contracts.values() for c in contract.columns if c.identifier == "pseudonymise")
     key_params = {**hmac_pads(pseudonym_key), "haic_id_pattern": id_col.pattern or PATIENT_ID_PATTERN}
-    workdir = None  # a scratch folder, only for a drop to transcode to UTF-8
-    parsed: dict[str, ParsedFile] = {}
-    try:
-        for name, header in headers.items():
+    with transaction(con):
+        for name, file in parsed.items():
             contract = by_file[name]
-            path = drop.path / name
-            if manifest.encoding != "utf-8":
-                workdir = workdir or _scratch_dir(drop)
-                utf8 = workdir / name
-                _transcode_to_utf8(path, utf8, manifest.encoding, eid, name)
-                path = utf8
-            parsed[name] = _parse_file(con, contract, path, header, eid, name)
-            expected = manifest.files[name]["rows"]
-            if parsed[name].rows != expected:
-                raise DropRejected(eid, f"{parsed[name].rows} data rows, the manifest says {expected}", file=name)
-
-        # 5. one transaction for the whole drop
-        with transaction(con):
-            for name, file in parsed.items():
-                contract = by_file[name]
-                _land_file(con, contract, file, eid, key_params, now)
-                result.files.append(FileResult(name, contract.domain, file.rows,
-                                               str(manifest.files[name]["sha256"]).lower()))
-                con.execute(
-                    "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'loaded', ?, ?)",
-                    [eid, name, file.rows, str(manifest.files[name]["sha256"]).lower(),
-                     "; ".join(w for w in result.warnings if w.startswith(name)) or None, now],
-                )
-            con.execute("DELETE FROM ops.drops WHERE extract_id = ?", [eid])
+            sha = str(manifest.files[name]["sha256"]).lower()
+            _land_file(con, contract, file, eid, key_params, now)
+            result.files.append(FileResult(name, contract.domain, file.rows, sha))
             con.execute(
-                "INSERT INTO ops.drops VALUES (?, ?, 'loaded', NULL, ?, ?, ?, ?, ?)",
-                [eid, manifest.sha256, manifest.extracted_at, manifest.data_cutoff, manifest.source_system,
-                 manifest.encoding, now],
+                "INSERT INTO ops.load_log VALUES (?, ?, ?, ?, 'loaded', ?, ?)",
+                [eid, name, file.rows, sha, "; ".join(w for w in result.warnings if w.startswith(name)) or None, now],
             )
-    finally:
-        for name in headers:  # parsed or not: a failed parse may have left its table
-            try:
-                con.execute(f"DROP TABLE IF EXISTS {_landing_table(by_file[name])}")
-            except duckdb.Error:
-                pass  # e.g. the connection failed on a full disk: the original error counts
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
-    for w in result.warnings:
-        log.warning("drop %s: %s", eid, w)
-    return result
+        con.execute("DELETE FROM ops.drops WHERE extract_id = ?", [eid])
+        con.execute(
+            "INSERT INTO ops.drops VALUES (?, ?, 'loaded', NULL, ?, ?, ?, ?, ?)",
+            [eid, manifest.sha256, manifest.extracted_at, manifest.data_cutoff, manifest.source_system,
+             manifest.encoding, now],
+        )
 
 
 @dataclass
