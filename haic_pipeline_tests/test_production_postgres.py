@@ -223,8 +223,11 @@ def test_daemon_and_webserver_on_postgres_land_refresh_and_survive_a_restart(clu
         restarted_at = time.time()
         with service(daemon, env, logs[0]):
             with dg.DagsterInstance.get() as instance:
+                # polled often: the cursors are read as soon as the new daemon is up, before its first
+                # evaluation of at least one sensor (which `compared` below requires)
                 wait_for("the new daemon heartbeating", lambda: any(
-                    h.timestamp > restarted_at for h in instance.get_daemon_heartbeats().values()), logs, timeout=WAIT)
+                    h.timestamp > restarted_at for h in instance.get_daemon_heartbeats().values()), logs,
+                    timeout=WAIT, every=0.1)
                 at_start, read_at = cursors(instance), time.time()
                 states = sensor_states(instance)
             settle(cluster, DB, env, second.name, logs)
