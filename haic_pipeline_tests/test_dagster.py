@@ -74,7 +74,7 @@ def test_sensor_requests_one_run_per_complete_drop(env):
 def test_ingest_run_per_partition_then_refresh(env):
     write_drop(env / "inbox", E1, _files())
     write_drop(env / "inbox", E2, _files("10000002"))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         for eid in (E1, E2):
             assert _ingest(instance, eid).success
         mat = instance.get_latest_materialization_event(RAW_KEYS["patients"]).asset_materialization
