@@ -37,10 +37,11 @@ lock: $(UV)
 run: $(BIN)/.installed
 	$(BIN)/haic run
 
-## test: the whole test suite
+## test: the whole test suite. Three workers on the project's two cores: the end-to-end tests spend
+## much of their minute waiting on a sensor interval or a browser, which the third worker fills.
 test: $(BIN)/.installed
 	$(BIN)/python -m compileall -q haic_pipeline haic_pipeline_tests
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 3 -q
 
 ## ui: the Dagster web UI (http://127.0.0.1:3000) with a persistent DAGSTER_HOME
 ui: $(BIN)/.installed
