@@ -34,8 +34,8 @@ def pytest_configure(config):
 
 # The tests of several seconds and more (a `haic run` or `dagster dev` process, Dagster refreshes),
 # roughly longest first. They start before the others, and xdist hands out one test at a time
-# (maxschedchunk 1), so the short tests fill the end and both workers finish together instead of
-# one running the browser test alone while the other idles. Order only: nothing depends on it.
+# (maxschedchunk 1), so the short tests fill the end and the workers finish together instead of
+# one running the browser test alone while the others idle. Order only: nothing depends on it.
 LONG_FIRST = (
     "test_production_postgres.py::test_daemon_and_webserver",
     "test_ui_browser.py::",
