@@ -12,17 +12,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from haic_pipeline.cli.home import ensure_dagster_home, run_lock
+from haic_pipeline.cli.home import ensure_dagster_home, run_lock, say
 from haic_pipeline.settings import backup_settings, load_settings
 from haic_pipeline.warehouse import backup
 
 
-def _say(msg: str) -> None:
-    print(msg, flush=True)
-
-
 def cmd_backup(args) -> int:
-
     settings = load_settings(check_key=False)
     out = Path(args.out) if args.out else backup_settings().folder
     what = "backup folder (--out)" if args.out else "backup folder (HAIC_BACKUP_DIR)"
@@ -34,16 +29,14 @@ def cmd_backup(args) -> int:
         raise SystemExit(f"error: {exc}") from None
     m = taken.manifest
     rows = sum(t["rows"] for t in m["tables"].values())
-    _say(f"backup of {settings.warehouse} in {taken.seconds:.1f} s: {taken.folder}")
-    _say(f"  {len(m['tables'])} tables ({rows:,} rows), {len(m['views'])} views, {m['bytes'] / 1e6:.1f} MB; "
-         f"last drop {m['last_extract_id'] or '-'}; each table hashed in {taken.folder / backup.MANIFEST}")
-    _say(f"restore it with: haic restore {taken.folder}   (--force to replace an existing warehouse)")
+    say(f"backup of {settings.warehouse} in {taken.seconds:.1f} s: {taken.folder}")
+    say(f"  {len(m['tables'])} tables ({rows:,} rows), {len(m['views'])} views, {m['bytes'] / 1e6:.1f} MB; "
+        f"last drop {m['last_extract_id'] or '-'}; each table hashed in {taken.folder / backup.MANIFEST}")
+    say(f"restore it with: haic restore {taken.folder}   (--force to replace an existing warehouse)")
     return 0
 
 
 def cmd_restore(args) -> int:
-
-
     settings = load_settings(check_key=False)
     t0 = time.perf_counter()
     try:
@@ -52,10 +45,10 @@ def cmd_restore(args) -> int:
                                       memory_limit=settings.duckdb_memory)
     except backup.BackupError as exc:
         raise SystemExit(f"error: {exc}") from None
-    _say(f"restored {settings.warehouse} from {args.folder} (taken {manifest['taken_at']}, last drop "
-         f"{manifest['last_extract_id'] or '-'}) in {time.perf_counter() - t0:.1f} s: every table verified "
-         "against the backup's manifest; the analysts' copy rewritten from it")
-    _say("drops delivered since the backup are still in the inbox: `haic run` lands them and refreshes")
+    say(f"restored {settings.warehouse} from {args.folder} (taken {manifest['taken_at']}, last drop "
+        f"{manifest['last_extract_id'] or '-'}) in {time.perf_counter() - t0:.1f} s: every table verified "
+        "against the backup's manifest; the analysts' copy rewritten from it")
+    say("drops delivered since the backup are still in the inbox: `haic run` lands them and refreshes")
     return 0
 
 

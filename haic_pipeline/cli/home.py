@@ -1,6 +1,7 @@
 """What every `haic` command that touches Dagster or the warehouse shares: the Dagster home
 (`DAGSTER_HOME`, default warehouse/dagster_home, given the project's instance settings when it has
-none) and the lock that lets one `haic run` (or backup, or restore) at a time use it."""
+none), the lock that lets one `haic run` (or backup, or restore) at a time use it, and how a
+command prints a line of progress."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from pathlib import Path
 
 from haic_pipeline.settings import project_root
 from haic_pipeline.warehouse.faults import check_writable
+
+
+def say(msg: str) -> None:
+    """One line of a command's output, flushed at once (a long refresh is never a silent wait)."""
+    print(msg, flush=True)
 
 
 def ensure_dagster_home() -> Path:

@@ -28,7 +28,7 @@ import duckdb
 from haic_pipeline import preload
 from haic_pipeline.cli import backup as backup_cli
 from haic_pipeline.cli import doctor
-from haic_pipeline.cli.home import ensure_dagster_home, run_lock
+from haic_pipeline.cli.home import ensure_dagster_home, run_lock, say
 from haic_pipeline.cli.operate import add_parsers
 from haic_pipeline.contracts import load_contracts
 from haic_pipeline.ingest import find_complete_drops
@@ -74,7 +74,6 @@ def _refresh_is_current(instance, last_landing, settings) -> str | None:
     """The run id of the latest `refresh` run if it succeeded after the last change (a drop landed,
     a retraction or a waiver) and the analysts' copy exists: then a refresh would recompute the
     same results."""
-
     import dagster as dg
 
     runs = instance.get_runs(dg.RunsFilter(job_name="refresh"), limit=1)
@@ -86,10 +85,6 @@ def _refresh_is_current(instance, last_landing, settings) -> str | None:
         return None
     started_at = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None)
     return runs[0].run_id if started_at > last_landing else None
-
-
-def _say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 class _StepProgress:
@@ -112,7 +107,7 @@ class _StepProgress:
             pass
 
     def _line(self, step: str, seconds: float, note: str = "") -> None:
-        _say(f"{self.indent}{step:<{self.width}} {seconds:6.1f} s" + (f"  {note}" if note else ""))
+        say(f"{self.indent}{step:<{self.width}} {seconds:6.1f} s" + (f"  {note}" if note else ""))
 
     def _show(self, record) -> None:
         import dagster as dg
@@ -124,9 +119,8 @@ class _StepProgress:
         if kind == dg.DagsterEventType.RUN_FAILURE:
             not_run = [s for s in self.planned if s not in self.started]
             if not_run:
-
-                _say(textwrap.fill(f"not run, downstream of the failure ({len(not_run)} steps): {', '.join(not_run)}",
-                                   width=100, initial_indent=self.indent, subsequent_indent=self.indent * 2))
+                say(textwrap.fill(f"not run, downstream of the failure ({len(not_run)} steps): {', '.join(not_run)}",
+                                  width=100, initial_indent=self.indent, subsequent_indent=self.indent * 2))
             return
         if step is None:
             return
@@ -160,7 +154,6 @@ class _StepProgress:
 def _execute(job, instance, progress=None, **kwargs):
     """`job.execute_in_process` under the CLI's run config and tags; `progress` (if given) sees
     every event of the run as it is stored."""
-
     run_id = str(uuid.uuid4())
     if progress is not None:
         instance.add_event_listener(run_id, progress)
@@ -186,16 +179,14 @@ def _storage_fault_in(result) -> str | None:
 
 
 def cmd_synth(args) -> int:
-
     out = Path(args.outdir) if args.outdir else load_settings().inbox
     t0 = time.perf_counter()
     written = write_drops(out, patients=args.patients, drops=args.drops, seed=args.seed)
-    _say(f"wrote {len(written)} drops to {out} in {time.perf_counter() - t0:.1f} s")
+    say(f"wrote {len(written)} drops to {out} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
 def cmd_run(args) -> int:
-
     settings = load_settings()
     load_plan()   # a plan that does not parse or holds an impossible value: stop before anything is written
     check_writable(settings.warehouse.parent, "warehouse folder")  # before anything is written
@@ -238,14 +229,14 @@ def _land(ingest, instance, pending) -> tuple[list[str], list[str], str | None]:
     read-only folder (the drop stays in the inbox). Returns (landed, rejected, storage fault)."""
     loaded, failed = [], []
     if pending:
-        _say(f"landing {len(pending)} new drop(s) (each as it lands):")
+        say(f"landing {len(pending)} new drop(s) (each as it lands):")
     for i, drop in enumerate(pending, 1):
         t_drop = time.perf_counter()
         result = _execute(ingest, instance, partition_key=drop.extract_id)
-        _say(f"  {f'[{i}/{len(pending)}] {drop.extract_id}':<34} {time.perf_counter() - t_drop:6.1f} s")
+        say(f"  {f'[{i}/{len(pending)}] {drop.extract_id}':<34} {time.perf_counter() - t_drop:6.1f} s")
         storage_fault = None if result.success else _storage_fault_in(result)
         if storage_fault:
-            _say(f"    NOT LANDED (it stays in the inbox): {storage_fault}")
+            say(f"    NOT LANDED (it stays in the inbox): {storage_fault}")
             return loaded, failed, storage_fault
         (loaded if result.success else failed).append(drop.extract_id)
         if not result.success:
@@ -253,28 +244,29 @@ def _land(ingest, instance, pending) -> tuple[list[str], list[str], str | None]:
                           and e.event_specific_data is not None
                           and getattr(e.event_specific_data, "error", None) is not None), None)
             if error is not None:
-                _say(f"    REJECTED: {error.message.strip().splitlines()[0]}")
+                say(f"    REJECTED: {error.message.strip().splitlines()[0]}")
     return loaded, failed, None
 
 
-def _print_summary(settings) -> None:
-    """The rows of every staging and analysis table, the quarantine, and where the results are."""
+def _print_summary(settings, loaded: list[str], failed: list[str], still_rejected: list[str]) -> None:
+    """The drops landed and rejected now, the rows of every staging and analysis table, the
+    quarantine, and where the results are."""
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         tables = con.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables() "
                              "WHERE schema_name IN ('staging', 'analysis') ORDER BY 1").fetchall()
         summary = [(t, con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for (t,) in tables]
         quarantined = con.execute("SELECT count(*) FROM ops.quarantine").fetchall()[0][0]
+        drops_loaded = con.execute("SELECT count(*) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
+    say("")
+    say(f"drops landed now: {len(loaded)}, rejected now: {len(failed)}"
+        + (f", still rejected: {', '.join(still_rejected)}" if still_rejected else "")
+        + f"; drops in the warehouse: {drops_loaded}")
     for name, rows in summary:
-        _say(f"  {name:<34} {rows:>10} rows")
-    _say(f"  ops.quarantine                     {quarantined:>10} rows (rows that broke an error rule)")
-    _say(f"warehouse: {settings.warehouse}")
-    _say(f"reports:   {settings.reports}")
-    _say(f"web UI:    make ui  (runs are recorded in {os.environ['DAGSTER_HOME']})")
-
-
-def _loaded_count(settings) -> int:
-    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
-        return con.execute("SELECT count(*) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
+        say(f"  {name:<34} {rows:>10} rows")
+    say(f"  ops.quarantine                     {quarantined:>10} rows (rows that broke an error rule)")
+    say(f"warehouse: {settings.warehouse}")
+    say(f"reports:   {settings.reports}")
+    say(f"web UI:    make ui  (runs are recorded in {os.environ['DAGSTER_HOME']})")
 
 
 def _cmd_run_locked(args) -> int:
@@ -287,20 +279,20 @@ def _cmd_run_locked(args) -> int:
 
     settings = load_settings()
     if settings.key_is_demo:
-        _say(f"\n!!! WARNING: {DEMO_KEY_WARNING}\n")
+        say(f"\n!!! WARNING: {DEMO_KEY_WARNING}\n")
     ensure_dagster_home()
     t0 = time.perf_counter()
     if not find_complete_drops(settings.inbox):
         if args.no_demo:
-            _say(f"inbox {settings.inbox} holds no complete drop; nothing to load")
+            say(f"inbox {settings.inbox} holds no complete drop; nothing to load")
         else:
-            _say(f"inbox {settings.inbox} is empty: writing the synthetic demo drops")
+            say(f"inbox {settings.inbox} is empty: writing the synthetic demo drops")
             write_drops(settings.inbox)
     inbox = _read_inbox(settings)
 
     instance = dg.DagsterInstance.get()
     for run_id in _recover_interrupted_runs(instance):
-        _say(f"run {run_id[:8]} of an interrupted `haic run` marked failed; its DuckDB pool slot freed")
+        say(f"run {run_id[:8]} of an interrupted `haic run` marked failed; its DuckDB pool slot freed")
     defs = load()
     if inbox.pending:
         instance.add_dynamic_partitions(DROPS.name, [d.extract_id for d in inbox.pending
@@ -313,22 +305,18 @@ def _cmd_run_locked(args) -> int:
     up_to_date = _refresh_is_current(instance, inbox.last_change, settings) if not (loaded or args.force) else None
     refresh = None
     if up_to_date and not storage_fault:
-        _say(f"nothing new since the last successful refresh (run {up_to_date[:8]}): results unchanged "
-             "(`haic run --force` refreshes anyway)")
+        say(f"nothing new since the last successful refresh (run {up_to_date[:8]}): results unchanged "
+            "(`haic run --force` refreshes anyway)")
     elif not storage_fault:
-        _say("refreshing staging and everything downstream (each step as it ends):")
+        say("refreshing staging and everything downstream (each step as it ends):")
         refresh = _execute(defs.resolve_job_def("refresh"), instance, progress=_StepProgress())
         if not refresh.success:
             storage_fault = _storage_fault_in(refresh)
 
     elapsed = time.perf_counter() - t0
-    _say("")
-    _say(f"drops landed now: {len(loaded)}, rejected now: {len(failed)}"
-         + (f", still rejected: {', '.join(inbox.still_rejected)}" if inbox.still_rejected else "")
-         + f"; drops in the warehouse: {_loaded_count(settings)}")
-    _print_summary(settings)
+    _print_summary(settings, loaded, failed, inbox.still_rejected)
     ok = (refresh is None or refresh.success) and not storage_fault
-    _say(f"refresh {'succeeded' if ok else 'FAILED' if refresh is not None else 'NOT RUN'} in {elapsed:.1f} s")
+    say(f"refresh {'succeeded' if ok else 'FAILED' if refresh is not None else 'NOT RUN'} in {elapsed:.1f} s")
     if storage_fault:
         print(f"error: {storage_fault}", file=sys.stderr, flush=True)
     return 0 if ok and not failed else 1
@@ -342,7 +330,7 @@ def cmd_sql(args) -> int:
     if duck:
         os.execv(duck, [duck, "-readonly", str(target)])
 
-    _say(f"(no duckdb CLI found; opening {target} read-only in Python: type SQL, empty line to quit)")
+    say(f"(no duckdb CLI found; opening {target} read-only in Python: type SQL, empty line to quit)")
     with duckdb.connect(str(target), read_only=True) as con:
         for line in sys.stdin:
             if not line.strip():
@@ -350,7 +338,7 @@ def cmd_sql(args) -> int:
             try:
                 con.sql(line).show()
             except duckdb.Error as exc:
-                _say(f"error: {exc}")
+                say(f"error: {exc}")
     return 0
 
 
@@ -412,7 +400,6 @@ def program() -> None:
     and stdout/stderr are flushed, nothing is left but the interpreter's teardown of the Dagster,
     GX, pandas and matplotlib modules, which takes seconds after a refresh: `os._exit` skips it.
     (DuckDB files are closed by then: every connection is a `with` block.)"""
-
     try:
         code = main()
     except SystemExit as exc:  # argparse errors, --help

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from haic_pipeline import snapshot
-from haic_pipeline.cli.home import ensure_dagster_home
+from haic_pipeline.cli.home import ensure_dagster_home, say
 from haic_pipeline.contracts import load_contracts
 from haic_pipeline.quality import store
 from haic_pipeline.quality.gate import all_checks
@@ -35,10 +35,6 @@ Ways out (each recorded in ops.interventions and shown in the web UI and the stu
 Then `haic run` (or `make run`) refreshes now; the nightly schedule would at 02:00."""
 
 
-def _say(msg: str) -> None:
-    print(msg, flush=True)
-
-
 def _fmt(ts) -> str:
     return f"{ts:%Y-%m-%d %H:%M} UTC" if ts is not None else "-"
 
@@ -51,14 +47,12 @@ def _warehouse():
 
 
 def _checks() -> dict:
-
     return {c.name: c for c in all_checks()}
 
 
 def blockers(con, failing: list[dict]) -> list[dict]:
     """(check, drop) pairs whose blocking check fails now (`failing`: store.failing_now) and is not
     waived: what stops the study."""
-
     checks = _checks()
     waived = interventions.active_waivers(con)
     out: dict[tuple, dict] = {}
@@ -77,61 +71,58 @@ def blockers(con, failing: list[dict]) -> list[dict]:
 
 
 def cmd_status(args) -> int:
-
-
     settings = load_settings()
     if not settings.warehouse.exists():
-        _say(f"no warehouse at {settings.warehouse} yet: run `make run`")
+        say(f"no warehouse at {settings.warehouse} yet: run `make run`")
         return 1
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         has = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'ops'").fetchall()}
-        _say("drops:")
+        say("drops:")
         for row in con.execute(
             "SELECT extract_id, status, data_cutoff, coalesce(reason, '') FROM ops.drops ORDER BY extract_id"
         ).fetchall():
-            _say("  " + "  ".join(str(x) for x in row))
+            say("  " + "  ".join(str(x) for x in row))
         last = con.execute("SELECT max(updated_at) FROM ops.refresh_state").fetchall()[0][0]
-        _say(f"last staging build: {_fmt(last)}")
+        say(f"last staging build: {_fmt(last)}")
         for row in con.execute(
             "SELECT domain, check_name, count(*) FROM ops.quarantine GROUP BY ALL ORDER BY ALL"
         ).fetchall():
-            _say(f"  quarantine {row[0]}.{row[1]}: {row[2]}")
+            say(f"  quarantine {row[0]}.{row[1]}: {row[2]}")
         if "interventions" in has:
             for r in interventions.retracted_drops(con):
-                _say(f"retracted: drop {r['extract_id']} on {_fmt(r['retracted_at'])} by {r['retracted_by']}: "
-                     f"{r['reason']}")
+                say(f"retracted: drop {r['extract_id']} on {_fmt(r['retracted_at'])} by {r['retracted_by']}: "
+                    f"{r['reason']}")
             for (check, eid), w in interventions.active_waivers(con).items():
-                _say(f"waived: {check} for drop {eid} (rules {', '.join(w['rules'])}) on {_fmt(w['waived_at'])} "
-                     f"by {w['waived_by']}: {w['reason']}")
+                say(f"waived: {check} for drop {eid} (rules {', '.join(w['rules'])}) on {_fmt(w['waived_at'])} "
+                    f"by {w['waived_by']}: {w['reason']}")
         if "dq_results" not in has:
             return 0
 
         failing = store.failing_now(con)
         blocked = blockers(con, failing)
         if blocked:
-            _say(f"\nSTUDY BLOCKED since {_fmt(blocked[0]['since'])}: a blocking data-quality check fails, so the "
-                 "cohort, the endpoints and every analysis stop at the gate (the last good results stay):")
+            say(f"\nSTUDY BLOCKED since {_fmt(blocked[0]['since'])}: a blocking data-quality check fails, so the "
+                "cohort, the endpoints and every analysis stop at the gate (the last good results stay):")
             for b in blocked:
-                _say(f"  {b['check_name']} — drop {b['extract_id'] or '(staging table)'}, failing since "
-                     f"{_fmt(b['since'])}")
+                say(f"  {b['check_name']} — drop {b['extract_id'] or '(staging table)'}, failing since "
+                    f"{_fmt(b['since'])}")
                 for line in b["rules"]:
-                    _say(f"      {line}")
-            _say("\n" + WAYS_OUT)
+                    say(f"      {line}")
+            say("\n" + WAYS_OUT)
         else:
-            _say("\nno blocking data-quality check fails: the study refreshes")
+            say("\nno blocking data-quality check fails: the study refreshes")
         warn = [r for r in failing if r["severity"] == "warn"]
         if warn:
-            _say(f"warnings (the refresh goes on): {len(warn)} rule result(s)")
+            say(f"warnings (the refresh goes on): {len(warn)} rule result(s)")
             for r in warn[:20]:
-                _say(f"  {r['check_name']}.{r['rule']} drop {r['extract_id'] or '-'}: "
-                     f"{r['unexpected']} of {r['evaluated']}")
+                say(f"  {r['check_name']}.{r['rule']} drop {r['extract_id'] or '-'}: "
+                    f"{r['unexpected']} of {r['evaluated']}")
     return 0
 
 
 def _note_in_dagster(asset_keys, partition: str | None, metadata: dict) -> None:
     """An observation on the assets concerned, so the web UI shows the action beside the runs."""
     import dagster as dg
-
 
     ensure_dagster_home()
     instance = dg.DagsterInstance.get()
@@ -141,8 +132,6 @@ def _note_in_dagster(asset_keys, partition: str | None, metadata: dict) -> None:
 
 def _act(fn) -> int:
     """Run fn(con) on the warehouse, read-write; an action that does not apply is a one-line error."""
-
-
     settings = _warehouse()
     try:
         with duckdb.connect(str(settings.warehouse)) as con:
@@ -153,7 +142,6 @@ def _act(fn) -> int:
 
 
 def cmd_drop(args) -> int:
-
     eid = args.extract_id
 
     def act(con) -> int:
@@ -171,18 +159,17 @@ def cmd_drop(args) -> int:
     _note_in_dagster([dg.AssetKey(["raw", d]) for d in load_contracts()], eid,
                      {"status": status, f"{args.action}_reason": args.reason, "by": who})
     if args.action == "retract":
-        _say(f"drop {eid} retracted (recorded in ops.interventions, ops.drops and ops.load_log): its rows leave "
-             "staging and everything derived at the next refresh; raw keeps them for audit. A re-delivery of "
-             f"{eid} is refused until `haic drop restore {eid} --reason \"...\"`.")
+        say(f"drop {eid} retracted (recorded in ops.interventions, ops.drops and ops.load_log): its rows leave "
+            "staging and everything derived at the next refresh; raw keeps them for audit. A re-delivery of "
+            f"{eid} is refused until `haic drop restore {eid} --reason \"...\"`.")
     else:
-        _say(f"drop {eid} restored: it counts again from the next refresh.")
-    _say("Refresh now with `haic run` (or `make run`).")
+        say(f"drop {eid} restored: it counts again from the next refresh.")
+    say("Refresh now with `haic run` (or `make run`).")
     return 0
 
 
 def cmd_check(args) -> int:
     import dagster as dg
-
 
     checks = _checks()
     if args.check not in checks:
@@ -203,44 +190,42 @@ def cmd_check(args) -> int:
                      {"check": args.check, "extract_id": eid, "action": args.action, "reason": args.reason,
                       "by": interventions.actor()})
     if args.action == "waive":
-        _say(f"{args.check} waived for drop {eid} (recorded in ops.interventions; ops.waivers lists the standing "
-             "ones): the check passes for this drop from the next refresh, and says so on its metadata and in the "
-             "study report.")
+        say(f"{args.check} waived for drop {eid} (recorded in ops.interventions; ops.waivers lists the standing "
+            "ones): the check passes for this drop from the next refresh, and says so on its metadata and in the "
+            "study report.")
     else:
-        _say(f"waiver of {args.check} for drop {eid} revoked: the check judges the drop again from the next refresh.")
-    _say("Refresh now with `haic run` (or `make run`).")
+        say(f"waiver of {args.check} for drop {eid} revoked: the check judges the drop again from the next refresh.")
+    say("Refresh now with `haic run` (or `make run`).")
     return 0
 
 
 def cmd_snapshot(args) -> int:
     """`haic snapshot --as-of EXTRACT_ID [--out DIR]` or `haic snapshot --verify DIR`."""
-
-
     settings = load_settings()
     t0 = time.perf_counter()
     try:
         if args.verify:
             problems, notes = snapshot.verify(settings.warehouse, args.verify)
             for line in notes:
-                _say(f"note: software {line}")
+                say(f"note: software {line}")
             if problems:
-                _say(f"snapshot {args.verify} does NOT verify:")
+                say(f"snapshot {args.verify} does NOT verify:")
                 for line in problems:
-                    _say(f"  {line}")
+                    say(f"  {line}")
                 return 1
-            _say(f"snapshot {args.verify} verifies: every table equals its manifest and the same snapshot rebuilt "
-                 f"now from the live warehouse ({time.perf_counter() - t0:.1f} s)")
+            say(f"snapshot {args.verify} verifies: every table equals its manifest and the same snapshot rebuilt "
+                f"now from the live warehouse ({time.perf_counter() - t0:.1f} s)")
             return 0
         out = args.out or settings.warehouse.parent / "snapshots" / args.as_of
         snap = snapshot.take(settings.warehouse, args.as_of, out)
     except snapshot.SnapshotError as exc:
         raise SystemExit(f"error: {exc}") from None
     m = snap.manifest
-    _say(f"snapshot as of drop {m['as_of']} (data cutoff {m['data_cutoff']}, {len(m['inputs'])} drop(s)) in "
-         f"{time.perf_counter() - t0:.1f} s:")
-    _say(f"  {snap.database}   ({len(m['tables'])} tables, each hashed in {snap.folder / snapshot.MANIFEST})")
-    _say(f"  {snap.folder / 'reports' / 'study_report.html'}")
-    _say(f"verify it, here or on any machine with the same warehouse: haic snapshot --verify {snap.folder}")
+    say(f"snapshot as of drop {m['as_of']} (data cutoff {m['data_cutoff']}, {len(m['inputs'])} drop(s)) in "
+        f"{time.perf_counter() - t0:.1f} s:")
+    say(f"  {snap.database}   ({len(m['tables'])} tables, each hashed in {snap.folder / snapshot.MANIFEST})")
+    say(f"  {snap.folder / 'reports' / 'study_report.html'}")
+    say(f"verify it, here or on any machine with the same warehouse: haic snapshot --verify {snap.folder}")
     return 0
 
 
