@@ -50,9 +50,9 @@ def test_failed_run_is_written_to_ops_run_log_without_identifiers(env):
     assert "10000001" not in message
 
 
-def _requested(result) -> set[str]:
+def _requested(defs, result) -> set[str]:
     """The assets one evaluation of the automation conditions requested."""
-    return {k.to_user_string() for k in load().resolve_asset_graph().materializable_asset_keys
+    return {k.to_user_string() for k in defs.resolve_asset_graph().materializable_asset_keys
             if result.get_requested_partitions(k)}
 
 
@@ -78,7 +78,7 @@ def test_one_tick_requests_the_whole_refresh_and_a_failed_blocking_check_holds_i
         assert defs.resolve_job_def("ingest_drop").execute_in_process(
             partition_key=E1, instance=instance, resources=resources).success
         tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
-        assert _requested(tick) == everything, sorted(everything ^ _requested(tick))
+        assert _requested(defs, tick) == everything, sorted(everything ^ _requested(defs, tick))
 
         # the run the sensor would launch: the blocking check fails, downstream is not materialized
         run = refresh.execute_in_process(instance=instance, resources=resources, raise_on_error=False)
@@ -87,4 +87,4 @@ def test_one_tick_requests_the_whole_refresh_and_a_failed_blocking_check_holds_i
                   if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed]
         assert "assessments_error_rules" in failed
         tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
-        assert tick.total_requested == 0, sorted(_requested(tick))
+        assert tick.total_requested == 0, sorted(_requested(defs, tick))

@@ -26,7 +26,6 @@ README = ROOT / "README.md"
 GUIDES = sorted((ROOT / "docs").glob("*.md"))
 DOCS = [README, *GUIDES, ROOT / "ARCHITECTURE.md", ROOT / "data_contracts" / "README.md",
         ROOT / "benchmarks" / "RESULTS.md"]
-# Written in another branch; linked from docs/operating.md ahead of it.
 
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 SPAN = re.compile(r"`([^`\n]+)`")

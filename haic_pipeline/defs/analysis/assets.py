@@ -253,9 +253,7 @@ def software(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg
                 description="n and events per endpoint x group equal the counts in staging.endpoints "
                 "(same drop); blocks the figures and the report otherwise.")
 def km_summary_matches_staging_endpoints(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    from haic_pipeline.analysis.checks import (
-        km_summary_matches_endpoints,  # noqa: PLC0415
-    )
+    from haic_pipeline.analysis.checks import km_summary_matches_endpoints  # noqa: PLC0415
 
     with duckdb.get_connection() as con:
         passed, details = km_summary_matches_endpoints(con)

@@ -1,6 +1,6 @@
 """The automation sensor, and the run-failure sensor.
 
-Declarative automation (the assets' `AutomationCondition.eager()`) is evaluated by
+Declarative automation (the assets' conditions, defs/automation/conditions.py) is evaluated by
 `automation_condition_sensor`, on by default, every HAIC_SENSOR_INTERVAL_SECONDS (default 30 s),
 in the daemon; its cursor lives in the Dagster instance, so it survives a restart of the daemon.
 

@@ -17,7 +17,6 @@ ENDPOINTS = dg.AssetKey(["staging", "endpoints"])
 ATTRITION = dg.AssetKey(["analysis", "attrition"])
 
 
-
 @dg.asset(
     key=COHORT,
     deps=list(STAGING.values()),
