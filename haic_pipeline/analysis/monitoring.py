@@ -199,7 +199,8 @@ def drop_states(inputs: pd.DataFrame, endpoint: str) -> list[DropState]:
                                 without_event=float(r["without_event"]),
                                 accrual_per_month=float(r["accrued_12m"]) / 12.0) for _, r in g.iterrows()]
         out.append(DropState(extract_id=str(eid), data_cutoff=first["data_cutoff"], events=int(g["events"].sum()),
-                             z=finite_or_none(first["z"]), log_hr=finite_or_none(first["log_hr"]), se=finite_or_none(first["se_log_hr"]),
+                             z=finite_or_none(first["z"]), log_hr=finite_or_none(first["log_hr"]),
+                             se=finite_or_none(first["se_log_hr"]),
                              groups=groups, note=first["note"] if isinstance(first["note"], str) else None))
     return out
 

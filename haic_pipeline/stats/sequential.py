@@ -60,10 +60,10 @@ from scipy import stats as _sps
 
 SPENDING_FUNCTIONS = ("obf", "pocock")
 
-#: rpact reports a boundary at or above this value as +Inf (no alpha spent at that look).
-#: study_spec §6.1: a boundary above 8 is +inf. rpact 3.3.4 searches its boundaries up to 8 but
-#: already reports a value at or above 7.5 as Inf, so for a first look whose exact boundary lies
-#: in [7.5, 8) it says Inf where this gives the finite value (tested against the exact value).
+#: A boundary above this is +Inf, no alpha spent at that look (study_spec §6.1). rpact 3.3.4
+#: searches its boundaries up to 8 but already reports a value at or above 7.5 as Inf, so for a
+#: first look whose exact boundary lies in [7.5, 8) it says Inf where this gives the finite value
+#: (tested against the exact value).
 INFINITE_BOUNDARY = 8.0
 
 #: Simpson panels per standard deviation of the narrowest feature of the integrands.
