@@ -49,7 +49,7 @@ from .codes import (
     _d,
     day_to_date,
 )
-from .messiness import apply_messiness
+from .messiness import CleanRows, apply_messiness
 from .names import korean_names
 
 # ----------------------------------------------------------------------------- calibration
@@ -584,9 +584,8 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
             t[key] = t[key][keep]
 
     ex = Extract(patients_n=N, drops=D, seed=seed, cutoffs=cut_dates, plan=plan, tables={}, truth=truth)
-    tables = apply_messiness(rng, ex, dict(patients=pat, treatments=trt, assessments=ass, labs=lab,
-                                           imaging=img, vital_status=vit),
-                             names=names, pid=pid, orphan_ids=orphan_ids, kind=kind, index=index,
-                             group=group, C=C, K=K, base_day=base_day)
+    tables = apply_messiness(CleanRows(rng=rng, plan=plan, C=C, notes=ex.notes, pid=pid, orphan_ids=orphan_ids,
+                                       names=names, kind=kind, index=index, group=group,
+                                       pat=pat, trt=trt, ass=ass, lab=lab, img=img, vit=vit))
     ex.tables = tables
     return ex
