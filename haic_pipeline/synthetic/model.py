@@ -209,14 +209,85 @@ def _weibull(rng, n, shape, scale_months, lp):
 
 
 # ----------------------------------------------------------------------------- simulation
-def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
-    if patients < 1:
-        raise ValueError("patients must be >= 1")
+def _drawn():
+    """A field of :class:`_Cohort` that a draw step fills in (not an argument, not in the repr)."""
+    return field(init=False, repr=False)
+
+
+@dataclass
+class _Cohort:
+    """The simulation's state: the random generator, the drop calendar and one array per
+    patient ``p`` (the N study-eligible patients, then the exclusion cases, then the withdrawn
+    patient), filled in by the draw steps of :func:`simulate`, which draw from ``rng`` in a
+    fixed order (the same seed gives the same extract)."""
+
+    rng: np.random.Generator
+    seed: int
+    N: int  # study-eligible patients
+    D: int  # drops
+    P: int  # all patients
+    cutoffs: list  # datetime.date per drop
+    C: np.ndarray  # cutoff day per drop
+    plan: dict  # drop_plan(D)
+    kind: np.ndarray  # KIND_ELIGIBLE, 1 + EXCLUSION_KINDS index, KIND_WITHDRAWN
+    K: dict  # exclusion kind -> its kind code
+    # _draw_groups: group 0 first line, 1 post atezo-bev; prior 0 none, 1 AB stop PD,
+    # 2 sorafenib PD, 3 AB stop toxicity
+    group: np.ndarray = _drawn()
+    prior: np.ndarray = _drawn()
+    has_haic: np.ndarray = _drawn()
+    # _draw_ids
+    pid: np.ndarray = _drawn()
+    orphan_ids: np.ndarray = _drawn()
+    # _draw_index_dates
+    index: np.ndarray = _drawn()
+    # _draw_baseline
+    age: np.ndarray = _drawn()
+    birth: np.ndarray = _drawn()
+    sex: np.ndarray = _drawn()
+    etiology: np.ndarray = _drawn()
+    ecog: np.ndarray = _drawn()
+    ascites: np.ndarray = _drawn()
+    enceph: np.ndarray = _drawn()
+    tcount: np.ndarray = _drawn()
+    size: np.ndarray = _drawn()
+    pvi: np.ndarray = _drawn()
+    ehm: np.ndarray = _drawn()
+    cp_b: np.ndarray = _drawn()
+    base_labs: np.ndarray = _drawn()  # (P, 8): AFP, ALB, TBIL, INR, PLT, ALT, AST, CREA
+    # _draw_survival (days)
+    responder: np.ndarray = _drawn()
+    t_os: np.ndarray = _drawn()
+    t_prog: np.ndarray = _drawn()
+    death: np.ndarray = _drawn()
+    ltfu: np.ndarray = _drawn()
+    end_fu: np.ndarray = _drawn()
+    died_obs: np.ndarray = _drawn()
+    # _draw_history: the prior atezo-bev / sorafenib course (ab_owner, ab_day: its visits),
+    # the prior TACE, the diagnosis and the baseline and earlier in-window visits
+    has_prior: np.ndarray = _drawn()
+    ab_owner: np.ndarray = _drawn()
+    ab_day: np.ndarray = _drawn()
+    ab_start: np.ndarray = _drawn()
+    ab_end: np.ndarray = _drawn()
+    has_tace: np.ndarray = _drawn()
+    tace_day: np.ndarray = _drawn()
+    hcc_dx: np.ndarray = _drawn()
+    base_day: np.ndarray = _drawn()
+    win_day: np.ndarray = _drawn()
+    has_win: np.ndarray = _drawn()
+
+    def drop_of(self, day):
+        """The drop that first delivers a row dated ``day`` (D: none, after the last cutoff)."""
+        return np.searchsorted(self.C, day, "left")
+
+
+def _start(patients: int, drops: int, seed: int) -> _Cohort:
+    """The generator, the drop calendar and the patients' kinds: ``patients`` eligible, then
+    ``max(6, 6%)`` exclusion cases cycling the kinds, then one withdrawn. Draws nothing."""
     rng = np.random.default_rng(seed)
     cut_dates = drop_cutoffs(drops)
     C = np.array([(c - DAY0).days for c in cut_dates], dtype=np.int64)
-    plan = drop_plan(drops)
-    D = drops
     N = patients
     n_ex = max(6, int(round(0.06 * N)))
     P = N + n_ex + 1
@@ -224,24 +295,37 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
     kind[N:N + n_ex] = 1 + np.arange(n_ex) % 6
     kind[-1] = KIND_WITHDRAWN
     K = {k: 1 + i for i, k in enumerate(EXCLUSION_KINDS)}
+    return _Cohort(rng=rng, seed=seed, N=N, D=drops, P=P, cutoffs=cut_dates, C=C, plan=drop_plan(drops),
+                   kind=kind, K=K)
 
-    # group: 0 first line, 1 post atezo-bev; prior: 0 none, 1 AB stop PD, 2 sorafenib PD,
-    # 3 AB stop toxicity
+
+def _draw_groups(s: _Cohort) -> None:
+    """Draws which eligible patients are post atezo-bev (``round(P_POST_AB N)``); the
+    no_haic cases are too, the prior_other_systemic ones had sorafenib or atezo-bev stopped
+    for toxicity, by turns."""
+    N, P, kind, K = s.N, s.P, s.kind, s.K
     group = np.zeros(P, np.int8)
     n_ab = int(round(P_POST_AB * N))
-    group[rng.choice(N, n_ab, replace=False)] = 1
+    group[s.rng.choice(N, n_ab, replace=False)] = 1
     group[kind == K["no_haic"]] = 1
     prior = group.astype(np.int8).copy()
     pos_idx = np.flatnonzero(kind == K["prior_other_systemic"])
     prior[pos_idx] = np.where(np.arange(pos_idx.size) % 2 == 0, 2, 3)
     group[pos_idx] = 1
-    has_haic = kind != K["no_haic"]
+    s.group, s.prior, s.has_haic = group, prior, kind != K["no_haic"]
 
-    # ids: 8 digits, unique; two more for orphans
-    ids = 10_000_000 + rng.choice(89_999_999, P + 2, replace=False)
-    pid, orphan_ids = ids[:P], ids[P:]
 
-    # index date
+def _draw_ids(s: _Cohort) -> None:
+    """Draws the patients' 8-digit ids, unique, and two more for the orphan rows."""
+    ids = 10_000_000 + s.rng.choice(89_999_999, s.P + 2, replace=False)
+    s.pid, s.orphan_ids = ids[:s.P], ids[s.P:]
+
+
+def _draw_index_dates(s: _Cohort) -> None:
+    """Draws the index dates (first HAIC course): accrual rising over the study period; the
+    index_before_study_start and index_after_cutoff cases outside it, and the withdrawn
+    patient early enough to be registered before the drop that withdraws the consent."""
+    rng, P, kind, K, plan, C, D = s.rng, s.P, s.kind, s.K, s.plan, s.C, s.D
     u = rng.random(P)
     shape_mix = np.where(rng.random(P) < 0.4, u, u ** 0.6)
     index = STUDY_START + np.floor(shape_mix * (ACCRUAL_END - STUDY_START)).astype(np.int64)
@@ -253,15 +337,22 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
     w_drop = plan["withdrawn"] if plan["withdrawn"] is not None else D - 1
     w_hi = max(STUDY_START + 30, int(C[max(w_drop - 1, 0)]) - 60) if D > 1 else LAST_CUTOFF - 60
     index[sel] = rng.integers(STUDY_START + 14, max(STUDY_START + 15, w_hi), sel.sum())
+    s.index = index
 
-    # demographics
+
+def _draw_baseline(s: _Cohort) -> None:
+    """Draws the patients at baseline: age (the age_under_18 cases 17), sex, etiology, ECOG,
+    a latent liver score driving bilirubin, albumin, INR, ascites and encephalopathy (hence
+    Child-Pugh), AFP, the tumours and the other baseline labs."""
+    rng, P, group, index = s.rng, s.P, s.group, s.index
     age = np.where(group == 1, rng.normal(AGE_MEAN[1], AGE_SD[1], P), rng.normal(AGE_MEAN[0], AGE_SD[0], P))
     age = np.clip(np.floor(age), 22, 89).astype(np.int64)
-    age[kind == K["age_under_18"]] = 17
-    birth = index - np.round((age + rng.uniform(0.05, 0.95, P)) * 365.25).astype(np.int64)
-    sex = (rng.random(P) >= P_MALE).astype(np.int16)  # 0 M, 1 F
-    etiology = rng.choice(4, P, p=ETIOLOGY_P).astype(np.int16)
-    ecog = rng.choice(4, P, p=ECOG_P).astype(np.int64)
+    age[s.kind == s.K["age_under_18"]] = 17
+    s.age = age
+    s.birth = index - np.round((age + rng.uniform(0.05, 0.95, P)) * 365.25).astype(np.int64)
+    s.sex = (rng.random(P) >= P_MALE).astype(np.int16)  # 0 M, 1 F
+    s.etiology = rng.choice(4, P, p=ETIOLOGY_P).astype(np.int16)
+    s.ecog = rng.choice(4, P, p=ECOG_P).astype(np.int64)
     z = rng.normal(0, 1, P)  # liver dysfunction
     tbil = np.exp(np.log(0.85) + 0.38 * z + rng.normal(0, 0.22, P))
     alb = 3.78 - 0.33 * z + rng.normal(0, 0.22, P)
@@ -273,22 +364,28 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
     pts_alb = np.where(alb > 3.5, 1, np.where(alb >= 2.8, 2, 3))
     pts_inr = np.where(inr < 1.7, 1, np.where(inr <= 2.3, 2, 3))
     cp_score = pts_bil + pts_alb + pts_inr + ascites + 1 + enceph + 1
-    cp_b = cp_score >= 7
+    s.ascites, s.enceph, s.cp_b = ascites, enceph, cp_score >= 7
     log_afp = rng.normal(np.log(250), 3.1, P)
     afp = np.exp(log_afp)
     multiple = rng.random(P) < np.where(group == 1, P_MULTIPLE[1], P_MULTIPLE[0])
-    tcount = np.where(multiple, 2 + rng.poisson(2.2, P), 1)
-    size = np.round(np.clip(np.exp(rng.normal(np.log(6.5), 0.62, P)), 1.0, 25.0), 1)
-    pvi = rng.random(P) < P_PVI
-    ehm = rng.random(P) < P_EHM
+    s.tcount = np.where(multiple, 2 + rng.poisson(2.2, P), 1)
+    s.size = np.round(np.clip(np.exp(rng.normal(np.log(6.5), 0.62, P)), 1.0, 25.0), 1)
+    s.pvi = rng.random(P) < P_PVI
+    s.ehm = rng.random(P) < P_EHM
     plt_b = np.exp(rng.normal(np.log(150), 0.4, P))
     alt_b = np.exp(rng.normal(np.log(35), 0.5, P))
     ast_b = np.exp(rng.normal(np.log(55), 0.5, P))
     crea_b = np.exp(rng.normal(np.log(0.85), 0.2, P))
+    s.base_labs = np.stack([afp, alb, tbil, inr, plt_b, alt_b, ast_b, crea_b], axis=1)
 
-    # survival (days after index)
+
+def _draw_survival(s: _Cohort) -> None:
+    """Draws response, death, progression and loss to follow-up (days after index) from the
+    Weibull proportional-hazards models with a shared frailty; the index_after_cutoff cases
+    neither die nor are lost within the study."""
+    rng, P, ecog, size, cp_b, ehm, pvi = s.rng, s.P, s.ecog, s.size, s.cp_b, s.ehm, s.pvi
     frail = rng.normal(0, FRAILTY_SD, P)
-    post_ab = (group == 1) & (prior == 1)
+    post_ab = (s.group == 1) & (s.prior == 1)
     lp_os = (OS_LOG_HR["post_ab"] * post_ab + OS_LOG_HR["ecog0"] * (ecog == 0)
              + OS_LOG_HR["ecog2"] * (ecog >= 2) + OS_LOG_HR["size10"] * (size > 10)
              + OS_LOG_HR["cp_b"] * cp_b + OS_LOG_HR["ehm"] * ehm + OS_LOG_HR["pvi"] * pvi + frail)
@@ -299,18 +396,25 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
     t_os = np.maximum(np.round(_weibull(rng, P, OS_SHAPE, OS_SCALE, lp_os)), 3).astype(np.int64)
     t_prog = np.maximum(np.round(_weibull(rng, P, PFS_SHAPE, PFS_SCALE, lp_pfs)), 7).astype(np.int64)
     t_ltfu = 60 + np.round(rng.exponential(LTFU_MEDIAN_MONTHS / np.log(2) * MONTH_DAYS, P)).astype(np.int64) + 1
-    death = index + t_os
-    ltfu = index + t_ltfu
-    sel = kind == K["index_after_cutoff"]
+    death = s.index + t_os
+    ltfu = s.index + t_ltfu
+    sel = s.kind == s.K["index_after_cutoff"]
     death[sel] = NEVER
     ltfu[sel] = NEVER
-    end_fu = np.minimum(np.minimum(death, ltfu), LAST_CUTOFF)
-    died_obs = (death <= ltfu) & (death <= LAST_CUTOFF)
+    s.responder, s.t_os, s.t_prog, s.death, s.ltfu = responder, t_os, t_prog, death, ltfu
+    s.end_fu = np.minimum(np.minimum(death, ltfu), LAST_CUTOFF)
+    s.died_obs = (death <= ltfu) & (death <= LAST_CUTOFF)
 
-    # pre-index timeline
+
+def _draw_history(s: _Cohort) -> None:
+    """Draws the time before index: the prior atezo-bev or sorafenib course (visits every
+    18-24 days, stopped 10-35 days before index), a prior TACE for 30%, the diagnosis before
+    the first treatment, the baseline visit 0-14 days before index and, for ~10%, an earlier
+    visit inside the 30-day window."""
+    rng, P, index = s.rng, s.P, s.index
     g_ab = rng.integers(10, 36, P)
     n_ab_vis = 2 + rng.poisson(4, P)
-    has_prior = prior > 0
+    has_prior = s.prior > 0
     ab_owner = np.repeat(np.arange(P)[has_prior], n_ab_vis[has_prior])
     ab_gap = rng.integers(18, 25, ab_owner.size)
     ab_cs = _group_cumsum(ab_owner, ab_gap)
@@ -331,7 +435,31 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
     base_day = index - b_off
     prev_pre = np.maximum(np.maximum(hcc_dx, np.where(has_tace, tace_day, 0)), np.where(has_prior, ab_end, 0))
     win_day = base_day - rng.integers(3, 11, P)
-    has_win = (rng.random(P) < 0.10) & (win_day > prev_pre) & (win_day >= index - 30)
+    s.has_win = (rng.random(P) < 0.10) & (win_day > prev_pre) & (win_day >= index - 30)
+    s.has_prior, s.ab_owner, s.ab_day, s.ab_start, s.ab_end = has_prior, ab_owner, ab_day, ab_start, ab_end
+    s.has_tace, s.tace_day, s.hcc_dx, s.base_day, s.win_day = has_tace, tace_day, hcc_dx, base_day, win_day
+
+
+def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
+    if patients < 1:
+        raise ValueError("patients must be >= 1")
+    s = _start(patients, drops, seed)
+    _draw_groups(s)
+    _draw_ids(s)
+    _draw_index_dates(s)
+    _draw_baseline(s)
+    _draw_survival(s)
+    _draw_history(s)
+    rng, cut_dates, C, plan, D, N, P, kind, K = s.rng, s.cutoffs, s.C, s.plan, s.D, s.N, s.P, s.kind, s.K
+    group, prior, has_haic, pid, orphan_ids, index = s.group, s.prior, s.has_haic, s.pid, s.orphan_ids, s.index
+    age, birth, sex, etiology, ecog = s.age, s.birth, s.sex, s.etiology, s.ecog
+    ascites, enceph, tcount, size, pvi, ehm = s.ascites, s.enceph, s.tcount, s.size, s.pvi, s.ehm
+    afp, alb, tbil, inr, plt_b, alt_b, ast_b, crea_b = s.base_labs.T
+    responder, t_os, t_prog, death, ltfu, end_fu, died_obs = (s.responder, s.t_os, s.t_prog, s.death, s.ltfu,
+                                                               s.end_fu, s.died_obs)
+    has_prior, ab_owner, ab_day, ab_start, ab_end = s.has_prior, s.ab_owner, s.ab_day, s.ab_start, s.ab_end
+    has_tace, tace_day, hcc_dx, base_day, win_day, has_win = (s.has_tace, s.tace_day, s.hcc_dx, s.base_day,
+                                                              s.win_day, s.has_win)
 
     # post-index visits and scans
     v_owner, v_day, _ = _ragged(rng, index, end_fu - 1 + (end_fu == LAST_CUTOFF), 14, 28, 14, 28)
