@@ -209,6 +209,39 @@ def _weibull(rng, n, shape, scale_months, lp):
 
 
 # ----------------------------------------------------------------------------- simulation
+def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
+    """The extract of ``patients`` study-eligible patients, plus the exclusion cases and the
+    withdrawn patient, over ``drops`` drops: the patients, their visits, scans, courses and
+    labs, the rows each drop delivers, and the messiness. One generator seeded by ``seed``
+    draws every step, in this order: the same arguments give the same extract."""
+    if patients < 1:
+        raise ValueError("patients must be >= 1")
+    s = _start(patients, drops, seed)
+    _draw_groups(s)
+    _draw_ids(s)
+    _draw_index_dates(s)
+    _draw_baseline(s)
+    _draw_survival(s)
+    _draw_history(s)
+    visits = _draw_visits(s)
+    img = _draw_scans(s)
+    sessions = _draw_haic_course(s, img)
+    courses = _draw_courses(s, *sessions)
+    ass = _draw_assessments(s, visits)
+    lab = _draw_labs(s, visits)
+    truth = _truth(s)
+    pat = _patient_rows(s)
+    names = korean_names(s.rng, s.P)
+    vit = _vital_status_rows(s, visits, img, courses)
+    trt = _treatment_rows(s, courses)
+    _keep_delivered(s, ass, lab, img)
+    ex = Extract(patients_n=s.N, drops=s.D, seed=seed, cutoffs=s.cutoffs, plan=s.plan, tables={}, truth=truth)
+    ex.tables = apply_messiness(CleanRows(rng=s.rng, plan=s.plan, C=s.C, notes=ex.notes, pid=s.pid,
+                                          orphan_ids=s.orphan_ids, names=names, kind=s.kind, index=s.index,
+                                          group=s.group, pat=pat, trt=trt, ass=ass, lab=lab, img=img, vit=vit))
+    return ex
+
+
 def _drawn():
     """A field of :class:`_Cohort` that a draw step fills in (not an argument, not in the repr)."""
     return field(init=False, repr=False)
@@ -222,7 +255,6 @@ class _Cohort:
     fixed order (the same seed gives the same extract)."""
 
     rng: np.random.Generator
-    seed: int
     N: int  # study-eligible patients
     D: int  # drops
     P: int  # all patients
@@ -276,9 +308,13 @@ class _Cohort:
     base_day: np.ndarray = _drawn()
     win_day: np.ndarray = _drawn()
     has_win: np.ndarray = _drawn()
+    # _draw_haic_course: when and why the HAIC course stops (NEVER: not observed)
+    stop_reason: np.ndarray = _drawn()
+    stop_day: np.ndarray = _drawn()
+    observed_stop: np.ndarray = _drawn()
 
     def drop_of(self, day):
-        """The drop that first delivers a row dated ``day`` (D: none, after the last cutoff)."""
+        """The drop that first delivers a row dated ``day`` (``D`` after the last cutoff: none)."""
         return np.searchsorted(self.C, day, "left")
 
 
@@ -295,10 +331,11 @@ def _start(patients: int, drops: int, seed: int) -> _Cohort:
     kind[N:N + n_ex] = 1 + np.arange(n_ex) % 6
     kind[-1] = KIND_WITHDRAWN
     K = {k: 1 + i for i, k in enumerate(EXCLUSION_KINDS)}
-    return _Cohort(rng=rng, seed=seed, N=N, D=drops, P=P, cutoffs=cut_dates, C=C, plan=drop_plan(drops),
+    return _Cohort(rng=rng, N=N, D=drops, P=P, cutoffs=cut_dates, C=C, plan=drop_plan(drops),
                    kind=kind, K=K)
 
 
+# ----------------------------------------------------------------------------- the patients
 def _draw_groups(s: _Cohort) -> None:
     """Draws which eligible patients are post atezo-bev (``round(P_POST_AB N)``); the
     no_haic cases are too, the prior_other_systemic ones had sorafenib or atezo-bev stopped
@@ -440,155 +477,21 @@ def _draw_history(s: _Cohort) -> None:
     s.has_tace, s.tace_day, s.hcc_dx, s.base_day, s.win_day = has_tace, tace_day, hcc_dx, base_day, win_day
 
 
-def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
-    if patients < 1:
-        raise ValueError("patients must be >= 1")
-    s = _start(patients, drops, seed)
-    _draw_groups(s)
-    _draw_ids(s)
-    _draw_index_dates(s)
-    _draw_baseline(s)
-    _draw_survival(s)
-    _draw_history(s)
-    rng, cut_dates, C, plan, D, N, P, kind, K = s.rng, s.cutoffs, s.C, s.plan, s.D, s.N, s.P, s.kind, s.K
-    group, prior, has_haic, pid, orphan_ids, index = s.group, s.prior, s.has_haic, s.pid, s.orphan_ids, s.index
-    age, birth, sex, etiology, ecog = s.age, s.birth, s.sex, s.etiology, s.ecog
-    ascites, enceph, tcount, size, pvi, ehm = s.ascites, s.enceph, s.tcount, s.size, s.pvi, s.ehm
-    afp, alb, tbil, inr, plt_b, alt_b, ast_b, crea_b = s.base_labs.T
-    responder, t_os, t_prog, death, ltfu, end_fu, died_obs = (s.responder, s.t_os, s.t_prog, s.death, s.ltfu,
-                                                               s.end_fu, s.died_obs)
-    has_prior, ab_owner, ab_day, ab_start, ab_end = s.has_prior, s.ab_owner, s.ab_day, s.ab_start, s.ab_end
-    has_tace, tace_day, hcc_dx, base_day, win_day, has_win = (s.has_tace, s.tace_day, s.hcc_dx, s.base_day,
-                                                              s.win_day, s.has_win)
-
-    # post-index visits and scans
-    v_owner, v_day, _ = _ragged(rng, index, end_fu - 1 + (end_fu == LAST_CUTOFF), 14, 28, 14, 28)
-    s_owner, s_day, s_seq = _ragged(rng, index, end_fu - 1 + (end_fu == LAST_CUTOFF), 42, 63, 42, 63)
-    early = rng.random(s_owner.size) < 0.05
-    first_scan = s_seq == 0
-    s_day = s_day - np.where(first_scan & early, rng.integers(1, 15, s_owner.size), 0)
-    keep = has_haic[s_owner]
-    s_owner, s_day, s_seq = s_owner[keep], s_day[keep], s_seq[keep]
-    is_pd = (s_day - index[s_owner]) >= t_prog[s_owner]
-    pd_before = _group_cumsum(s_owner, is_pd.astype(np.int64)) - is_pd
-    extra_after_pd = rng.random(P) < 0.3
-    prev_first_pd = np.r_[False, (is_pd & (pd_before == 0))[:-1]] & np.r_[False, s_owner[1:] == s_owner[:-1]]
-    keep = (pd_before == 0) | ((pd_before == 1) & prev_first_pd & extra_after_pd[s_owner])
-    s_owner, s_day, s_seq, is_pd, pd_before = s_owner[keep], s_day[keep], s_seq[keep], is_pd[keep], pd_before[keep]
-    onset = (rng.random(P) < 0.3).astype(np.int64)
-    cr = rng.random(P) < P_CR_GIVEN_RESPONSE
-    resp = np.full(s_owner.size, R_SD, np.int16)
-    r_on = responder[s_owner] & (s_seq >= onset[s_owner])
-    resp[r_on] = R_PR
-    resp[r_on & cr[s_owner] & (s_seq >= onset[s_owner] + 1)] = R_CR
-    resp[is_pd & (pd_before == 0)] = R_PD
-    after = pd_before == 1
-    resp[after] = rng.choice([R_PD, R_SD, R_PR], after.sum(), p=[0.5, 0.3, 0.2])
-    ne = (~is_pd) & (rng.random(s_owner.size) < 0.03)
-    resp[ne] = R_NE
-    # patients who die before their first scheduled scan get a last PD scan
-    n_scans = np.bincount(s_owner, minlength=P)
-    es = (n_scans == 0) & has_haic & died_obs & (t_os >= 10) & (kind != K["index_after_cutoff"])
-    es_owner = np.flatnonzero(es)
-    es_day = death[es_owner] - rng.integers(1, 8, es_owner.size) % (t_os[es_owner] - 5) - 1
-    s_owner = np.r_[s_owner, es_owner]
-    s_day = np.r_[s_day, es_day]
-    resp = np.r_[resp, np.full(es_owner.size, R_PD, np.int16)]
-    o = np.lexsort((s_day, s_owner))
-    s_owner, s_day, resp = s_owner[o], s_day[o], resp[o]
-    modality = (rng.random(s_owner.size) < 0.35).astype(np.int16)
-    first_pd_day = np.full(P, NEVER, np.int64)
-    pdm = resp == R_PD
-    np.minimum.at(first_pd_day, s_owner[pdm], s_day[pdm])
-
-    # HAIC course
-    h_owner, h_day, h_seq = _ragged(rng, index, end_fu, 28, 42, 0, 0)
-    keep = has_haic[h_owner] & (kind[h_owner] != K["index_after_cutoff"])
-    h_owner, h_day, h_seq = h_owner[keep], h_day[keep], h_seq[keep]
-    n_comp = rng.integers(6, 9, P)
-    comp_day = np.full(P, NEVER, np.int64)
-    cm = h_seq == (n_comp[h_owner] - 1)
-    comp_day[h_owner[cm]] = h_day[cm]
-    tox_day = np.where(rng.random(P) < 0.12, index + rng.integers(30, 181, P), NEVER)
-    cand = np.stack([first_pd_day, tox_day, comp_day, np.where(died_obs, death, NEVER)])
-    stop_reason = np.array([S_PD, S_TOX, S_COMP, S_DEATH])[np.argmin(cand, axis=0)]
-    stop_day = cand.min(axis=0)
-    observed_stop = stop_day <= np.minimum(ltfu, LAST_CUTOFF)
-    stop_day = np.where(observed_stop, stop_day, NEVER)
-    keep = h_day <= stop_day[h_owner]
-    h_owner, h_day = h_owner[keep], h_day[keep]
-
-    # courses: one row per course; cycle days (ragged) give the cycles count at a cutoff
-    c_pid, c_reg, c_start, c_end, c_stop = [], [], [], [], []
-    cyc_owner, cyc_day = [], []
-    n_courses = 0
-
-    def add_courses(owner_pat, reg, start, end, stop, cyc_o=None, cyc_d=None):
-        nonlocal n_courses
-        k = owner_pat.size
-        c_pid.append(owner_pat)
-        c_reg.append(np.broadcast_to(np.asarray(reg, np.int16), (k,)).copy())
-        c_start.append(start)
-        c_end.append(end)
-        c_stop.append(np.broadcast_to(np.asarray(stop, np.int16), (k,)).copy())
-        if cyc_o is None:  # one cycle, on the start day
-            cyc_o, cyc_d = np.arange(k), start
-        cyc_owner.append(cyc_o + n_courses)
-        cyc_day.append(cyc_d)
-        n_courses += k
-
-    pt = np.flatnonzero(has_tace)
-    add_courses(pt, TACE, tace_day[pt], tace_day[pt], S_COMP)
-    pa = np.flatnonzero(has_prior)
-    regs = np.where(prior[pa] == 2, SORA, AB)
-    stops = np.where(prior[pa] == 3, S_TOX, S_PD)
-    remap = np.full(P, -1)
-    remap[pa] = np.arange(pa.size)
-    add_courses(pa, regs, ab_start[pa], ab_end[pa], stops, remap[ab_owner], ab_day)
-    ph = np.flatnonzero(has_haic & (kind != K["index_after_cutoff"]))
-    remap = np.full(P, -1)
-    remap[ph] = np.arange(ph.size)
-    hk = remap[h_owner] >= 0
-    add_courses(ph, HAIC, index[ph], stop_day[ph], stop_reason[ph], remap[h_owner[hk]], h_day[hk])
-    # subsequent therapy after HAIC
-    sub = (has_haic & observed_stop & (stop_reason != S_DEATH) & (rng.random(P) < 0.45)
-           & (kind != K["index_after_cutoff"]))
-    sub_start = stop_day + rng.integers(7, 46, P)
-    sub &= sub_start < end_fu
-    ps = np.flatnonzero(sub)
-    fl_choice = rng.choice([AB, LENVA, SORA, OTHER_RX, HAIC], P, p=[0.45, 0.3, 0.1, 0.05, 0.1])
-    ab_choice = rng.choice([LENVA, SORA, OTHER_RX, HAIC], P, p=[0.55, 0.2, 0.1, 0.15])
-    sub_reg = np.where(group == 1, ab_choice, fl_choice)[ps]
-    sub_end = np.where(died_obs, death, NEVER)[ps]
-    gap = np.where(sub_reg == HAIC, 28, 21)
-    so, sd_, _ = _ragged(rng, sub_start[ps], np.minimum(sub_end, end_fu[ps]), 21, 21, 0, 0)
-    # HAIC rechallenge sessions are 28 days apart: stretch
-    sd_ = sub_start[ps][so] + (sd_ - sub_start[ps][so]) * gap[so] // 21
-    kk = sd_ <= np.minimum(sub_end, end_fu[ps])[so]
-    add_courses(ps, sub_reg, sub_start[ps], sub_end, S_DEATH, so[kk], sd_[kk])
-    # planned HAIC of the index_after_cutoff patient(s): start after the last cutoff
-    pf = np.flatnonzero(kind == K["index_after_cutoff"])
-    add_courses(pf, HAIC, index[pf], np.full(pf.size, NEVER), S_PD)
-
-    c_pid = np.concatenate(c_pid)
-    c_reg = np.concatenate(c_reg)
-    c_start = np.concatenate(c_start).astype(np.int64)
-    c_end = np.concatenate(c_end).astype(np.int64)
-    c_stop = np.concatenate(c_stop)
-    cyc_owner = np.concatenate(cyc_owner)
-    cyc_day = np.concatenate(cyc_day).astype(np.int64)
-    o = np.lexsort((cyc_day, cyc_owner))
-    cyc_owner, cyc_day = cyc_owner[o], cyc_day[o]
-    planned = np.zeros(c_pid.size, bool)
-    planned[-pf.size:] = pf.size > 0
-
-    # ----------------------------------------------------------------- visits (all)
+# ----------------------------------------------------------------------------- their rows
+def _draw_visits(s: _Cohort) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every visit up to the last cutoff as (patient, day, kind), sorted by patient and day;
+    kind 0 diagnosis, 1 prior TACE, 2 prior systemic course, 3 earlier in-window, 4 baseline,
+    5 follow-up. Draws the follow-up visits, every 2-4 weeks from index to the end of
+    follow-up."""
+    P, hcc_dx, tace_day, has_win = s.P, s.hcc_dx, s.tace_day, s.has_win
+    v_owner, v_day, _ = _ragged(s.rng, s.index, s.end_fu - 1 + (s.end_fu == LAST_CUTOFF), 14, 28, 14, 28)
+    pt = np.flatnonzero(s.has_tace)
     parts = [
         (np.arange(P), hcc_dx, np.full(P, 0)),
         (pt, tace_day[pt], np.full(pt.size, 1)),
-        (ab_owner, ab_day, np.full(ab_owner.size, 2)),
-        (np.flatnonzero(has_win), win_day[has_win], np.full(has_win.sum(), 3)),
-        (np.arange(P), base_day, np.full(P, 4)),
+        (s.ab_owner, s.ab_day, np.full(s.ab_owner.size, 2)),
+        (np.flatnonzero(has_win), s.win_day[has_win], np.full(has_win.sum(), 3)),
+        (np.arange(P), s.base_day, np.full(P, 4)),
         (v_owner, v_day, np.full(v_owner.size, 5)),
     ]
     vo = np.concatenate([p[0] for p in parts])
@@ -598,10 +501,178 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
     vo, vd, vk = vo[o], vd[o], vk[o]
     # (visit days are unique per patient by construction)
     keep = vd <= LAST_CUTOFF
-    vo, vd, vk = vo[keep], vd[keep], vk[keep]
-    n_v = vo.size
+    return vo[keep], vd[keep], vk[keep]
 
-    # assessments at every visit
+
+def _draw_scans(s: _Cohort) -> dict:
+    """The imaging rows (drop, p, day, modality, response) of the HAIC patients. Draws scans
+    every 6-9 weeks after index (5% of first scans 1-14 days early) until the first PD, one
+    more after it for 30%; the responders' PR from the first or second scan, CR for 4% of
+    them; 3% NE reads; CT or MRI. A patient who dies before the first scan gets a last PD
+    scan."""
+    rng, P, index, kind, K, t_os, death = s.rng, s.P, s.index, s.kind, s.K, s.t_os, s.death
+    s_owner, s_day, s_seq = _ragged(rng, index, s.end_fu - 1 + (s.end_fu == LAST_CUTOFF), 42, 63, 42, 63)
+    early = rng.random(s_owner.size) < 0.05
+    first_scan = s_seq == 0
+    s_day = s_day - np.where(first_scan & early, rng.integers(1, 15, s_owner.size), 0)
+    keep = s.has_haic[s_owner]
+    s_owner, s_day, s_seq = s_owner[keep], s_day[keep], s_seq[keep]
+    is_pd = (s_day - index[s_owner]) >= s.t_prog[s_owner]
+    pd_before = _group_cumsum(s_owner, is_pd.astype(np.int64)) - is_pd
+    extra_after_pd = rng.random(P) < 0.3
+    prev_first_pd = np.r_[False, (is_pd & (pd_before == 0))[:-1]] & np.r_[False, s_owner[1:] == s_owner[:-1]]
+    keep = (pd_before == 0) | ((pd_before == 1) & prev_first_pd & extra_after_pd[s_owner])
+    s_owner, s_day, s_seq, is_pd, pd_before = s_owner[keep], s_day[keep], s_seq[keep], is_pd[keep], pd_before[keep]
+    onset = (rng.random(P) < 0.3).astype(np.int64)
+    cr = rng.random(P) < P_CR_GIVEN_RESPONSE
+    resp = np.full(s_owner.size, R_SD, np.int16)
+    r_on = s.responder[s_owner] & (s_seq >= onset[s_owner])
+    resp[r_on] = R_PR
+    resp[r_on & cr[s_owner] & (s_seq >= onset[s_owner] + 1)] = R_CR
+    resp[is_pd & (pd_before == 0)] = R_PD
+    after = pd_before == 1
+    resp[after] = rng.choice([R_PD, R_SD, R_PR], after.sum(), p=[0.5, 0.3, 0.2])
+    ne = (~is_pd) & (rng.random(s_owner.size) < 0.03)
+    resp[ne] = R_NE
+    # patients who die before their first scheduled scan get a last PD scan
+    n_scans = np.bincount(s_owner, minlength=P)
+    es = (n_scans == 0) & s.has_haic & s.died_obs & (t_os >= 10) & (kind != K["index_after_cutoff"])
+    es_owner = np.flatnonzero(es)
+    es_day = death[es_owner] - rng.integers(1, 8, es_owner.size) % (t_os[es_owner] - 5) - 1
+    s_owner = np.r_[s_owner, es_owner]
+    s_day = np.r_[s_day, es_day]
+    resp = np.r_[resp, np.full(es_owner.size, R_PD, np.int16)]
+    o = np.lexsort((s_day, s_owner))
+    s_owner, s_day, resp = s_owner[o], s_day[o], resp[o]
+    modality = (rng.random(s_owner.size) < 0.35).astype(np.int16)
+    return dict(drop=s.drop_of(s_day), p=s_owner, day=s_day, modality=modality, response=resp)
+
+
+def _draw_haic_course(s: _Cohort, img: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The HAIC sessions (patient, day) up to the course's stop. Draws sessions every 4-6
+    weeks from index, the course length (6-8 sessions) and toxicity stops (12%, 30-180 days
+    after index); the course stops at the first of PD scan, toxicity, completion and death,
+    when that is observed (``stop_day``, ``stop_reason``, ``observed_stop``)."""
+    rng, P, index, kind, K = s.rng, s.P, s.index, s.kind, s.K
+    h_owner, h_day, h_seq = _ragged(rng, index, s.end_fu, 28, 42, 0, 0)
+    keep = s.has_haic[h_owner] & (kind[h_owner] != K["index_after_cutoff"])
+    h_owner, h_day, h_seq = h_owner[keep], h_day[keep], h_seq[keep]
+    n_comp = rng.integers(6, 9, P)
+    comp_day = np.full(P, NEVER, np.int64)
+    cm = h_seq == (n_comp[h_owner] - 1)
+    comp_day[h_owner[cm]] = h_day[cm]
+    tox_day = np.where(rng.random(P) < 0.12, index + rng.integers(30, 181, P), NEVER)
+    first_pd_day = np.full(P, NEVER, np.int64)
+    pdm = img["response"] == R_PD
+    np.minimum.at(first_pd_day, img["p"][pdm], img["day"][pdm])
+    cand = np.stack([first_pd_day, tox_day, comp_day, np.where(s.died_obs, s.death, NEVER)])
+    s.stop_reason = np.array([S_PD, S_TOX, S_COMP, S_DEATH])[np.argmin(cand, axis=0)]
+    stop_day = cand.min(axis=0)
+    s.observed_stop = stop_day <= np.minimum(s.ltfu, LAST_CUTOFF)
+    s.stop_day = np.where(s.observed_stop, stop_day, NEVER)
+    keep = h_day <= s.stop_day[h_owner]
+    return h_owner[keep], h_day[keep]
+
+
+@dataclass
+class _Courses:
+    """Treatment courses, one element a course, grown by :meth:`add`; each course's cycle
+    days (``cyc_owner``: the course's number) give its cycles count at a cutoff."""
+
+    pid: list = field(default_factory=list)
+    regimen: list = field(default_factory=list)
+    start: list = field(default_factory=list)
+    end: list = field(default_factory=list)
+    stop: list = field(default_factory=list)
+    cyc_owner: list = field(default_factory=list)
+    cyc_day: list = field(default_factory=list)
+    n: int = 0
+
+    def add(self, owner_pat, reg, start, end, stop, cyc_o=None, cyc_d=None):
+        """One course for each patient of ``owner_pat`` (``reg``, ``stop``: one code for all or
+        one each), with cycle days ``cyc_d`` of the courses ``cyc_o`` (0 = the first of these);
+        without them one cycle, on the start day."""
+        k = owner_pat.size
+        self.pid.append(owner_pat)
+        self.regimen.append(np.broadcast_to(np.asarray(reg, np.int16), (k,)).copy())
+        self.start.append(start)
+        self.end.append(end)
+        self.stop.append(np.broadcast_to(np.asarray(stop, np.int16), (k,)).copy())
+        if cyc_o is None:  # one cycle, on the start day
+            cyc_o, cyc_d = np.arange(k), start
+        self.cyc_owner.append(cyc_o + self.n)
+        self.cyc_day.append(cyc_d)
+        self.n += k
+
+    def rows(self, planned: int) -> dict:
+        """The courses as arrays, cycle days sorted by course and day; the last ``planned``
+        courses are planned, not started."""
+        pid = np.concatenate(self.pid)
+        cyc_owner = np.concatenate(self.cyc_owner)
+        cyc_day = np.concatenate(self.cyc_day).astype(np.int64)
+        o = np.lexsort((cyc_day, cyc_owner))
+        is_planned = np.zeros(pid.size, bool)
+        is_planned[-planned:] = planned > 0
+        return dict(pid=pid, regimen=np.concatenate(self.regimen), start=np.concatenate(self.start).astype(np.int64),
+                    end=np.concatenate(self.end).astype(np.int64), stop=np.concatenate(self.stop),
+                    cyc_owner=cyc_owner[o], cyc_day=cyc_day[o], planned=is_planned)
+
+
+def _draw_courses(s: _Cohort, h_owner: np.ndarray, h_day: np.ndarray) -> dict:
+    """Every treatment course, in this order: prior TACE, prior atezo-bev or sorafenib (its
+    visits as cycles), HAIC (its sessions ``h_owner``, ``h_day`` as cycles), subsequent
+    therapy, and the planned HAIC course of the index_after_cutoff cases, which starts after
+    the last cutoff. Only the subsequent therapy draws."""
+    P, index, kind, K = s.P, s.index, s.kind, s.K
+    courses = _Courses()
+    pt = np.flatnonzero(s.has_tace)
+    courses.add(pt, TACE, s.tace_day[pt], s.tace_day[pt], S_COMP)
+    pa = np.flatnonzero(s.has_prior)
+    regs = np.where(s.prior[pa] == 2, SORA, AB)
+    stops = np.where(s.prior[pa] == 3, S_TOX, S_PD)
+    remap = np.full(P, -1)
+    remap[pa] = np.arange(pa.size)
+    courses.add(pa, regs, s.ab_start[pa], s.ab_end[pa], stops, remap[s.ab_owner], s.ab_day)
+    ph = np.flatnonzero(s.has_haic & (kind != K["index_after_cutoff"]))
+    remap = np.full(P, -1)
+    remap[ph] = np.arange(ph.size)
+    hk = remap[h_owner] >= 0
+    courses.add(ph, HAIC, index[ph], s.stop_day[ph], s.stop_reason[ph], remap[h_owner[hk]], h_day[hk])
+    _draw_subsequent_therapy(s, courses)
+    pf = np.flatnonzero(kind == K["index_after_cutoff"])
+    courses.add(pf, HAIC, index[pf], np.full(pf.size, NEVER), S_PD)
+    return courses.rows(planned=pf.size)
+
+
+def _draw_subsequent_therapy(s: _Cohort, courses: _Courses) -> None:
+    """Draws the therapy after HAIC of 45% of the patients whose course stopped, not by death,
+    within follow-up: starting 7-45 days later, its regimen by group, sessions every 21 days
+    (a HAIC rechallenge every 28) until death or the end of follow-up."""
+    rng, P, end_fu = s.rng, s.P, s.end_fu
+    sub = (s.has_haic & s.observed_stop & (s.stop_reason != S_DEATH) & (rng.random(P) < 0.45)
+           & (s.kind != s.K["index_after_cutoff"]))
+    sub_start = s.stop_day + rng.integers(7, 46, P)
+    sub &= sub_start < end_fu
+    ps = np.flatnonzero(sub)
+    fl_choice = rng.choice([AB, LENVA, SORA, OTHER_RX, HAIC], P, p=[0.45, 0.3, 0.1, 0.05, 0.1])
+    ab_choice = rng.choice([LENVA, SORA, OTHER_RX, HAIC], P, p=[0.55, 0.2, 0.1, 0.15])
+    sub_reg = np.where(s.group == 1, ab_choice, fl_choice)[ps]
+    sub_end = np.where(s.died_obs, s.death, NEVER)[ps]
+    gap = np.where(sub_reg == HAIC, 28, 21)
+    so, sd_, _ = _ragged(rng, sub_start[ps], np.minimum(sub_end, end_fu[ps]), 21, 21, 0, 0)
+    # HAIC rechallenge sessions are 28 days apart: stretch
+    sd_ = sub_start[ps][so] + (sd_ - sub_start[ps][so]) * gap[so] // 21
+    kk = sd_ <= np.minimum(sub_end, end_fu[ps])[so]
+    courses.add(ps, sub_reg, sub_start[ps], sub_end, S_DEATH, so[kk], sd_[kk])
+
+
+def _draw_assessments(s: _Cohort, visits) -> dict:
+    """The assessment row of every visit. Draws the ECOG's drift at follow-up (and its own
+    value at the earlier in-window and pre-treatment visits), ascites and encephalopathy now
+    and then worse than at baseline, and the tumour size's variation between visits."""
+    rng, ecog, ascites, enceph, size = s.rng, s.ecog, s.ascites, s.enceph, s.size
+    vo, vd, vk = visits
+    n_v = vo.size
     a_ecog = ecog[vo].copy()
     drift = rng.random(n_v)
     a_ecog = np.where(vk == 5, np.clip(a_ecog + (drift < 0.15) - (drift > 0.95), 0, 4), a_ecog)
@@ -609,14 +680,24 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
     a_ecog = np.where(vk < 3, np.clip(a_ecog - (drift < 0.3), 0, 4), a_ecog)
     a_asc = np.where(vk == 4, ascites[vo], np.clip(ascites[vo] + (rng.random(n_v) < 0.06), 0, 2))
     a_enc = np.where(vk == 4, enceph[vo], np.where(rng.random(n_v) < 0.01, 1, enceph[vo]))
-    a_tc = tcount[vo]
+    a_tc = s.tcount[vo]
     a_size = np.where(vk == 4, size[vo], np.round(size[vo] * np.exp(rng.normal(0, 0.12, n_v)), 1))
     a_size = np.maximum(a_size, 0.5)
-    a_pvi = np.where(pvi[vo], 0, 1)
-    a_ehm = np.where(ehm[vo], 0, 1)
+    a_pvi = np.where(s.pvi[vo], 0, 1)
+    a_ehm = np.where(s.ehm[vo], 0, 1)
+    return dict(drop=s.drop_of(vd), p=vo, day=vd, ecog=a_ecog, ascites=a_asc.astype(np.int16),
+                enceph=a_enc.astype(np.int16), tumor_count=a_tc[...], size=a_size,
+                pvi=a_pvi.astype(np.int16), ehm=a_ehm.astype(np.int16))
 
-    # labs: 8 tests at every visit
-    base_vals = np.stack([afp, alb, tbil, inr, plt_b, alt_b, ast_b, crea_b], axis=1)
+
+def _draw_labs(s: _Cohort, visits) -> dict:
+    """The 8 labs of every visit. Draws their variation around the patient's baseline values
+    (the baseline visit has them exactly), the time of day, and the ~1.5% whose baseline INR
+    was taken 31-40 days before index instead (missing from the 30-day window)."""
+    rng, P, index = s.rng, s.P, s.index
+    vo, vd, vk = visits
+    n_v = vo.size
+    base_vals = s.base_labs
     noise_sd = np.array([0.25, 0.04, 0.12, 0.04, 0.12, 0.2, 0.2, 0.08])
     l_vis = np.repeat(np.arange(n_v), 8)
     l_test = np.tile(np.arange(8, dtype=np.int16), n_v)
@@ -633,54 +714,71 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
     l_owner = np.r_[l_owner, pi]
     minute = np.r_[minute, (index[pi] - rng.integers(31, 41, pi.size)) * 1440 + 6 * 60 + rng.integers(0, 59, pi.size)]
     l_test = np.r_[l_test, np.full(pi.size, 3, np.int16)]
-    l_val = np.r_[l_val, inr[pi]]
+    l_val = np.r_[l_val, base_vals[pi, 3]]
     l_unit = TEST_UNIT[l_test].astype(np.int16)
+    return dict(drop=s.drop_of(minute // 1440), p=l_owner, minute=minute, test=l_test, value=l_val, unit=l_unit)
 
-    # ----------------------------------------------------------------- drops
-    def drop_of(day):
-        return np.searchsorted(C, day, "left")
 
-    reg_drop = drop_of(hcc_dx)
-    truth = pd.DataFrame({
-        "patient_id": pid.astype(str), "kind": np.array(["eligible"] + EXCLUSION_KINDS + ["consent_withdrawn"])[kind],
+# ----------------------------------------------------------------------------- rows per drop
+def _truth(s: _Cohort) -> pd.DataFrame:
+    """One row per patient of what was simulated, the ground truth behind the rows (kind,
+    group, index date, age, ECOG, death day or -1, progression and death times, loss to
+    follow-up, registration drop). Draws nothing."""
+    kind, group = s.kind, s.group
+    return pd.DataFrame({
+        "patient_id": s.pid.astype(str), "kind": np.array(["eligible"] + EXCLUSION_KINDS + ["consent_withdrawn"])[kind],
         "group": np.where(kind == KIND_ELIGIBLE, np.where(group == 1, "post_ate_beva", "first_line"), None),
-        "index_date": index, "age": age, "ecog": ecog, "death_day": np.where(died_obs, death, -1),
-        "t_prog": t_prog, "t_os": t_os, "ltfu_day": ltfu, "registration_drop": reg_drop,
+        "index_date": s.index, "age": s.age, "ecog": s.ecog, "death_day": np.where(s.died_obs, s.death, -1),
+        "t_prog": s.t_prog, "t_os": s.t_os, "ltfu_day": s.ltfu, "registration_drop": s.drop_of(s.hcc_dx),
     })
 
-    tables = {}
-    # patients
-    pat = dict(drop=reg_drop.copy(), p=np.arange(P), birth=birth.copy(), sex=sex, etiology=etiology.copy(),
-               hcc_dx=hcc_dx, consent=np.zeros(P, np.int16))
-    names = korean_names(rng, P)
 
-    # vital status per drop (emit on change)
-    # a contact is a visit, a scan or a treatment session: a patient seen for a HAIC course is
-    # known alive that day (so last_contact_date is never before the index date)
-    act_o = np.r_[vo, s_owner, c_pid[~planned]]
-    act_d = np.r_[vd, s_day, c_start[~planned]]
+def _patient_rows(s: _Cohort) -> dict:
+    """A patients.csv row per patient, in the first drop whose cutoff is on or after the
+    diagnosis, consent active. Draws nothing."""
+    P = s.P
+    return dict(drop=s.drop_of(s.hcc_dx), p=np.arange(P), birth=s.birth.copy(), sex=s.sex,
+                etiology=s.etiology.copy(), hcc_dx=s.hcc_dx, consent=np.zeros(P, np.int16))
+
+
+def _vital_status_rows(s: _Cohort, visits, img: dict, courses: dict) -> dict:
+    """The vital_status rows: one in a drop whenever last_contact_date moves on or a death is
+    recorded (the no_follow_up cases have none). A contact is a visit, a scan or a treatment
+    session: a patient seen for a HAIC course is known alive that day (so last_contact_date
+    is never before the index date). Draws nothing."""
+    C, P, death, died_obs = s.C, s.P, s.death, s.died_obs
+    vo, vd, _ = visits
+    started = ~courses["planned"]
+    act_o = np.r_[vo, img["p"], courses["pid"][started]]
+    act_d = np.r_[vd, img["day"], courses["start"][started]]
     o = np.lexsort((act_d, act_o))
     act_o, act_d = act_o[o], act_d[o]
     vit_rows = []
     prev_lc = np.full(P, -1, np.int64)
     prev_dd = np.full(P, MISSING, np.int64)
-    has_vital = kind != K["no_follow_up"]
+    has_vital = s.kind != s.K["no_follow_up"]
     allp = np.arange(P)
-    for k in range(D):
+    for k in range(s.D):
         c = C[k]
-        regd = (hcc_dx <= c) & has_vital
+        regd = (s.hcc_dx <= c) & has_vital
         dead = died_obs & (death <= c)
-        lc = np.where(dead, death, _last_le(act_o, act_d, allp, np.minimum(c, ltfu), -1))
+        lc = np.where(dead, death, _last_le(act_o, act_d, allp, np.minimum(c, s.ltfu), -1))
         dd = np.where(dead, death, MISSING)
         emit = regd & (lc >= 0) & ((lc != prev_lc) | (dd != prev_dd))
         e = np.flatnonzero(emit)
         vit_rows.append((np.full(e.size, k), e, lc[e], dd[e]))
         prev_lc[e], prev_dd[e] = lc[e], dd[e]
-    vit = dict(drop=np.concatenate([r[0] for r in vit_rows]), p=np.concatenate([r[1] for r in vit_rows]),
-               last_contact=np.concatenate([r[2] for r in vit_rows]), death=np.concatenate([r[3] for r in vit_rows]))
+    return dict(drop=np.concatenate([r[0] for r in vit_rows]), p=np.concatenate([r[1] for r in vit_rows]),
+                last_contact=np.concatenate([r[2] for r in vit_rows]), death=np.concatenate([r[3] for r in vit_rows]))
 
-    # treatments per drop (emit on change)
-    nc = c_pid.size
+
+def _treatment_rows(s: _Cohort, courses: dict) -> dict:
+    """The treatments rows: a course in the drop it has started by (a planned course in the
+    last drop), sent again whenever its cycles grow or its end_date and stop_reason are filled
+    in. Draws nothing."""
+    C, D = s.C, s.D
+    c_start, c_end, c_stop, planned = courses["start"], courses["end"], courses["stop"], courses["planned"]
+    nc = courses["pid"].size
     tr_rows = []
     prev_state = np.full((nc, 3), -2, np.int64)
     for k in range(D):
@@ -689,31 +787,22 @@ def simulate(patients: int = 100, drops: int = 6, seed: int = 1) -> Extract:
         ended = c_end <= c
         end_v = np.where(ended, c_end, MISSING)
         stop_v = np.where(ended, c_stop, -1)
-        cyc = np.where(planned, -1, _count_le(cyc_owner, cyc_day, np.arange(nc), np.full(nc, c)))
+        cyc = np.where(planned, -1, _count_le(courses["cyc_owner"], courses["cyc_day"], np.arange(nc), np.full(nc, c)))
         state = np.stack([end_v, stop_v, cyc], axis=1)
         emit = vis & (state != prev_state).any(axis=1)
         e = np.flatnonzero(emit)
         tr_rows.append((np.full(e.size, k), e, end_v[e], stop_v[e], cyc[e]))
         prev_state[e] = state[e]
     cidx = np.concatenate([r[1] for r in tr_rows])
-    trt = dict(drop=np.concatenate([r[0] for r in tr_rows]), p=c_pid[cidx], regimen=c_reg[cidx],
-               start=c_start[cidx], end=np.concatenate([r[2] for r in tr_rows]),
-               cycles=np.concatenate([r[4] for r in tr_rows]), stop=np.concatenate([r[3] for r in tr_rows]).astype(np.int16))
+    return dict(drop=np.concatenate([r[0] for r in tr_rows]), p=courses["pid"][cidx], regimen=courses["regimen"][cidx],
+                start=c_start[cidx], end=np.concatenate([r[2] for r in tr_rows]),
+                cycles=np.concatenate([r[4] for r in tr_rows]),
+                stop=np.concatenate([r[3] for r in tr_rows]).astype(np.int16))
 
-    ass = dict(drop=drop_of(vd), p=vo, day=vd, ecog=a_ecog, ascites=a_asc.astype(np.int16),
-               enceph=a_enc.astype(np.int16), tumor_count=a_tc[...], size=a_size,
-               pvi=a_pvi.astype(np.int16), ehm=a_ehm.astype(np.int16))
-    lab = dict(drop=drop_of(minute // 1440), p=l_owner, minute=minute, test=l_test, value=l_val,
-               unit=l_unit)
-    img = dict(drop=drop_of(s_day), p=s_owner, day=s_day, modality=modality, response=resp)
-    for t in (ass, lab, img):
-        keep = t["drop"] < D
+
+def _keep_delivered(s: _Cohort, *tables: dict) -> None:
+    """Leaves out the rows dated after the last cutoff (no drop delivers them)."""
+    for t in tables:
+        keep = t["drop"] < s.D
         for key in t:
             t[key] = t[key][keep]
-
-    ex = Extract(patients_n=N, drops=D, seed=seed, cutoffs=cut_dates, plan=plan, tables={}, truth=truth)
-    tables = apply_messiness(CleanRows(rng=rng, plan=plan, C=C, notes=ex.notes, pid=pid, orphan_ids=orphan_ids,
-                                       names=names, kind=kind, index=index, group=group,
-                                       pat=pat, trt=trt, ass=ass, lab=lab, img=img, vit=vit))
-    ex.tables = tables
-    return ex
