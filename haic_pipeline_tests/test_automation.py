@@ -36,11 +36,11 @@ def test_failed_run_is_written_to_ops_run_log_without_identifiers(env):
         result = load().resolve_job_def("ingest_drop").execute_in_process(
             partition_key=E1, instance=instance, raise_on_error=False, resources=resources)
         assert not result.success
-        context = dg.build_run_status_sensor_context(
+        with dg.build_run_status_sensor_context(
             sensor_name="run_failure_to_ops_log", dagster_instance=instance, dagster_run=result.dagster_run,
             dagster_event=result.get_run_failure_event(), resources=resources,
-        ).for_run_failure()
-        run_failure_to_ops_log(context)
+        ) as context:
+            run_failure_to_ops_log(context.for_run_failure())
     with duckdb.connect(os.environ["HAIC_WAREHOUSE"], read_only=True) as con:
         rows = con.execute("SELECT job, partition, step, status, message FROM ops.run_log").fetchall()
     assert len(rows) == 1

@@ -44,30 +44,35 @@ def test_definitions_load_with_every_asset(env):
     assert defs.resolve_sensor_def("inbox_sensor") is not None
 
 
+def _tick(instance):
+    """One evaluation of the inbox sensor, its resources open for the evaluation only."""
+    with dg.build_sensor_context(instance=instance, resources=resources_for(load_settings())) as context:
+        return inbox_sensor(context)
+
+
 def test_sensor_requests_one_run_per_complete_drop(env):
     write_drop(env / "inbox", E1, _files())
     write_drop(env / "inbox", E2, _files("10000002"), write_manifest=False)  # still being written
     (env / "inbox" / "not-a-drop").mkdir()
     with dg.instance_for_test() as instance:
-        ctx = dg.build_sensor_context(instance=instance, resources=resources_for(load_settings()))
-        result = inbox_sensor(ctx)
+        result = _tick(instance)
         assert [r.partition_key for r in result.run_requests] == [E1]
         assert result.dynamic_partitions_requests[0].partition_keys == [E1]
         first_key = result.run_requests[0].run_key
 
         # the same drop again -> same run key (Dagster starts no second run); a changed manifest -> new key
         instance.add_dynamic_partitions(DROPS.name, [E1])
-        again = inbox_sensor(dg.build_sensor_context(instance=instance, resources=resources_for(load_settings())))
+        again = _tick(instance)
         assert [r.run_key for r in again.run_requests] == [first_key]
         assert again.dynamic_partitions_requests == []
         # once landed (e.g. by `make run`), the sensor asks for nothing more
         assert _ingest(instance, E1).success
-        landed = inbox_sensor(dg.build_sensor_context(instance=instance, resources=resources_for(load_settings())))
+        landed = _tick(instance)
         assert landed.run_requests == []
         manifest = json.loads((env / "inbox" / E1 / "manifest.json").read_text())
         manifest["source_system"] = "CHANGED"
         (env / "inbox" / E1 / "manifest.json").write_text(json.dumps(manifest))
-        changed = inbox_sensor(dg.build_sensor_context(instance=instance, resources=resources_for(load_settings())))
+        changed = _tick(instance)
         assert changed.run_requests[0].run_key != first_key
 
 

@@ -36,7 +36,8 @@ def _files(extract_id: str) -> dict:
 
 def _tick(instance):
     """One evaluation of the sensor (its SensorResult); raises as a failed tick would."""
-    return inbox_sensor(dg.build_sensor_context(instance=instance, resources=resources_for(load_settings())))
+    with dg.build_sensor_context(instance=instance, resources=resources_for(load_settings())) as context:
+        return inbox_sensor(context)
 
 
 def _would_start(instance, result) -> list[str]:

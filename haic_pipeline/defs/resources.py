@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import PrivateAttr
 
 from haic_pipeline.settings import ConfigurationError, Settings, load_settings
 from haic_pipeline.warehouse.faults import (
@@ -57,16 +58,33 @@ class WarehouseResource(DuckDBResource):
     waited for LOCK_WAIT_SECONDS, a read-only warehouse not at all, then the run fails with one
     clear message (`warehouse_open_fault`), because a run retrying in silence tells the engineer on
     call nothing. The connection is closed on failure too, and DuckDB's progress bar is off (it
-    drew bars into the run's captured stdout)."""
+    drew bars into the run's captured stdout).
+
+    The first connection of a run stays open until the run ends (`teardown_after_execution`), so
+    every later step connects to the database already open in the process (DuckDB's instance
+    cache) instead of opening the file, reading its catalogue and checkpointing it at every step.
+    The run therefore holds the warehouse's
+    lock from its first step that opens it to its end, as the `duckdb_writer` pool already orders
+    the runs; every commit is in the write-ahead log, which the close at the end checkpoints."""
+
+    _held: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
     @contextmanager
     def get_connection(self):
+        if self._held is None:
+            self._held = self._connect()
         conn = self._connect()
         try:
             conn.execute("SET enable_progress_bar = false")
             yield conn
         finally:
             conn.close()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """The end of the run (or of a sensor's evaluation): the held connection closes last."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            held.close()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         config = {"custom_user_agent": "dagster", **self.connection_config}
