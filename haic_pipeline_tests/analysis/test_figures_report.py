@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from haic_pipeline.analysis import BEYOND_FIGURES, build_figures, build_report, render_figure
+from haic_pipeline.analysis import build as build_module
 from haic_pipeline.analysis.figures import figure_texts
 
 from .conftest import identifiers
@@ -55,7 +57,7 @@ def test_forest_figure_lists_both_models_and_excluded(demo):
     assert "HR (95% CI)" in texts and "data cutoff" in joined
 
 
-def test_saved_figures_are_sane_pngs_and_deterministic(demo, tmp_path):
+def test_saved_figures_are_sane_pngs_and_deterministic(demo, tmp_path, monkeypatch):
     con, _, _ = demo
     first = build_figures(con, tmp_path)
     for name, saved in first.items():
@@ -68,12 +70,20 @@ def test_saved_figures_are_sane_pngs_and_deterministic(demo, tmp_path):
         assert saved.preview_png_base64 and len(saved.preview_png_base64) < 200_000
     png_before = {n: s.png.read_bytes() for n, s in first.items()}
     svg_before = {n: s.svg.read_bytes() for n, s in first.items()}
+    # the same inputs: nothing is drawn again, and the stored preview is what the UI gets
+    with monkeypatch.context() as m:
+        m.setattr(build_module, "draw_figure", lambda inputs: pytest.fail("an unchanged figure was drawn again"))
+        unchanged = build_figures(con, tmp_path)
+    for n, s in unchanged.items():
+        assert s.preview_png_base64 == first[n].preview_png_base64, n
+        assert (s.width_px, s.height_px) == (first[n].width_px, first[n].height_px), n
     for n in first:  # force a redraw: identical bytes
         (tmp_path / "figures" / f"{n}.inputs").unlink()
     again = build_figures(con, tmp_path)
     for n, s in again.items():
         assert s.png.read_bytes() == png_before[n], n
         assert s.svg.read_bytes() == svg_before[n], n
+        assert s.preview_png_base64 == first[n].preview_png_base64, n
 
 
 def test_report_has_tables_1_to_4_figures_and_no_identifiers(demo, tmp_path):
