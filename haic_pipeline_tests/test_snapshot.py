@@ -78,13 +78,12 @@ def test_a_snapshot_reproduces_what_was_published_and_verifies(env, capsys, monk
 
     pd.testing.assert_frame_equal(snap_looks, _looks(live, eids[3]), check_exact=True)
 
-    # two snapshots of the same drop: the same hashes; and each verifies
-    second = snapshot.take(live, eids[3], env / "snap_b")
-    assert second.manifest["tables"] == manifest["tables"]
+    # it verifies (that a rebuild gives the same hashes is the equality with what was published, above)
     assert main(["snapshot", "--verify", str(env / "snap_a")]) == 0
     assert "verifies" in capsys.readouterr().out
 
-    # a changed table no longer verifies
+    # a changed table of a copy no longer verifies
+    shutil.copytree(env / "snap_a", env / "snap_b")
     with duckdb.connect(str(env / "snap_b" / snapshot.DATABASE)) as con:
         con.execute("UPDATE analysis.km_summary SET median_months = median_months + 0.1 WHERE endpoint = 'OS'")
     problems, _notes = snapshot.verify(live, env / "snap_b")
