@@ -60,12 +60,12 @@ class WarehouseResource(DuckDBResource):
     call nothing. The connection is closed on failure too, and DuckDB's progress bar is off (it
     drew bars into the run's captured stdout).
 
-    The first connection of a run stays open until the run ends (`teardown_after_execution`), so
-    every later step connects to the database already open in the process (DuckDB's instance
-    cache) instead of opening the file, reading its catalogue and checkpointing it at every step.
-    The run therefore holds the warehouse's
-    lock from its first step that opens it to its end, as the `duckdb_writer` pool already orders
-    the runs; every commit is in the write-ahead log, which the close at the end checkpoints."""
+    The first connection of a run stays open until the run ends (`teardown_after_execution`), and
+    each step gets a connection of its own to that open database (`cursor()`), instead of opening
+    the file, reading its catalogue and checkpointing it at every step. The run therefore holds
+    the warehouse's lock from its first step that opens it to its end, as the `duckdb_writer` pool
+    already orders the runs; every commit is in the write-ahead log, which the close at the end
+    checkpoints."""
 
     _held: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
@@ -73,7 +73,7 @@ class WarehouseResource(DuckDBResource):
     def get_connection(self):
         if self._held is None:
             self._held = self._connect()
-        conn = self._connect()
+        conn = self._held.cursor()
         try:
             conn.execute("SET enable_progress_bar = false")
             yield conn
