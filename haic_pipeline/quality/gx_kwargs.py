@@ -1,0 +1,98 @@
+"""An expectation's kwargs read once per call, not once per key: GX's own methods, same results.
+
+Building the metric graph of a validation, GX asks each expectation for its kwargs many times
+(`get_metric_kwargs` -> `Expectation._get_runtime_kwargs` -> `_get_success_kwargs` ->
+`_get_domain_kwargs`, GX 1.24.1 `expectations/expectation.py`). Each of those methods reads
+`self.configuration.kwargs` inside a comprehension, once per key, and the `configuration`
+property rebuilds a whole `ExpectationConfiguration` at every read (a pydantic `.dict()`, a
+regex `camel_to_snake` of the class name): about ten builds per expectation and metric. Over a
+refresh that is most of the time GX spends building its graphs, more than it spends computing.
+
+`install()` replaces those four methods with the same code reading `self.configuration.kwargs`
+once per call (the property is a pure function of the expectation, which nothing changes during
+the call), and memoises `camel_to_snake` (a pure function of a class name). It changes no
+result: a test compares every method with GX's original (`ORIGINALS`) on every expectation of
+every generated suite. It is applied only to the GX version it was written against
+(`GX_VERSION`); under another one GX runs its own code (a test then fails, asking for a review).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+#: the Great Expectations release whose methods these reproduce
+GX_VERSION = "1.24.1"
+#: GX's own methods and camel_to_snake, as they were before install() (filled by install)
+ORIGINALS: dict[str, Any] = {}
+_gx: dict[str, Any] = {}  # what the methods use of GX's module: its logger, parse_result_format
+
+
+def _domain_kwargs(self, kwargs: dict) -> dict:
+    domain_kwargs = {key: kwargs.get(key, self._get_default_value(key)) for key in self.domain_keys}
+    return domain_kwargs  # GX's check for missing keys cannot fire: every domain key is a key here
+
+
+def _success_kwargs(self, kwargs: dict) -> dict:
+    domain_kwargs = _domain_kwargs(self, kwargs)
+    success_kwargs = {key: kwargs.get(key, self._get_default_value(key)) for key in self.success_keys}
+    success_kwargs.update(domain_kwargs)
+    return success_kwargs
+
+
+def _success_kwarg(self, kwargs: dict, key: str, default: Any = None) -> Any:
+    if key in kwargs:
+        return kwargs[key]
+    field = self.__fields__.get(key)
+    if field is not None:
+        return field.default if not field.required else default
+    _gx["logger"].warning(f'_get_success_kwarg called with key "{key}", '
+                                f"but it is not a known field of {type(self).__name__}")
+    return default
+
+
+def _get_domain_kwargs(self) -> dict:
+    return _domain_kwargs(self, self.configuration.kwargs)
+
+
+def _get_success_kwargs(self) -> dict:
+    return _success_kwargs(self, self.configuration.kwargs)
+
+
+def _get_success_kwarg(self, key: str, default: Any = None) -> Any:
+    return _success_kwarg(self, self.configuration.kwargs, key, default)
+
+
+def _get_runtime_kwargs(self, runtime_configuration: dict | None = None) -> dict:
+    runtime_configuration = runtime_configuration or {}
+    kwargs = self.configuration.kwargs
+    success_kwargs = _success_kwargs(self, kwargs)
+    runtime_kwargs = {key: runtime_configuration.get(key, _success_kwarg(self, kwargs, key))
+                      for key in self.runtime_keys}
+    runtime_kwargs.update(success_kwargs)
+    runtime_kwargs["result_format"] = _gx["parse_result_format"](runtime_kwargs["result_format"])
+    return runtime_kwargs
+
+
+METHODS = {"_get_domain_kwargs": _get_domain_kwargs, "_get_success_kwargs": _get_success_kwargs,
+           "_get_success_kwarg": _get_success_kwarg, "_get_runtime_kwargs": _get_runtime_kwargs}
+
+
+def install() -> bool:
+    """Put the methods above in place of GX's (once per process); False, and GX left as it is,
+    under a GX version other than GX_VERSION."""
+    import great_expectations  # noqa: PLC0415 (imported by load_gx before this is called)
+    from great_expectations.expectations import expectation  # noqa: PLC0415
+
+    if great_expectations.__version__ != GX_VERSION:
+        return False
+    if ORIGINALS:
+        return True
+    cls = expectation.Expectation
+    ORIGINALS.update({name: getattr(cls, name) for name in METHODS})
+    ORIGINALS["camel_to_snake"] = expectation.camel_to_snake
+    _gx.update(logger=expectation.logger, parse_result_format=expectation.parse_result_format)
+    for name, method in METHODS.items():
+        setattr(cls, name, method)
+    expectation.camel_to_snake = functools.lru_cache(maxsize=None)(ORIGINALS["camel_to_snake"])
+    return True
