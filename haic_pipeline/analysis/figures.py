@@ -504,23 +504,44 @@ def svg_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
+def rendered(fig: Figure, dpi: int = DPI):
+    """The figure drawn by Agg at `dpi` on white, as a PIL RGBA image (what `savefig` would encode)."""
+    from PIL import Image
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None}, facecolor="white")
+    fig.savefig(buf, format="rgba", dpi=dpi, facecolor="white")
+    raw = buf.getvalue()
+    width, height = int(fig.get_figwidth() * dpi), int(fig.get_figheight() * dpi)  # as Agg sizes its canvas
+    if len(raw) != 4 * width * height:
+        raise ValueError(f"figure rendered at {dpi} dpi: {len(raw)} bytes, not {width} x {height} RGBA pixels")
+    return Image.frombuffer("RGBA", (width, height), raw, "raw", "RGBA", 0, 1)
+
+
+def encoded_png(image, dpi: int = DPI) -> bytes:
+    """`image` as PNG, byte for byte what `fig.savefig(format="png", dpi=dpi, metadata={"Software":
+    None})` writes (matplotlib's `imsave`: PIL, the dpi in a pHYs chunk, no text chunk)."""
+    from PIL import PngImagePlugin
+
+    buf = io.BytesIO()
+    image.save(buf, format="png", dpi=(dpi, dpi), pnginfo=PngImagePlugin.PngInfo())
     return buf.getvalue()
 
 
-def preview_png(png: bytes, width: int = PREVIEW_WIDTH) -> bytes:
-    """A downscaled copy of a PNG, in 96 colours (for the Dagster UI: keeps the event log small)."""
+def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
+    return encoded_png(rendered(fig, dpi), dpi)
+
+
+def preview_png(image, width: int = PREVIEW_WIDTH) -> bytes:
+    """A downscaled copy of a rendered figure, in 96 colours (for the Dagster UI: keeps the event
+    log small)."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(png)) as im:
-        im = im.convert("RGB")
-        if im.width > width:
-            im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
-        im = im.quantize(colors=96, method=Image.Quantize.FASTOCTREE)  # a few times smaller
-        buf = io.BytesIO()
-        im.save(buf, format="PNG", compress_level=6)
+    im = image.convert("RGB")
+    if im.width > width:
+        im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+    im = im.quantize(colors=96, method=Image.Quantize.FASTOCTREE)  # a few times smaller
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 
@@ -540,8 +561,9 @@ def save_figure(fig: Figure, folder: Path, name: str, inputs_key: str | None = N
     them as ``<name>.inputs``, with the UI's preview as ``<name>.preview.png``, so an unchanged
     figure need not be drawn, nor its preview scaled, again (:func:`load_saved`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    png = png_bytes(fig)
-    preview = preview_png(png)
+    image = rendered(fig)   # drawn once: the PNG and its preview come from the same pixels
+    png = encoded_png(image)
+    preview = preview_png(image)
     _write_if_changed(folder / f"{name}.png", png)
     _write_if_changed(folder / f"{name}.svg", svg_bytes(fig))
     if inputs_key is not None:

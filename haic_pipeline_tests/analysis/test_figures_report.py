@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pandas as pd
@@ -11,6 +12,7 @@ from PIL import Image
 
 from haic_pipeline.analysis import BEYOND_FIGURES, build_figures, build_report, render_figure
 from haic_pipeline.analysis import build as build_module
+from haic_pipeline.analysis import figures
 from haic_pipeline.analysis.figures import figure_texts
 
 from .conftest import identifiers
@@ -84,6 +86,22 @@ def test_saved_figures_are_sane_pngs_and_deterministic(demo, tmp_path, monkeypat
         assert s.png.read_bytes() == png_before[n], n
         assert s.svg.read_bytes() == svg_before[n], n
         assert s.preview_png_base64 == first[n].preview_png_base64, n
+
+
+@pytest.mark.parametrize("dpi", [figures.DPI, 72, 97])
+def test_a_figure_drawn_once_is_the_png_matplotlib_writes(demo, dpi):
+    """The PNG and the UI preview come from one Agg drawing; the PNG is byte for byte what
+    matplotlib's own savefig writes, at the project's dpi and at others (odd sizes included)."""
+    con, _, _ = demo
+    for name in ("km_os", "love"):
+        fig = render_figure(con, name)
+        expected = io.BytesIO()
+        fig.savefig(expected, format="png", dpi=dpi, metadata={"Software": None}, facecolor="white")
+        image = figures.rendered(fig, dpi)
+        assert figures.encoded_png(image, dpi) == figures.png_bytes(fig, dpi) == expected.getvalue(), (name, dpi)
+        with Image.open(io.BytesIO(figures.preview_png(image))) as preview:
+            assert preview.width == figures.PREVIEW_WIDTH and preview.mode == "P"
+            assert abs(preview.height / preview.width - image.height / image.width) < 0.01
 
 
 def test_report_has_tables_1_to_4_figures_and_no_identifiers(demo, tmp_path):
