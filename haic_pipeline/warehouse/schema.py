@@ -8,9 +8,18 @@ ops.*         every table of the pipeline's own record, defined here and nowhere
               load_log, quarantine, row_flags, refresh_state, interventions (+ view waivers),
               dq_results, run_log, software, monitoring_inputs. `ensure_ops` creates what is missing (and brings an
               older table to its current shape); every writer of `ops` calls it.
+
+Each DDL carries its fingerprint in the catalogue (a comment: on `ops.waivers`, the view `ensure_ops`
+creates last, the hash of all the `ops` DDL; on each raw table, the hash of its DDL), so a warehouse
+already in its current shape is recognised by one catalogue read and no statement is run again (a
+refresh calls `ensure_*` in most of its steps). A changed DDL changes its fingerprint: the next
+call runs it.
 """
 
 from __future__ import annotations
+
+import hashlib
+import re
 
 import duckdb
 
@@ -177,11 +186,40 @@ def raw_table_ddl(contract: Contract) -> str:
     return f"CREATE TABLE IF NOT EXISTS raw.{contract.domain} (\n" + ",\n".join(cols) + "\n)"
 
 
+def fingerprint(*ddl: str) -> str:
+    return "haic-ddl " + hashlib.sha256("\n".join(ddl).encode()).hexdigest()[:16]
+
+
+OPS_FINGERPRINT = fingerprint(*OPS_DDL)
+OPS_TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS ops\.(\w+)", "\n".join(OPS_DDL)))
+
+
+def _comments(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
+    """'<schema>.<table or view>' -> its comment, for the raw and ops schemas of the connection's
+    database ('<schema>' -> None for each schema that exists)."""
+    return dict(con.execute(
+        "SELECT schema_name, NULL FROM duckdb_schemas() WHERE database_name = current_database() "
+        "UNION ALL SELECT schema_name || '.' || table_name, comment FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name IN ('raw', 'ops') "
+        "UNION ALL SELECT schema_name || '.' || view_name, comment FROM duckdb_views() "
+        "WHERE database_name = current_database() AND schema_name = 'ops'").fetchall())
+
+
+def _ops_current(comments: dict[str, str | None]) -> bool:
+    return comments.get("ops.waivers") == OPS_FINGERPRINT and all(f"ops.{t}" in comments for t in OPS_TABLES)
+
+
 def ensure_ops(con: duckdb.DuckDBPyConnection) -> None:
     """Create the `ops` schema and every table of it that does not exist yet (idempotent)."""
+    if not _ops_current(_comments(con)):
+        _create_ops(con)
+
+
+def _create_ops(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS ops")
     for ddl in OPS_DDL:
         con.execute(ddl)
+    con.execute(f"COMMENT ON VIEW ops.waivers IS '{OPS_FINGERPRINT}'")
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> None:
@@ -189,20 +227,30 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]
 
     A column added to a contract is added to its raw table (older drops hold NULL there).
     """
+    comments = _comments(con)
     for schema in SCHEMAS:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    ensure_ops(con)
+        if schema not in comments:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    if not _ops_current(comments):
+        _create_ops(con)
     for contract in contracts.values():
-        con.execute(raw_table_ddl(contract))
-        existing = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = 'raw' AND table_name = ?",
-                [contract.domain],
-            ).fetchall()
-        }
-        for name in contract.raw_columns:
-            if name not in existing:
-                ctype = "BOOLEAN" if name == "_patient_id_valid" else "VARCHAR"
-                con.execute(f"ALTER TABLE raw.{contract.domain} ADD COLUMN {name} {ctype}")
+        ddl = raw_table_ddl(contract)
+        if comments.get(f"raw.{contract.domain}") != fingerprint(ddl):
+            _create_raw(con, contract, ddl)
+
+
+def _create_raw(con: duckdb.DuckDBPyConnection, contract: Contract, ddl: str) -> None:
+    con.execute(ddl)
+    existing = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'raw' AND table_name = ?",
+            [contract.domain],
+        ).fetchall()
+    }
+    for name in contract.raw_columns:
+        if name not in existing:
+            ctype = "BOOLEAN" if name == "_patient_id_valid" else "VARCHAR"
+            con.execute(f"ALTER TABLE raw.{contract.domain} ADD COLUMN {name} {ctype}")
+    con.execute(f"COMMENT ON TABLE raw.{contract.domain} IS '{fingerprint(ddl)}'")
