@@ -15,7 +15,7 @@ new to validate never imports it at all. `load_gx()` is the one place that impor
   with every row validated. The threshold is set to 0 (the marker is then left out;
   expectations and their results do not depend on it);
 - an expectation's kwargs are read once per call while GX builds its metric graphs
-  (`gx_kwargs.install`: GX's own methods, same results, much less graph-building time).
+  (`gx_graph.install`: GX's own methods, same results, much less graph-building time).
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ def load_gx():
     import great_expectations as gx  # noqa: PLC0415 (lazy on purpose)
     from great_expectations.execution_engine import pandas_execution_engine  # noqa: PLC0415
 
-    from haic_pipeline.quality import gx_kwargs  # noqa: PLC0415 (imports GX)
+    from haic_pipeline.quality import gx_graph  # noqa: PLC0415 (imports GX)
 
     pandas_execution_engine.HASH_THRESHOLD = 0  # no batch fingerprint (see module docstring)
-    gx_kwargs.install()
+    gx_graph.install()
     return gx
 
 
