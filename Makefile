@@ -20,9 +20,13 @@ export UV_LINK_MODE := hardlink
 
 .PHONY: install run test ui synth status sql bench clean-warehouse compile lock
 
+# uv goes into a venv of its own, installed there by the machine's pip (`pip --python`, pip >= 22.3);
+# a python3 without pip gets pip in that venv first (ensurepip, seconds slower)
 $(UV):
-	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(PYTHON) -m venv --without-pip $(TOOLS)
+	$(PYTHON) -m pip --python $(TOOLS)/bin/python install --quiet --disable-pip-version-check uv==$(UV_VERSION) \
+	  || { $(TOOLS)/bin/python -m ensurepip --default-pip > /dev/null \
+	       && $(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); }
 
 $(BIN)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
