@@ -308,13 +308,14 @@ def build_software(con: duckdb.DuckDBPyConnection, refresh: str) -> BuildResult:
 def build_figures(con: duckdb.DuckDBPyConnection, reports: Path,
                   names: tuple[str, ...] = FIGURES) -> dict[str, F.SavedFigure]:
     """Draw and save each figure under ``<reports>/figures/``; a figure whose inputs (tables,
-    provenance, drawing code) are unchanged since it was written is not drawn again."""
+    provenance, drawing code) are unchanged since it was written, or were drawn earlier in this
+    process, is not drawn again."""
     out = {}
     folder = Path(reports) / "figures"
     for name in names:
         inputs = figure_inputs(con, name)
         key = inputs_key(name, inputs)
-        saved = F.load_saved(folder, name, key)
+        saved = F.load_saved(folder, name, key) or F.save_drawn(folder, name, key)
         out[name] = saved or F.save_figure(draw_figure(inputs), folder, name, inputs_key=key)
     return out
 

@@ -19,6 +19,7 @@ import io
 import math
 import struct
 import textwrap
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -559,13 +560,43 @@ def save_figure(fig: Figure, folder: Path, name: str, inputs_key: str | None = N
     """Write ``<folder>/<name>.png`` (150 dpi) and ``.svg`` (no date: byte-identical reruns),
     only replacing a file whose content changed; ``inputs_key`` (if given) is stored beside
     them as ``<name>.inputs``, with the UI's preview as ``<name>.preview.png``, so an unchanged
-    figure need not be drawn, nor its preview scaled, again (:func:`load_saved`)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    figure need not be drawn, nor its preview scaled, again (:func:`load_saved`), and the bytes
+    are kept in this process for another folder that needs the same figure (:func:`save_drawn`)."""
     image = rendered(fig)   # drawn once: the PNG and its preview come from the same pixels
-    png = encoded_png(image)
-    preview = preview_png(image)
+    drawn = (encoded_png(image), svg_bytes(fig), preview_png(image))
+    if inputs_key is not None:
+        _drawn[inputs_key] = drawn
+        while len(_drawn) > DRAWN_KEPT:
+            _drawn.popitem(last=False)
+    return _save(folder, name, inputs_key, *drawn)
+
+
+#: the figures last drawn in this process, by inputs key: (png, svg, preview) bytes
+_drawn: OrderedDict[str, tuple[bytes, bytes, bytes]] = OrderedDict()
+DRAWN_KEPT = 64   # about 13 MB
+
+
+def save_drawn(folder: Path, name: str, inputs_key: str) -> SavedFigure | None:
+    """The figure drawn from the same inputs earlier in this process (into another folder: a
+    snapshot's, another warehouse's), written into `folder` without drawing it again; else None.
+    The inputs key covers the tables drawn, the provenance and the drawing code, and a drawing is
+    deterministic, so the bytes are those a new drawing would give."""
+    drawn = _drawn.get(inputs_key)
+    if drawn is None:
+        return None
+    _drawn.move_to_end(inputs_key)
+    return _save(folder, name, inputs_key, *drawn)
+
+
+def forget_drawn() -> None:
+    """Drop the figures kept in this process (the next `build_figures` of a folder draws)."""
+    _drawn.clear()
+
+
+def _save(folder: Path, name: str, inputs_key: str | None, png: bytes, svg: bytes, preview: bytes) -> SavedFigure:
+    folder.mkdir(parents=True, exist_ok=True)
     _write_if_changed(folder / f"{name}.png", png)
-    _write_if_changed(folder / f"{name}.svg", svg_bytes(fig))
+    _write_if_changed(folder / f"{name}.svg", svg)
     if inputs_key is not None:
         _write_if_changed(folder / f"{name}.preview.png", preview)
         _write_if_changed(folder / f"{name}.inputs", inputs_key.encode())

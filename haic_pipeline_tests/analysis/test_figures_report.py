@@ -14,6 +14,7 @@ from haic_pipeline.analysis import BEYOND_FIGURES, build_figures, build_report, 
 from haic_pipeline.analysis import build as build_module
 from haic_pipeline.analysis import figures
 from haic_pipeline.analysis.figures import figure_texts
+from haic_pipeline.analysis.render import draw_figure
 
 from .conftest import identifiers
 
@@ -79,9 +80,24 @@ def test_saved_figures_are_sane_pngs_and_deterministic(demo, tmp_path, monkeypat
     for n, s in unchanged.items():
         assert s.preview_png_base64 == first[n].preview_png_base64, n
         assert (s.width_px, s.height_px) == (first[n].width_px, first[n].height_px), n
-    for n in first:  # force a redraw: identical bytes
+    # another folder, the same inputs: the figures drawn in this process are written, not drawn again
+    with monkeypatch.context() as m:
+        m.setattr(build_module, "draw_figure", lambda inputs: pytest.fail("a figure drawn before was drawn again"))
+        elsewhere = build_figures(con, tmp_path / "elsewhere")
+    for n, s in elsewhere.items():
+        assert s.png.read_bytes() == png_before[n] and s.svg.read_bytes() == svg_before[n], n
+        assert s.preview_png_base64 == first[n].preview_png_base64, n
+        assert (tmp_path / "elsewhere" / "figures" / f"{n}.inputs").read_text() == \
+            (tmp_path / "figures" / f"{n}.inputs").read_text(), n
+    # force a redraw (nothing on disk, nothing kept in the process): identical bytes
+    for n in first:
         (tmp_path / "figures" / f"{n}.inputs").unlink()
-    again = build_figures(con, tmp_path)
+    figures.forget_drawn()
+    drawn = []
+    with monkeypatch.context() as m:
+        m.setattr(build_module, "draw_figure", lambda inputs: drawn.append(inputs) or draw_figure(inputs))
+        again = build_figures(con, tmp_path)
+    assert len(drawn) == len(first)
     for n, s in again.items():
         assert s.png.read_bytes() == png_before[n], n
         assert s.svg.read_bytes() == svg_before[n], n
