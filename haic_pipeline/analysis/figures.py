@@ -556,6 +556,11 @@ def _write_if_changed(path: Path, data: bytes) -> None:
         write_atomic(path, data)
 
 
+#: the figures last drawn in this process, by inputs key: (png, svg, preview) bytes
+_drawn: OrderedDict[str, tuple[bytes, bytes, bytes]] = OrderedDict()
+DRAWN_KEPT = 64   # about 13 MB
+
+
 def save_figure(fig: Figure, folder: Path, name: str, inputs_key: str | None = None) -> SavedFigure:
     """Write ``<folder>/<name>.png`` (150 dpi) and ``.svg`` (no date: byte-identical reruns),
     only replacing a file whose content changed; ``inputs_key`` (if given) is stored beside
@@ -569,11 +574,6 @@ def save_figure(fig: Figure, folder: Path, name: str, inputs_key: str | None = N
         while len(_drawn) > DRAWN_KEPT:
             _drawn.popitem(last=False)
     return _save(folder, name, inputs_key, *drawn)
-
-
-#: the figures last drawn in this process, by inputs key: (png, svg, preview) bytes
-_drawn: OrderedDict[str, tuple[bytes, bytes, bytes]] = OrderedDict()
-DRAWN_KEPT = 64   # about 13 MB
 
 
 def save_drawn(folder: Path, name: str, inputs_key: str) -> SavedFigure | None:

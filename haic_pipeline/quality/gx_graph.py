@@ -64,7 +64,7 @@ def _success_kwarg(self, kwargs: dict, key: str, default: Any = None) -> Any:
     if field is not None:
         return field.default if not field.required else default
     _gx["logger"].warning(f'_get_success_kwarg called with key "{key}", '
-                                f"but it is not a known field of {type(self).__name__}")
+                          f"but it is not a known field of {type(self).__name__}")
     return default
 
 

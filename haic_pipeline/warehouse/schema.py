@@ -209,9 +209,10 @@ def _ops_current(comments: dict[str, str | None]) -> bool:
     return comments.get("ops.waivers") == OPS_FINGERPRINT and all(f"ops.{t}" in comments for t in OPS_TABLES)
 
 
-def ensure_ops(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the `ops` schema and every table of it that does not exist yet (idempotent)."""
-    if not _ops_current(_comments(con)):
+def ensure_ops(con: duckdb.DuckDBPyConnection, comments: dict[str, str | None] | None = None) -> None:
+    """Create the `ops` schema and every table of it that does not exist yet (idempotent);
+    `comments`: the catalogue's, if the caller has just read it (`_comments`)."""
+    if not _ops_current(_comments(con) if comments is None else comments):
         _create_ops(con)
 
 
@@ -231,8 +232,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]
     for schema in SCHEMAS:
         if schema not in comments:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    if not _ops_current(comments):
-        _create_ops(con)
+    ensure_ops(con, comments)
     for contract in contracts.values():
         ddl = raw_table_ddl(contract)
         if comments.get(f"raw.{contract.domain}") != fingerprint(ddl):
