@@ -274,6 +274,65 @@ def test_daemon_and_webserver_on_postgres_land_refresh_and_survive_a_restart(clu
     assert f"PostgreSQL 127.0.0.1:{cluster.port}/{DB}" in doctor_result.stdout
 
 
+def _backends(cluster, db: str) -> set[tuple[int, object]]:
+    """(pid, start) of every connection the service role holds open to `db`."""
+    con = cluster.connect()
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT pid, backend_start FROM pg_stat_activity WHERE datname = %s AND usename = %s",
+                        [db, USER])
+            return set(cur.fetchall())
+    finally:
+        con.close()
+
+
+def test_each_store_keeps_one_connection_and_replaces_one_the_server_closed(cluster, tmp_path, monkeypatch):
+    """deploy/production/dagster.yaml's storage (instance_storage.py): a hundred storage calls are
+    served by the same three connections, one per store (dagster-postgres alone opens one per
+    call and keeps none); connections the server closed are replaced without a failed call; the
+    instance's dispose closes the run and event-log stores' ones."""
+    import dagster as dg
+
+    cluster.create_database("haic_held", USER, PASSWORD)
+    env = deployment(tmp_path, cluster, "haic_held")
+    for k, v in env.items():
+        if k.startswith(("HAIC_", "DAGSTER_")):
+            monkeypatch.setenv(k, v)
+    instance = dg.DagsterInstance.get()
+    try:
+        def use_every_store(i: int) -> None:
+            run = instance.create_run_for_job(dg.GraphDefinition(name="nothing").to_job(), run_id=None,
+                                              tags={"call": str(i)})
+            instance.report_engine_event("a stored event", run)
+            assert instance.get_run_by_id(run.run_id) is not None
+            assert instance.all_logs(run.run_id)
+            instance.all_instigator_state()
+
+        use_every_store(0)
+        held = _backends(cluster, "haic_held")
+        assert len(held) == 3, held
+        for i in range(1, 34):
+            use_every_store(i)
+        assert _backends(cluster, "haic_held") == held
+        assert len(instance.get_runs()) == 34
+
+        con = cluster.connect()     # the server ends them, as a restart of PostgreSQL would
+        try:
+            with con.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", ["haic_held"])
+        finally:
+            con.close()
+        wait_for("the ended connections gone", lambda: not _backends(cluster, "haic_held"), [], timeout=30, every=0.1)
+        use_every_store(34)         # no call fails: each store connects again
+        replaced = _backends(cluster, "haic_held")
+        assert len(replaced) == 3 and not replaced & held, replaced
+        instance.dispose()   # closes the run and event-log stores' connections (Dagster never disposes
+        wait_for("the connections closed by dispose", lambda: len(_backends(cluster, "haic_held")) == 1, [],
+                 timeout=30, every=0.1)    # an instance's schedule store: its connection ends with the process)
+    finally:
+        instance.dispose()
+
+
 def _run_ids(cluster) -> list[str]:
     con = cluster.connect(DB, USER, PASSWORD)
     try:
