@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api  # noqa: F401  (imported with this module, so `haic run`'s preload thread pays for it)
 
 from haic_pipeline.stats import (
     CoxFitError,

@@ -48,6 +48,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats as _sps
+from statsmodels.genmod.families import Binomial
+from statsmodels.genmod.generalized_linear_model import GLM
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
 _SEP_EPS = 10 * np.finfo(float).eps  # R glm.fit: eps <- 10 * .Machine$double.eps
 _FUZZ = 4 * np.finfo(float).eps  # R quantile.default: fuzz <- 4 * .Machine$double.eps
@@ -336,9 +339,6 @@ def propensity_weights(df: pd.DataFrame, treatment: str, covariates: Sequence[st
     give ``status`` ``"separation"`` / ``"not_converged"`` and no weights; see
     :class:`PropensityResult`.
     """
-    import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
-
     if estimand not in ESTIMANDS:
         raise ValueError(f"estimand must be one of {ESTIMANDS}, got {estimand!r}")
     covariates = list(covariates)
@@ -421,7 +421,7 @@ def propensity_weights(df: pd.DataFrame, treatment: str, covariates: Sequence[st
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            res = sm.GLM(a, design, family=sm.families.Binomial()).fit(
+            res = GLM(a, design, family=Binomial()).fit(
                 method="IRLS", tol=1e-10, maxiter=max_iter)
         except Exception as exc:  # statsmodels raises on a singular / failed fit
             return failed("not_converged", f"logistic fit failed: {exc}")
