@@ -287,7 +287,7 @@ def _backends(cluster, db: str) -> set[tuple[int, object]]:
 
 
 def test_each_store_keeps_one_connection_and_replaces_one_the_server_closed(cluster, tmp_path, monkeypatch):
-    """deploy/production/dagster.yaml's storage (instance_storage.py): a hundred storage calls are
+    """deploy/production/dagster.yaml's storage (instance_storage/postgres.py): a hundred storage calls are
     served by the same three connections, one per store (dagster-postgres alone opens one per
     call and keeps none); connections the server closed are replaced without a failed call; the
     instance's dispose closes the run and event-log stores' ones."""
@@ -328,7 +328,7 @@ def test_each_store_keeps_one_connection_and_replaces_one_the_server_closed(clus
         assert len(replaced) == 3 and not replaced & held, replaced
         instance.dispose()   # closes the run and event-log stores' connections (Dagster never disposes
         wait_for("the connections closed by dispose", lambda: len(_backends(cluster, "haic_held")) == 1, [],
-                 timeout=30, every=0.1)    # an instance's schedule store: its connection ends with the process)
+                 timeout=30, every=0.1)    # an instance's schedule store: the process's exit closes it)
     finally:
         instance.dispose()
 

@@ -241,7 +241,7 @@ def open_instance():
 def check_storage(instance) -> list[Result]:
     kinds = {name: type(getattr(instance, attr)) for name, attr in
              (("runs", "run_storage"), ("event log", "event_log_storage"), ("schedules", "schedule_storage"))}
-    # dagster-postgres's stores, or ours built on them (instance_storage.py)
+    # dagster-postgres's stores, or ours built on them (instance_storage/postgres.py)
     postgres = all(any(c.__module__.startswith("dagster_postgres") for c in k.__mro__) for k in kinds.values())
     described = ", ".join(f"{name}: {k.__name__}" for name, k in kinds.items())
     if S.production() and not postgres:

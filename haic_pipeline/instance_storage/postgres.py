@@ -14,8 +14,9 @@ Here every process does, without a statement timeout:
 - a kept connection is checked before each use (`pool_pre_ping`): one that PostgreSQL closed (a
   restart, an idle timeout) is replaced instead of failing the call; one older than an hour is
   replaced (`pool_recycle`);
-- the instance's `dispose()` closes the run and event-log stores' connections (Dagster does not
-  dispose an instance's schedule store: its connection ends with the process).
+- the instance's `dispose()` closes the run and event-log stores' connections; the process's exit
+  closes what is still open (Dagster never disposes an instance's schedule store), so PostgreSQL
+  sees each session end cleanly (`closing_at_exit`).
 
 The stores, their tables and their SQL are dagster-postgres's own; only the engine differs. So
 `haic doctor` sees PostgreSQL stores, and an instance first written with `storage: postgres:`
@@ -35,6 +36,8 @@ from dagster_postgres import (
 )
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
 
+from haic_pipeline.instance_storage import closing_at_exit
+
 POOL_RECYCLE_SECONDS = 3600
 
 
@@ -42,13 +45,15 @@ class _HeldConnection:
     """A dagster-postgres store whose engine keeps one connection open (module docstring), made as
     dagster-postgres makes its own: the same URL, token provider, URL `options` and autocommit."""
 
-    def _hold_a_connection(self) -> None:
-        kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "pool_size": 1, "max_overflow": -1,
-                                  "pool_pre_ping": True, "pool_recycle": POOL_RECYCLE_SECONDS}
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        engine_kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "pool_size": 1, "max_overflow": -1,
+                                         "pool_pre_ping": True, "pool_recycle": POOL_RECYCLE_SECONDS}
         options = self._engine.url.query.get("options")
         if options:
-            kwargs["connect_args"] = {"options": options}
-        unpooled, self._engine = self._engine, create_pg_engine(self.postgres_url, self._token_provider, **kwargs)
+            engine_kwargs["connect_args"] = {"options": options}
+        unpooled, self._engine = self._engine, closing_at_exit(
+            create_pg_engine(self.postgres_url, self._token_provider, **engine_kwargs))
         unpooled.dispose()
 
     def optimize_for_webserver(self, statement_timeout: int, pool_recycle: int, max_overflow: int) -> None:
@@ -61,21 +66,15 @@ class _HeldConnection:
 
 
 class HeldConnectionRunStorage(_HeldConnection, PostgresRunStorage):
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._hold_a_connection()
+    """dagster-postgres's `PostgresRunStorage`, holding one connection."""
 
 
 class HeldConnectionEventLogStorage(_HeldConnection, PostgresEventLogStorage):
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._hold_a_connection()
+    """dagster-postgres's `PostgresEventLogStorage`, holding one connection."""
 
 
 class HeldConnectionScheduleStorage(_HeldConnection, PostgresScheduleStorage):
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._hold_a_connection()
+    """dagster-postgres's `PostgresScheduleStorage`, holding one connection."""
 
 
 class HeldConnectionPostgresStorage(DagsterPostgresStorage):
