@@ -33,26 +33,30 @@ def dagster_dev(timeout: float = 150):
     """`dagster dev` (what `make ui` runs) from the repository root on a free port, in its own
     process group, with the project's instance settings in DAGSTER_HOME (`deploy/dagster.yaml`,
     copied when absent as `make ui` does); yields the port once the code location lists its
-    assets, and stops it."""
+    assets, and stops it. Its output goes to `dagster-dev.log` beside DAGSTER_HOME (a file: a pipe
+    nobody reads would stop every process of it once 64 KB of logs filled it)."""
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copyfile(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
     dagster = Path(sys.executable).with_name("dagster")
-    proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    log = home.parent / "dagster-dev.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                                cwd=ROOT, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         deadline = time.time() + timeout
         while True:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
             try:
                 if graphql(port, "{ assetNodes { id } }").get("data", {}).get("assetNodes"):
                     break
             except Exception:  # noqa: BLE001 - not up yet
                 pass
-            assert time.time() < deadline, f"dagster dev did not answer within {timeout:.0f} s"
+            assert time.time() < deadline, (f"dagster dev did not answer within {timeout:.0f} s\n"
+                                             + log.read_text(errors="replace")[-3000:])
             time.sleep(2)
         yield port
     finally:
