@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,15 @@ def haic_env(base: Path, **extra: str) -> dict[str, str]:
 
 
 def haic_timed(*args: str, env: dict[str, str]) -> tuple[int, list[tuple[float, str]], str]:
-    """`haic ...` with every line of its standard output stamped with the time it arrived."""
-    proc = subprocess.Popen([sys.executable, "-m", "haic_pipeline.cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines = [(time.monotonic(), line.rstrip("\n")) for line in proc.stdout]
-    stderr = proc.stderr.read()
-    return proc.wait(timeout=900), lines, stderr
+    """`haic ...` with every line of its standard output stamped with the time it arrived (its
+    standard error into a file meanwhile: a pipe read only at the end would stop it once full)."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "haic_pipeline.cli", *args], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=err)
+        lines = [(time.monotonic(), line.rstrip("\n")) for line in proc.stdout]
+        code = proc.wait(timeout=900)
+        err.seek(0)
+        return code, lines, err.read()
 
 
 @dataclass(frozen=True)
