@@ -1,10 +1,12 @@
 import os
 import shutil
 import tempfile
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from haic_pipeline.contracts import load_contracts
 
@@ -12,6 +14,20 @@ TEST_KEY = "test-pseudonym-key"
 MEMORY_DISK = Path("/dev/shm")
 MEMORY_DISK_MIN_FREE = 1 << 30  # a run holds ~100 MB at a time (passed tests' tmp_path is removed)
 
+
+
+@contextmanager
+def local_instance(temp_dir: str | None = None, **kwargs):
+    """`dg.instance_for_test` with the project's instance storage (deploy/dagster.yaml: Dagster's
+    SQLite stores keeping their connections, `haic_pipeline/instance_storage/sqlite.py`) in its
+    folder, as `haic run` and `make ui` have it; `kwargs` go to instance_for_test."""
+    import dagster as dg
+
+    with ExitStack() as stack:
+        temp_dir = temp_dir or stack.enter_context(tempfile.TemporaryDirectory(ignore_cleanup_errors=True))
+        storage = yaml.safe_load((Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml").read_text())["storage"]
+        storage["custom"]["config"]["base_dir"] = str(temp_dir)
+        yield stack.enter_context(dg.instance_for_test(overrides={"storage": storage}, temp_dir=str(temp_dir), **kwargs))
 
 def _memory_disk_usable() -> bool:
     try:

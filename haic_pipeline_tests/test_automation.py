@@ -12,6 +12,7 @@ from haic_pipeline.defs.ingest.assets import DROPS
 from haic_pipeline.defs.resources import resources_for
 from haic_pipeline.settings import load_settings
 
+from .conftest import local_instance
 from .dropkit import patient, write_drop
 
 E1 = "20240101T020000Z"
@@ -31,7 +32,7 @@ def test_failed_run_is_written_to_ops_run_log_without_identifiers(env):
     manifest["files"]["patients.csv"]["rows"] = 9
     (folder / "manifest.json").write_text(json.dumps(manifest))
     resources = resources_for(load_settings())
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         instance.add_dynamic_partitions(DROPS.name, [E1])
         result = load().resolve_job_def("ingest_drop").execute_in_process(
             partition_key=E1, instance=instance, raise_on_error=False, resources=resources)

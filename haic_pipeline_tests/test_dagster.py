@@ -13,6 +13,7 @@ from haic_pipeline.defs.ingest.sensors import inbox_sensor
 from haic_pipeline.defs.resources import HaicConfig, WarehouseResource, resources_for
 from haic_pipeline.settings import load_settings
 
+from .conftest import local_instance
 from .dropkit import patient, write_drop
 
 E1, E2 = "20240101T020000Z", "20240201T020000Z"
@@ -54,7 +55,7 @@ def test_sensor_requests_one_run_per_complete_drop(env):
     write_drop(env / "inbox", E1, _files())
     write_drop(env / "inbox", E2, _files("10000002"), write_manifest=False)  # still being written
     (env / "inbox" / "not-a-drop").mkdir()
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         result = _tick(instance)
         assert [r.partition_key for r in result.run_requests] == [E1]
         assert result.dynamic_partitions_requests[0].partition_keys == [E1]
@@ -103,7 +104,7 @@ def test_rejected_drop_fails_its_run_with_the_reason(env):
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["patients.csv"]["rows"] = 3
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         result = _ingest(instance, E1, raise_on_error=False)
         assert not result.success
         failure = next(e for e in result.all_events if e.is_step_failure)
@@ -119,7 +120,7 @@ def test_rejected_drop_fails_its_run_with_the_reason(env):
 def test_demo_key_warns_loudly_in_the_run_log(env, monkeypatch):
     monkeypatch.delenv("HAIC_PSEUDONYM_KEY")
     write_drop(env / "inbox", E1, _files())
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         result = _ingest(instance, E1)
         warnings = [e for e in instance.all_logs(result.run_id)
                     if e.level >= 30 and "PUBLIC DEMO KEY" in (e.user_message or "")]
@@ -133,7 +134,7 @@ def test_production_without_key_refuses_to_run(env, monkeypatch):
     resources = {"haic": HaicConfig(inbox=os.environ["HAIC_INBOX"], warehouse=os.environ["HAIC_WAREHOUSE"],
                                     reports=str(env / "reports")),
                  "duckdb": WarehouseResource(database=os.environ["HAIC_WAREHOUSE"])}
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         instance.add_dynamic_partitions(DROPS.name, [E1])
         result = load().resolve_job_def("ingest_drop").execute_in_process(
             partition_key=E1, instance=instance, raise_on_error=False, resources=resources)

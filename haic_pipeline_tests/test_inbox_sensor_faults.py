@@ -23,6 +23,7 @@ from haic_pipeline.defs.ingest.sensors import inbox_sensor, run_key_for
 from haic_pipeline.defs.resources import resources_for
 from haic_pipeline.settings import load_settings
 
+from .conftest import local_instance
 from .dropkit import patient, write_drop
 
 E1, E2, E3 = "20240101T020000Z", "20240201T020000Z", "20240301T020000Z"
@@ -87,7 +88,7 @@ def test_an_unreadable_manifest_fails_the_tick_and_no_later_drop_goes_ahead(env,
     else:
         os.symlink(manifest, manifest)
         why = "manifest.json cannot be read (Too many levels of symbolic links)"
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         t0 = time.monotonic()
         _assert_fails_naming(instance, str(inbox / E2), why, "no drop is requested")
         assert time.monotonic() - t0 < 10
@@ -108,7 +109,7 @@ def test_an_inbox_that_cannot_be_listed_fails_the_tick(env, monkeypatch):
     inbox = env / "not-a-folder"
     inbox.write_text("the inbox share is mounted as a file")
     monkeypatch.setenv("HAIC_INBOX", str(inbox))
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         _assert_fails_naming(instance, f"inbox {inbox} cannot be read (Not a directory)")
 
 
@@ -116,7 +117,7 @@ def test_a_tick_whose_partition_request_was_never_applied_loses_nothing(env):
     """The daemon adds the tick's partitions before it creates runs; if that fails (Dagster's
     storage unwritable), the tick fails and the next one asks for the same drops again."""
     write_drop(env / "inbox", E1, _files(E1))
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         first = _tick(instance)  # its partition request and run request are dropped, as on a failed tick
         again = _tick(instance)
         assert [r.run_key for r in again.run_requests] == [r.run_key for r in first.run_requests]
@@ -142,7 +143,7 @@ def held_warehouse(env):
 
 def test_a_drop_whose_run_failed_on_a_busy_warehouse_is_requested_again(env, held_warehouse):
     write_drop(env / "inbox", E1, _files(E1))
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         first = _tick(instance)
         (request,) = first.run_requests
         run = _ingest_as_the_daemon_would(instance, request)
@@ -174,7 +175,7 @@ def test_a_rejected_drop_is_not_requested_again(env):
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["patients.csv"]["rows"] = 3  # the loader refuses the drop
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         (request,) = _tick(instance).run_requests
         assert not _ingest_as_the_daemon_would(instance, request).success
         assert _would_start(instance, _tick(instance)) == []

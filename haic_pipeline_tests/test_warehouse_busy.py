@@ -23,6 +23,7 @@ from haic_pipeline.defs.ingest.assets import DROPS
 from haic_pipeline.defs.resources import WarehouseResource, resources_for
 from haic_pipeline.settings import load_settings
 
+from .conftest import local_instance
 from .dropkit import patient, write_drop
 
 E1 = "20240101T020000Z"
@@ -62,7 +63,7 @@ def _failure_message(result) -> str:
 
 def test_run_fails_at_once_while_an_analyst_holds_the_warehouse(env, holder):
     path = os.environ["HAIC_WAREHOUSE"]
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         t0 = time.monotonic()
         result = dg.materialize([touches_warehouse], instance=instance, raise_on_error=False,
                                 resources={"duckdb": WarehouseResource(database=path)})
@@ -78,7 +79,7 @@ def test_run_fails_at_once_while_an_analyst_holds_the_warehouse(env, holder):
 
 def test_ingest_run_under_a_held_warehouse_fails_clearly_and_rejects_nothing(env, holder):
     write_drop(env / "inbox", E1, {"patients.csv": [patient("10000001")]})
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         instance.add_dynamic_partitions(DROPS.name, [E1])
         t0 = time.monotonic()
         result = load().resolve_job_def("ingest_drop").execute_in_process(
@@ -107,7 +108,7 @@ def test_a_short_lock_is_waited_for(env):
         stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
-        with dg.instance_for_test() as instance:
+        with local_instance() as instance:
             result = dg.materialize([touches_warehouse], instance=instance,
                                     resources={"duckdb": WarehouseResource(database=path)})
         assert result.success
@@ -130,7 +131,7 @@ def test_run_fails_at_once_on_a_read_only_warehouse_folder(env):
             if proc.returncode != 0:
                 pytest.skip(f"cannot mount a read-only folder here ({proc.stderr.strip()})")
             mounted = [folder]
-        with dg.instance_for_test() as instance:
+        with local_instance() as instance:
             t0 = time.monotonic()
             result = dg.materialize([touches_warehouse], instance=instance, raise_on_error=False,
                                     resources={"duckdb": WarehouseResource(database=str(path))})

@@ -17,6 +17,7 @@ from haic_pipeline.cli.main import main
 from haic_pipeline.defs.ingest.assets import RAW_KEYS
 from haic_pipeline.settings import load_settings
 
+from ..conftest import local_instance
 from ..dropkit import write_drop
 from .test_quality import E1, E2, _checks, _ingest_and_refresh, _materialized, cohort, pid
 
@@ -112,7 +113,7 @@ def _blocked_study(blocked, env):
     run's history as the Dagster instance."""
     assert blocked.code == 1 and "check failed: assessments_error_rules (blocking)" in blocked.stdout, blocked.stdout
     blocked.copy_into(env)
-    with dg.instance_for_test(temp_dir=str(env / "dagster_home")) as instance:
+    with local_instance(temp_dir=str(env / "dagster_home")) as instance:
         yield instance
 
 
