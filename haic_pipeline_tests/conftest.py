@@ -15,7 +15,6 @@ MEMORY_DISK = Path("/dev/shm")
 MEMORY_DISK_MIN_FREE = 1 << 30  # a run holds ~100 MB at a time (passed tests' tmp_path is removed)
 
 
-
 @contextmanager
 def local_instance(temp_dir: str | None = None, **kwargs):
     """`dg.instance_for_test` with the project's instance storage (deploy/dagster.yaml: Dagster's
@@ -28,6 +27,7 @@ def local_instance(temp_dir: str | None = None, **kwargs):
         storage = yaml.safe_load((Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml").read_text())["storage"]
         storage["custom"]["config"]["base_dir"] = str(temp_dir)
         yield stack.enter_context(dg.instance_for_test(overrides={"storage": storage}, temp_dir=str(temp_dir), **kwargs))
+
 
 def _memory_disk_usable() -> bool:
     try:

@@ -89,17 +89,17 @@ class HeldConnectionSqliteEventLogStorage(SqliteEventLogStorage):
     last `RUN_SHARDS_KEPT` runs'. `_connect` is Dagster's, but for the engine it takes."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
-        self._held: OrderedDict[str, Engine] = OrderedDict()   # shard -> engine, most recent last
+        self._engines: OrderedDict[str, Engine] = OrderedDict()   # shard -> engine, most recent last
         super().__init__(base_dir, inst_data)
 
     def _held_engine(self, shard: str) -> Engine:
-        engine = self._held.pop(shard, None)
+        engine = self._engines.pop(shard, None)
         if engine is None:
             engine = held_connection_engine(self.conn_string_for_shard(shard), SQLITE_BUSY_TIMEOUT_SECONDS)
-        self._held[shard] = engine
-        runs = [s for s in self._held if s != INDEX_SHARD_NAME]    # least recently used first
+        self._engines[shard] = engine
+        runs = [s for s in self._engines if s != INDEX_SHARD_NAME]    # least recently used first
         for old in runs[:-RUN_SHARDS_KEPT]:
-            self._held.pop(old).dispose()
+            self._engines.pop(old).dispose()
         return engine
 
     @contextmanager
@@ -114,17 +114,17 @@ class HeldConnectionSqliteEventLogStorage(SqliteEventLogStorage):
                 yield conn
 
     def wipe(self) -> None:
-        self._dispose_held()   # the run databases' files are deleted
+        self._dispose_engines()   # the run databases' files are deleted
         super().wipe()
 
     def dispose(self) -> None:
         super().dispose()
-        self._dispose_held()
+        self._dispose_engines()
 
-    def _dispose_held(self) -> None:
+    def _dispose_engines(self) -> None:
         with self._db_lock:
-            while self._held:
-                self._held.popitem()[1].dispose()
+            while self._engines:
+                self._engines.popitem()[1].dispose()
 
 
 class HeldConnectionSqliteStorage(DagsterSqliteStorage):

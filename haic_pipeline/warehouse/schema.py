@@ -235,11 +235,12 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]
     ensure_ops(con, comments)
     for contract in contracts.values():
         ddl = raw_table_ddl(contract)
-        if comments.get(f"raw.{contract.domain}") != fingerprint(ddl):
-            _create_raw(con, contract, ddl)
+        mark = fingerprint(ddl)
+        if comments.get(f"raw.{contract.domain}") != mark:
+            _create_raw(con, contract, ddl, mark)
 
 
-def _create_raw(con: duckdb.DuckDBPyConnection, contract: Contract, ddl: str) -> None:
+def _create_raw(con: duckdb.DuckDBPyConnection, contract: Contract, ddl: str, mark: str) -> None:
     con.execute(ddl)
     existing = {
         r[0]
@@ -253,4 +254,4 @@ def _create_raw(con: duckdb.DuckDBPyConnection, contract: Contract, ddl: str) ->
         if name not in existing:
             ctype = "BOOLEAN" if name == "_patient_id_valid" else "VARCHAR"
             con.execute(f"ALTER TABLE raw.{contract.domain} ADD COLUMN {name} {ctype}")
-    con.execute(f"COMMENT ON TABLE raw.{contract.domain} IS '{fingerprint(ddl)}'")
+    con.execute(f"COMMENT ON TABLE raw.{contract.domain} IS '{mark}'")
