@@ -1,3 +1,4 @@
+import gc
 import os
 import shutil
 import tempfile
@@ -46,6 +47,19 @@ def pytest_configure(config):
         return
     os.environ["TMPDIR"] = str(MEMORY_DISK)
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session):
+    """The cyclic garbage collector held off while the test modules import Dagster, pandas, SciPy
+    and the rest (each of its full collections would walk the growing heap again), and the heap they
+    built frozen out of its reach afterwards, as `haic run` does (haic_pipeline/preload.py)."""
+    gc.disable()
+    try:
+        return (yield)
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 # The tests of several seconds and more (a `haic run` or `dagster dev` process, Dagster refreshes),

@@ -192,7 +192,11 @@ def cmd_run(args) -> int:
     check_writable(settings.warehouse.parent, "warehouse folder")  # before anything is written
     check_writable(settings.reports, "reports folder")
     with run_lock(ensure_dagster_home()):
-        return _cmd_run_locked(args)
+        preload.hold_collector()   # until Dagster, GX and the analysis libraries are in (preload.py)
+        try:
+            return _cmd_run_locked(args)
+        finally:
+            preload.release_collector()
 
 
 @dataclass
@@ -309,6 +313,7 @@ def _cmd_run_locked(args) -> int:
             "(`haic run --force` refreshes anyway)")
     elif not storage_fault:
         say("refreshing staging and everything downstream (each step as it ends):")
+        preload.release_collector()
         refresh = _execute(defs.resolve_job_def("refresh"), instance, progress=_StepProgress())
         if not refresh.success:
             storage_fault = _storage_fault_in(refresh)
