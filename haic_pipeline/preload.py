@@ -17,9 +17,9 @@ noticeable share of a `haic run`'s CPU (benchmarks/bench_refresh.py). So:
 
 - once the thread's imports are in, what the heap holds is frozen out of the collector's reach
   (`gc.freeze()`): later collections walk only what was built after;
-- `hold_collector()` turns the collector off while the imports run (`haic run` calls it before
-  it imports Dagster); the thread turns it back on when they are in, or `release_collector()`
-  does where no import is under way.
+- the collector is off while the thread imports (`start` turns it off; `haic run` earlier, with
+  `hold_collector()`, before it imports Dagster); the thread turns it back on when the imports
+  are in, or `release_collector()` does where no import is under way.
 """
 
 from __future__ import annotations
@@ -70,13 +70,14 @@ def release_collector() -> None:
 
 def start(*loaders: Callable[[], object]) -> None:
     """Start the imports (once per process: a later call while or after they run does nothing),
-    each loader in turn on one thread.
+    each loader in turn on one thread, the collector off until they are in.
 
     SQLAlchemy's ORM is imported first, here, on the calling thread: GX imports it too, and
     Dagster's run storage may reach it on the main thread while the thread is half-way through
     (a partially initialised `sqlalchemy.orm.exc` fails the step that meets it)."""
     global _thread
     if _thread is None:
+        hold_collector()
         import sqlalchemy.orm  # noqa: F401, PLC0415
         _thread = threading.Thread(target=_work, args=(loaders,), name="haic-preload", daemon=True)
         _thread.start()

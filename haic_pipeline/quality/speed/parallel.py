@@ -99,9 +99,12 @@ atexit.register(shutdown)
 # worker side
 
 def _worker_init() -> None:
-    from haic_pipeline.quality.validate import shared_session  # noqa: PLC0415 (worker only)
+    from haic_pipeline import preload  # noqa: PLC0415 (worker only)
+    from haic_pipeline.quality.validate import shared_session  # noqa: PLC0415
 
+    preload.hold_collector()  # a spawned worker imports GX here (a forked one has it: no-op)
     shared_session()  # built while the parent reads the first frames
+    preload.release_collector()
 
 
 def _run_chunk(members: list[tuple[CheckSpec, list[str] | None]], keys: list[str], scope: str,
