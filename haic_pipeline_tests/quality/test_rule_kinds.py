@@ -3,7 +3,7 @@ duplicate key, end before start, death before index, a backwards data_cutoff, a 
 a real Dagster refresh (`ingest_drop` per drop, then `refresh`) on a small hand-built drop,
 
 - `odd`: once as a single odd row (the five row rules' odd rows in one drop, on rows of their own;
-  for the drop-level rules: a benign second drop): the check
+  for the two drop-level rules: one benign second drop): the check
   passes, the run succeeds and every asset of the refresh job is materialized; the row is in
   ops.quarantine (error rules) or ops.row_flags (warn rules) under the rule's check_name and the
   Great Expectations count equals it (cross-table rules: the check lists each patient, domain
@@ -135,6 +135,11 @@ def _second_drop(first: int, second: int, cutoff: str | None = None) -> Callable
     return write
 
 
+# the odd case of both drop-level rules: E1's data_cutoff again (not backwards), 90 % of its size
+# (flagged from x0.5 down)
+_benign_second_drop = _second_drop(N, N * 9 // 10, cutoff="2024-01-01")
+
+
 @dataclass(frozen=True)
 class RuleKind:
     kind: str
@@ -145,7 +150,8 @@ class RuleKind:
     domain: str | None          # the staging domain of a row rule
     routed: str | None          # where staging puts an offending row; None: measured only
     systematic: Callable[[Path, int], list[str]]
-    # None: the odd row is in the drop every row rule shares (_every_row_kind_once)
+    # None: the odd case is the one every rule of its level shares (row rules: _every_row_kind_once;
+    # drop-level rules: _benign_second_drop)
     odd: Callable[[Path, int], list[str]] | None = None
 
     @property
@@ -168,21 +174,22 @@ KINDS = [
     RuleKind("death_before_index", "cross_table_rules", "death_before_index_date", "warn",
              "staging/vital_status", "vital_status", "ops.row_flags",
              _one_drop(_death_before_index)),
-    # E1's data_cutoff is 2024-01-01: the bad second drop's is older, the benign one's the same
+    # E1's data_cutoff is 2024-01-01: the bad second drop's is older (the benign one's the same)
     RuleKind("backwards_data_cutoff", "drop_sequence", "data_cutoff_not_backwards", "error",
-             "staging/patients", None, None,
-             _second_drop(N, N, cutoff="2023-12-15"), _second_drop(N, N, cutoff="2024-01-01")),
+             "staging/patients", None, None, _second_drop(N, N, cutoff="2023-12-15")),
     # every domain is compared, however small (40 patients = 80 lab rows): the bad drop is exactly
-    # half of the first (flagged from x0.5 down, 20 rows and more apart), the benign one 90 % of it
+    # half of the first (flagged from x0.5 down, 20 rows and more apart; the benign one is 90 % of it)
     RuleKind("half_size_drop", "drop_changes", "row_count_change", "warn", "staging/patients", None, None,
-             _second_drop(N, N // 2), _second_drop(N, N * 9 // 10)),
+             _second_drop(N, N // 2)),
 ]
 
-# each case a drop of its own, but the odd rows of the row rules: they share one drop
-# (test_one_odd_row_of_each_row_rule_kind)
+# each case a drop of its own, but the odd cases: the row rules' odd rows share one drop
+# (test_one_odd_row_of_each_row_rule_kind), the drop-level rules one benign second drop
+# (test_one_benign_second_drop_for_each_drop_rule_kind)
 CASES = [pytest.param(k, scale, id=f"{k.kind}-{scale}") for k in KINDS
          for scale, write in (("odd", k.odd), ("systematic", k.systematic)) if write is not None]
-ROW_KINDS = [k for k in KINDS if k.odd is None]
+ROW_KINDS = [k for k in KINDS if k.odd is None and k.row_rule]
+DROP_KINDS = [k for k in KINDS if k.odd is None and not k.row_rule]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,6 +232,18 @@ def test_one_odd_row_of_each_row_rule_kind(env):
         # treatment rule
         others_removed = 1 if k.kind == "end_before_start" else 0
         _assert_warehouse(k, "odd", 1, extract_ids[-1], others_removed)
+
+
+def test_one_benign_second_drop_for_each_drop_rule_kind(env):
+    """The `odd` case of both drop-level rules, in one refresh of a benign second drop: each check
+    passes with what it compared (the previous cutoff, the share of each domain), and the run completes."""
+    extract_ids = _benign_second_drop(env / "inbox", 1)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _ingest_and_refresh(instance, extract_ids)
+    assert {k.kind for k in DROP_KINDS} == {"backwards_data_cutoff", "half_size_drop"}
+    for k in DROP_KINDS:
+        _assert_run(k, "odd", result, extract_ids[-1])
+        _assert_warehouse(k, "odd", 1, extract_ids[-1])
 
 
 def _assert_run(k: RuleKind, scale: str, result, last: str) -> None:
