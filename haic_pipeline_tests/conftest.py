@@ -72,6 +72,7 @@ LONG_FIRST = (
     "test_crash_safety.py::",
     "test_snapshot.py::",
     "analysis/test_dagster_analysis.py::test_demo_refreshes",
+    "test_production_postgres.py::",   # the doctor's faults: seconds of waiting on an unreachable server
     "test_cli.py::",
     "test_faults.py::",
     "test_backup.py::test_backup_destroy_restore",
