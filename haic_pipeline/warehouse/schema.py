@@ -27,6 +27,19 @@ from haic_pipeline.contracts import Contract
 
 SCHEMAS = ("raw", "ops", "staging", "analysis")
 
+# the columns of ops.quarantine (a row an error rule kept out of staging) and of ops.row_flags (a
+# row a warn rule marked): the same record of an offending row
+_OFFENDING_ROW = """(
+        domain      VARCHAR NOT NULL,
+        extract_id  VARCHAR NOT NULL,
+        row_number  BIGINT NOT NULL,
+        patient_key VARCHAR,
+        check_name  VARCHAR NOT NULL,
+        severity    VARCHAR NOT NULL,
+        reason      VARCHAR NOT NULL,
+        row_json    JSON
+    )"""
+
 OPS_DDL = [
     """
     CREATE TABLE IF NOT EXISTS ops.drops (
@@ -51,28 +64,8 @@ OPS_DDL = [
         reason     VARCHAR,
         loaded_at  TIMESTAMP NOT NULL
     )""",
-    """
-    CREATE TABLE IF NOT EXISTS ops.quarantine (
-        domain      VARCHAR NOT NULL,
-        extract_id  VARCHAR NOT NULL,
-        row_number  BIGINT NOT NULL,
-        patient_key VARCHAR,
-        check_name  VARCHAR NOT NULL,
-        severity    VARCHAR NOT NULL,
-        reason      VARCHAR NOT NULL,
-        row_json    JSON
-    )""",
-    """
-    CREATE TABLE IF NOT EXISTS ops.row_flags (
-        domain      VARCHAR NOT NULL,
-        extract_id  VARCHAR NOT NULL,
-        row_number  BIGINT NOT NULL,
-        patient_key VARCHAR,
-        check_name  VARCHAR NOT NULL,
-        severity    VARCHAR NOT NULL,
-        reason      VARCHAR NOT NULL,
-        row_json    JSON
-    )""",
+    "\n    CREATE TABLE IF NOT EXISTS ops.quarantine " + _OFFENDING_ROW,
+    "\n    CREATE TABLE IF NOT EXISTS ops.row_flags " + _OFFENDING_ROW,
     """
     CREATE TABLE IF NOT EXISTS ops.refresh_state (
         name        VARCHAR PRIMARY KEY,
