@@ -15,16 +15,10 @@ import pytest
 from haic_pipeline.synthetic import (BOM_DROP_INDEX, CP949_DROP_INDEX, DOMAINS, drop_encodings,
                                      write_drops)
 
-SPEC_COLUMNS = {
-    "patients": ["patient_id", "patient_name", "birth_date", "sex", "etiology", "hcc_diagnosis_date",
-                 "consent_status"],
-    "treatments": ["patient_id", "regimen", "start_date", "end_date", "cycles", "stop_reason"],
-    "assessments": ["patient_id", "assessment_date", "ecog", "ascites", "encephalopathy", "tumor_count",
-                    "max_tumor_size_cm", "portal_vein_invasion", "extrahepatic_metastasis"],
-    "labs": ["patient_id", "collected_at", "test_code", "value", "unit"],
-    "imaging": ["patient_id", "scan_date", "modality", "mrecist_response"],
-    "vital_status": ["patient_id", "last_contact_date", "death_date"],
-}
+from ..dropkit import HEADERS
+
+# the extract spec's header of each file (the test drops' kit writes the same headers)
+SPEC_COLUMNS = {name.removesuffix(".csv"): columns for name, columns in HEADERS.items()}
 
 
 def _manifest(folder):
