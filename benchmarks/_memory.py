@@ -2,12 +2,14 @@
 
 `getrusage(RUSAGE_CHILDREN).ru_maxrss` gives the largest single descendant, not the sum of a
 run and its data-quality workers running at the same time; this sums the RSS of every live
-process under the root, ten times a second, and keeps the maximum.
+process under the root, ten times a second, and keeps the maximum. Also: what becomes of a
+benchmark's temp folder (`keep_or_remove`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -59,3 +61,11 @@ def run_measured(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess,
     done.set()
     t.join()
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peak[0] / 1024 ** 3
+
+
+def keep_or_remove(folder: Path, keep: bool) -> None:
+    """A benchmark's temp folder: kept, its path printed (`--keep`), or removed."""
+    if keep:
+        print(f"kept {folder}")
+    else:
+        shutil.rmtree(folder, ignore_errors=True)

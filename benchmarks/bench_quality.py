@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _memory import run_measured  # noqa: E402
+from _memory import keep_or_remove, run_measured  # noqa: E402
 
 CHILD = r"""
 import json, sys, time, duckdb
@@ -102,10 +101,7 @@ def main() -> None:
         slow = sorted(res["groups"].items(), key=lambda kv: -kv[1])[:4]
         print("    slowest check groups (one Dagster step each): " + ", ".join(f"{k} {v:.1f} s" for k, v in slow))
     print(f"report: {reports / 'index.html'}")
-    if args.keep:
-        print(f"kept {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
+    keep_or_remove(tmp, args.keep)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _memory import run_measured  # noqa: E402
+from _memory import keep_or_remove, run_measured  # noqa: E402
 
 
 def _run(env: dict) -> tuple[float, float, str]:
@@ -97,10 +96,7 @@ def main() -> None:
     print(f"  landing (ingest_drop runs) {sum(v for k, v in steps.items() if k.startswith('ingest')):.1f} s, "
           f"quality checks {sum(v for k, v in steps.items() if k.endswith(('_rules', 'drop_sequence', 'drop_changes'))):.1f} s")
     print("targets: first run < 120 s and < 4 GiB; second run in seconds")
-    if args.keep:
-        print(f"kept {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
+    keep_or_remove(tmp, args.keep)
 
 
 if __name__ == "__main__":
