@@ -61,20 +61,17 @@ class MonitoringPlan:
 
 
 def _number(path: Path, key: str, value) -> float:
-    if isinstance(value, bool) or value is None:
-        raise PlanError(f"{path}: {key} must be a number, got {value!r}")
+    """A YAML number, or a text that reads as one or as a fraction ("35/65"), finite."""
     if isinstance(value, str):
         try:
-            value = float(Fraction(value.strip().replace(" ", "")))
+            value = Fraction(value.strip().replace(" ", ""))
         except (ValueError, ZeroDivisionError):
             raise PlanError(f"{path}: {key} must be a number (or a fraction such as 35/65), got {value!r}") from None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise PlanError(f"{path}: {key} must be a number, got {value!r}") from None
-    if not math.isfinite(out):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)):
+        raise PlanError(f"{path}: {key} must be a number, got {value!r}")
+    if not math.isfinite(value):
         raise PlanError(f"{path}: {key} must be a finite number, got {value!r}")
-    return out
+    return float(value)
 
 
 def parse_plan(data, path: Path | str = "<plan>") -> MonitoringPlan:
