@@ -145,14 +145,14 @@ def _metadata(result, table: str | None = None) -> dict:
     return meta
 
 
-def _run(context, duckdb: WarehouseResource, build_name: str):
-    """Run `haic_pipeline.analysis.build.<build_name>` on the warehouse; its BuildResult."""
+def _run(context, duckdb: WarehouseResource, build_name: str, *args):
+    """Run `haic_pipeline.analysis.build.<build_name>` on the warehouse (and `args`); its BuildResult."""
     from haic_pipeline.analysis.data import AnalysisInputError  # noqa: PLC0415
 
     build = getattr(_analysis(), build_name)
     with duckdb.get_connection() as con:
         try:
-            result = build(con)
+            result = build(con, *args)
         except AnalysisInputError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
     for p in result.problems:
@@ -175,21 +175,22 @@ def _table_multi_asset(name: str, tables: dict[str, str], build: str, extra_deps
     return _asset
 
 
-@dg.asset(
-    key=A("baseline_characteristics"),
-    deps=STUDY_INPUTS,
-    group_name="analysis",
-    kinds={"duckdb", "python"},
-    pool=DUCKDB_POOL,
-    automation_condition=STUDY_AUTOMATION,
-    description="analysis.baseline_characteristics (Table 1): the paper's baseline variables by group, "
-    "mean ± SD with Student's t, n (%) with chi-square / Fisher; unrounded nominal p-values.",
-)
-def baseline_characteristics(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    result = _run(context, duckdb, "build_baseline")
-    return dg.MaterializeResult(metadata=_metadata(result, "baseline_characteristics"))
+def _table_asset(table: str, deps: list[dg.AssetKey], build: str, description: str, with_run_id: bool = False):
+    """The asset of one analysis table, written by `haic_pipeline.analysis.build.<build>` (given the
+    Dagster run's id too, `with_run_id`)."""
+    @dg.asset(key=A(table), deps=deps, group_name="analysis", kinds={"duckdb", "python"}, pool=DUCKDB_POOL,
+              automation_condition=STUDY_AUTOMATION, description=f"analysis.{table}{description}")
+    def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+        args = (context.run.run_id,) if with_run_id else ()
+        return dg.MaterializeResult(metadata=_metadata(_run(context, duckdb, build, *args), table))
+
+    return _asset
 
 
+baseline_characteristics = _table_asset(
+    "baseline_characteristics", STUDY_INPUTS, "build_baseline",
+    " (Table 1): the paper's baseline variables by group, mean ± SD with Student's t, n (%) with chi-square / "
+    "Fisher; unrounded nominal p-values.")
 survival = _table_multi_asset("analysis_survival", SURVIVAL_TABLES, "build_survival")
 response = _table_multi_asset("analysis_response", RESPONSE_TABLES, "build_response")
 cox = _table_multi_asset("analysis_cox", COX_TABLES, "build_cox")
@@ -197,19 +198,10 @@ cox = _table_multi_asset("analysis_cox", COX_TABLES, "build_cox")
 beyond = _table_multi_asset("analysis_beyond", BEYOND_TABLES, "build_beyond", extra_deps=[A("cox_models")])
 
 
-@dg.asset(
-    key=A("refresh_history"),
-    deps=[A("km_summary")],
-    group_name="analysis",
-    kinds={"duckdb", "python"},
-    pool=DUCKDB_POOL,
-    automation_condition=STUDY_AUTOMATION,
-    description="analysis.refresh_history: one snapshot of the headline figures (n, events, median, "
-    "12-month rate per endpoint x group) for each newly loaded drop; a refresh without a new drop adds nothing.",
-)
-def refresh_history(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    result = _run(context, duckdb, "build_refresh_history")
-    return dg.MaterializeResult(metadata=_metadata(result, "refresh_history"))
+refresh_history = _table_asset(
+    "refresh_history", [A("km_summary")], "build_refresh_history",
+    ": one snapshot of the headline figures (n, events, median, 12-month rate per endpoint x group) for each "
+    "newly loaded drop; a refresh without a new drop adds nothing.")
 
 
 @dg.multi_asset(
@@ -232,21 +224,11 @@ def monitoring(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
         yield dg.MaterializeResult(asset_key=A(t), metadata=_metadata(result, t))
 
 
-@dg.asset(
-    key=A("software"),
-    deps=STUDY_INPUTS,
-    group_name="analysis",
-    kinds={"duckdb", "python"},
-    pool=DUCKDB_POOL,
-    automation_condition=STUDY_AUTOMATION,
-    description="analysis.software: the versions this refresh computes with (Python, duckdb, pandas, numpy, scipy, "
-    "lifelines, statsmodels, great-expectations, dagster, matplotlib, and the project's git commit); every "
-    "refresh's versions stay in ops.software.",
-)
-def software(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    with duckdb.get_connection() as con:
-        result = _analysis().build_software(con, context.run.run_id)
-    return dg.MaterializeResult(metadata=_metadata(result, "software"))
+software = _table_asset(
+    "software", STUDY_INPUTS, "build_software",
+    ": the versions this refresh computes with (Python, duckdb, pandas, numpy, scipy, lifelines, statsmodels, "
+    "great-expectations, dagster, matplotlib, and the project's git commit); every refresh's versions stay in "
+    "ops.software.", with_run_id=True)
 
 
 @dg.asset_check(asset=A("km_summary"), blocking=True,

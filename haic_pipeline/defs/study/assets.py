@@ -17,49 +17,27 @@ ENDPOINTS = dg.AssetKey(["staging", "endpoints"])
 ATTRITION = dg.AssetKey(["analysis", "attrition"])
 
 
-@dg.asset(
-    key=COHORT,
-    deps=list(STAGING.values()),
-    group_name="study",
-    kinds={"duckdb", "sql"},
-    pool=DUCKDB_POOL,
-    automation_condition=STUDY_AUTOMATION,
-    description="staging.cohort: one row per patient of staging.patients with inclusion, exclusion "
-    "reason, group, index date and baseline covariates (study_spec §1). SQL: haic_pipeline/sql/study/cohort.sql",
-)
-def cohort(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    with duckdb.get_connection() as con:
-        result = build_cohort(con)
-    return dg.MaterializeResult(metadata=result.metadata())
+def _study_asset(key: dg.AssetKey, deps: list[dg.AssetKey], group: str, build, description: str):
+    """The asset of one SQL model of haic_pipeline/sql/study/, built by `build` (haic_pipeline.study)."""
+    @dg.asset(key=key, deps=deps, group_name=group, kinds={"duckdb", "sql"}, pool=DUCKDB_POOL,
+              automation_condition=STUDY_AUTOMATION, description=description)
+    def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+        with duckdb.get_connection() as con:
+            result = build(con)
+        return dg.MaterializeResult(metadata=result.metadata())
+
+    return _asset
 
 
-@dg.asset(
-    key=ENDPOINTS,
-    deps=[COHORT, STAGING["imaging"], STAGING["vital_status"]],
-    group_name="study",
-    kinds={"duckdb", "sql"},
-    pool=DUCKDB_POOL,
-    automation_condition=STUDY_AUTOMATION,
-    description="staging.endpoints: OS, PFS and best response per included patient (study_spec §2). "
-    "SQL: haic_pipeline/sql/study/endpoints.sql",
-)
-def endpoints(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    with duckdb.get_connection() as con:
-        result = build_endpoints(con)
-    return dg.MaterializeResult(metadata=result.metadata())
-
-
-@dg.asset(
-    key=ATTRITION,
-    deps=[COHORT],
-    group_name="analysis",
-    kinds={"duckdb", "sql"},
-    pool=DUCKDB_POOL,
-    automation_condition=STUDY_AUTOMATION,
-    description="analysis.attrition: CONSORT-style counts, one row per exclusion step in the order of "
-    "study_spec §1. SQL: haic_pipeline/sql/study/attrition.sql",
-)
-def attrition(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    with duckdb.get_connection() as con:
-        result = build_attrition(con)
-    return dg.MaterializeResult(metadata=result.metadata())
+cohort = _study_asset(
+    COHORT, list(STAGING.values()), "study", build_cohort,
+    "staging.cohort: one row per patient of staging.patients with inclusion, exclusion reason, group, index "
+    "date and baseline covariates (study_spec §1). SQL: haic_pipeline/sql/study/cohort.sql")
+endpoints = _study_asset(
+    ENDPOINTS, [COHORT, STAGING["imaging"], STAGING["vital_status"]], "study", build_endpoints,
+    "staging.endpoints: OS, PFS and best response per included patient (study_spec §2). "
+    "SQL: haic_pipeline/sql/study/endpoints.sql")
+attrition = _study_asset(
+    ATTRITION, [COHORT], "analysis", build_attrition,
+    "analysis.attrition: CONSORT-style counts, one row per exclusion step in the order of study_spec §1. "
+    "SQL: haic_pipeline/sql/study/attrition.sql")
