@@ -331,6 +331,15 @@ def _metadata_text(evaluation) -> str:
 IDENTIFIERS = ("홍길동", "1958-04-01")
 
 
+def _one_drop_refreshed(env, files: dict) -> tuple:
+    """`files` delivered as drop E1, landed and refreshed (an in-memory instance): the run and the
+    evaluations of the data-quality checks."""
+    write_drop(env / "inbox", E1, files)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _ingest_and_refresh(instance, [E1])
+    return result, _checks(result)
+
+
 def test_refresh_one_odd_row_passes_and_is_quarantined(env):
     write_drop(env / "inbox", E1, cohort(60, bad_ecog=1))
     with dg.DagsterInstance.ephemeral() as instance:
@@ -358,42 +367,36 @@ def test_refresh_one_odd_row_passes_and_is_quarantined(env):
 
 def test_refresh_systematically_broken_drop_fails_and_blocks_downstream(env):
     pids = [pid(i) for i in range(1, 41)]
-    write_drop(env / "inbox", E1, cohort(40, bad_ecog=12, bad_sex=12))  # 30 % bad ECOG, 30 % bad sex
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = _ingest_and_refresh(instance, [E1])
-        checks = _checks(result)
-        patients = checks["patients_error_rules"]
-        assert not patients.passed and patients.severity == dg.AssetCheckSeverity.ERROR
-        assert "sex_code" in patients.metadata["result"].value
-        assert "12 unexpected / 40 evaluated (30.00 %, max 2 %): FAILED" in patients.metadata["rule: sex_code"].value
-        assert E1 in patients.metadata["extract_ids_failing"].value
-        assert "sex_code" in patients.metadata["summary"].value
-        # staging/patients is upstream of every other staging table: none of them is materialized
-        materialized = _materialized(result)
-        assert "staging/patients" in materialized
-        assert not ({"staging/treatments", "staging/assessments", "staging/labs", "staging/imaging",
-                     "staging/vital_status"} & materialized)
-        # no identifier in any check metadata, nor in the report
-        text = " ".join(_metadata_text(ev) for ev in checks.values())
-        report = Path(patients.metadata["report"].value).read_text()
-        for value in IDENTIFIERS + tuple(pids):
-            assert value not in text and value not in report
+    result, checks = _one_drop_refreshed(env, cohort(40, bad_ecog=12, bad_sex=12))  # 30 % bad ECOG, 30 % bad sex
+    patients = checks["patients_error_rules"]
+    assert not patients.passed and patients.severity == dg.AssetCheckSeverity.ERROR
+    assert "sex_code" in patients.metadata["result"].value
+    assert "12 unexpected / 40 evaluated (30.00 %, max 2 %): FAILED" in patients.metadata["rule: sex_code"].value
+    assert E1 in patients.metadata["extract_ids_failing"].value
+    assert "sex_code" in patients.metadata["summary"].value
+    # staging/patients is upstream of every other staging table: none of them is materialized
+    materialized = _materialized(result)
+    assert "staging/patients" in materialized
+    assert not ({"staging/treatments", "staging/assessments", "staging/labs", "staging/imaging",
+                 "staging/vital_status"} & materialized)
+    # no identifier in any check metadata, nor in the report
+    text = " ".join(_metadata_text(ev) for ev in checks.values())
+    report = Path(patients.metadata["report"].value).read_text()
+    for value in IDENTIFIERS + tuple(pids):
+        assert value not in text and value not in report
     with duckdb.connect(os.environ["HAIC_WAREHOUSE"], read_only=True) as con:
         rows = con.execute("SELECT passed, unexpected, severity FROM ops.dq_results WHERE rule = 'sex_code'").fetchall()
         assert rows == [(False, 12, "error")]
 
 
 def test_refresh_bad_ecog_fails_the_blocking_assessments_check(env):
-    write_drop(env / "inbox", E1, cohort(40, bad_ecog=12))
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = _ingest_and_refresh(instance, [E1])
-        checks = _checks(result)
-        ev = checks["assessments_error_rules"]
-        assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
-        assert "ecog_range" in ev.metadata["result"].value
-        assert checks["patients_error_rules"].passed
-        assert load().resolve_asset_graph().get_check_spec(
-            dg.AssetCheckKey(dg.AssetKey(["staging", "assessments"]), "assessments_error_rules")).blocking
+    _, checks = _one_drop_refreshed(env, cohort(40, bad_ecog=12))
+    ev = checks["assessments_error_rules"]
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
+    assert "ecog_range" in ev.metadata["result"].value
+    assert checks["patients_error_rules"].passed
+    assert load().resolve_asset_graph().get_check_spec(
+        dg.AssetCheckKey(dg.AssetKey(["staging", "assessments"]), "assessments_error_rules")).blocking
 
 
 # ---------------------------------------------------------------------------------------------
