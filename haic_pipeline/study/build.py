@@ -63,8 +63,15 @@ def _provenance(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str | None,
     return row[0], row[1]
 
 
+class _Result:
+    """What a build tells Dagster: every field of the result, as the asset's metadata."""
+
+    def metadata(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
-class CohortResult:
+class CohortResult(_Result):
     rows: int
     included: int
     excluded: dict[str, int] = field(default_factory=dict)   # by exclusion_reason, §1 order
@@ -72,12 +79,9 @@ class CohortResult:
     data_cutoff: str | None = None
     extract_id: str | None = None
 
-    def metadata(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
-class EndpointsResult:
+class EndpointsResult(_Result):
     rows: int
     os_events: int
     pfs_events: int
@@ -87,18 +91,12 @@ class EndpointsResult:
     data_cutoff: str | None = None
     extract_id: str | None = None
 
-    def metadata(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
-class AttritionResult:
+class AttritionResult(_Result):
     steps: list[dict] = field(default_factory=list)  # step, reason, n_excluded, n_remaining
     data_cutoff: str | None = None
     extract_id: str | None = None
-
-    def metadata(self) -> dict:
-        return asdict(self)
 
 
 def build_cohort(con: duckdb.DuckDBPyConnection) -> CohortResult:
