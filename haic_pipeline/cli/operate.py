@@ -141,6 +141,13 @@ def _act(fn) -> int:
         raise SystemExit(f"error: {exc}") from None
 
 
+def _recorded(what: str) -> int:
+    """What an intervention did, then what to do next."""
+    say(what)
+    say("Refresh now with `haic run` (or `make run`).")
+    return 0
+
+
 def cmd_drop(args) -> int:
     eid = args.extract_id
 
@@ -158,14 +165,11 @@ def cmd_drop(args) -> int:
     status = "retracted" if args.action == "retract" else "loaded"
     _note_in_dagster([dg.AssetKey(["raw", d]) for d in load_contracts()], eid,
                      {"status": status, f"{args.action}_reason": args.reason, "by": who})
-    if args.action == "retract":
-        say(f"drop {eid} retracted (recorded in ops.interventions, ops.drops and ops.load_log): its rows leave "
-            "staging and everything derived at the next refresh; raw keeps them for audit. A re-delivery of "
-            f"{eid} is refused until `haic drop restore {eid} --reason \"...\"`.")
-    else:
-        say(f"drop {eid} restored: it counts again from the next refresh.")
-    say("Refresh now with `haic run` (or `make run`).")
-    return 0
+    return _recorded(
+        f"drop {eid} retracted (recorded in ops.interventions, ops.drops and ops.load_log): its rows leave "
+        "staging and everything derived at the next refresh; raw keeps them for audit. A re-delivery of "
+        f"{eid} is refused until `haic drop restore {eid} --reason \"...\"`." if args.action == "retract" else
+        f"drop {eid} restored: it counts again from the next refresh.")
 
 
 def cmd_check(args) -> int:
@@ -189,14 +193,11 @@ def cmd_check(args) -> int:
     _note_in_dagster([dg.AssetKey(asset.split("/"))], None,
                      {"check": args.check, "extract_id": eid, "action": args.action, "reason": args.reason,
                       "by": interventions.actor()})
-    if args.action == "waive":
-        say(f"{args.check} waived for drop {eid} (recorded in ops.interventions; ops.waivers lists the standing "
-            "ones): the check passes for this drop from the next refresh, and says so on its metadata and in the "
-            "study report.")
-    else:
-        say(f"waiver of {args.check} for drop {eid} revoked: the check judges the drop again from the next refresh.")
-    say("Refresh now with `haic run` (or `make run`).")
-    return 0
+    return _recorded(
+        f"{args.check} waived for drop {eid} (recorded in ops.interventions; ops.waivers lists the standing "
+        "ones): the check passes for this drop from the next refresh, and says so on its metadata and in the "
+        "study report." if args.action == "waive" else
+        f"waiver of {args.check} for drop {eid} revoked: the check judges the drop again from the next refresh.")
 
 
 def cmd_snapshot(args) -> int:
