@@ -7,7 +7,8 @@
 
 Each model runs in ONE transaction (as haic_pipeline.warehouse.staging.build_staging): a failure
 leaves the previous table intact. The study parameters below are defined here only and handed
-to the SQL as DuckDB variables (`getvariable('study_start')`, `getvariable('month_days')`).
+to the SQL as DuckDB variables (`study_start`, `month_days`), read there with the macro
+`study_parameter(name)` (`set_parameters`).
 Each build returns a small result whose `metadata()` is plain JSON-able values (Dagster metadata).
 No Dagster import here.
 """
@@ -46,9 +47,13 @@ def sql_path(model: str) -> Path:
 
 
 def set_parameters(con: duckdb.DuckDBPyConnection) -> None:
-    """Hand the study parameters to the SQL models (session variables of this connection)."""
+    """Hand the study parameters to the SQL models: session variables of this connection, read
+    with the macro `study_parameter(name)`, which stops a model run without them (a temporary
+    macro: nothing is written to the warehouse)."""
     con.execute("SET VARIABLE study_start = ?", [STUDY_START])
     con.execute("SET VARIABLE month_days = ?", [MONTH_DAYS])
+    con.execute("CREATE OR REPLACE TEMP MACRO study_parameter(name) AS coalesce(getvariable(name), "
+                "error('variable ' || name || ' is not set (run via haic_pipeline.study.build)'))")
 
 
 def _run_model(con: duckdb.DuckDBPyConnection, model: str) -> None:

@@ -5,8 +5,9 @@
 --        the lineage columns _extract_id/_row_number of the winning staging row; birth_date is
 --        used to compute age and is never stored: study_spec §4).
 -- Writes staging.cohort.
--- Parameters (DuckDB variables, set by haic_pipeline.study.build before this file runs):
---        getvariable('study_start')  DATE, the earliest allowed index date (2022-03-01).
+-- Parameters (DuckDB variables, set by haic_pipeline.study.build before this file runs, read with
+--        its macro study_parameter, which stops the model when one is not set):
+--        study_start  DATE, the earliest allowed index date (2022-03-01).
 -- Run with haic_pipeline.study.build.build_cohort(con), which wraps it in one transaction.
 --
 -- Readings where §1 is silent (documented in the study package docstring and ARCHITECTURE.md):
@@ -24,8 +25,7 @@ CREATE OR REPLACE TABLE staging.cohort AS
 WITH
 params AS (
     SELECT
-        coalesce(getvariable('study_start')::DATE,
-                 error('variable study_start is not set (run via haic_pipeline.study.build)')) AS study_start,
+        study_parameter('study_start')::DATE AS study_start,
         -- the newest loaded drop's cutoff: follow-up is complete up to this date
         (SELECT max(data_cutoff) FROM ops.drops WHERE status = 'loaded') AS data_cutoff,
         -- provenance: the newest loaded drop (the table is computed from every loaded drop up to it)

@@ -3,8 +3,9 @@
 -- Reads  staging.cohort (included patients, their group, index_date, and the data_cutoff /
 --        extract_id the cohort was computed from), staging.vital_status, staging.imaging.
 -- Writes staging.endpoints.
--- Parameters (DuckDB variables, set by haic_pipeline.study.build before this file runs):
---        getvariable('month_days')  DOUBLE, days per month (30.4375 = 365.25 / 12).
+-- Parameters (DuckDB variables, set by haic_pipeline.study.build before this file runs, read with
+--        its macro study_parameter, which stops the model when one is not set):
+--        month_days  DOUBLE, days per month (30.4375 = 365.25 / 12).
 -- Run with haic_pipeline.study.build.build_endpoints(con), which wraps it in one transaction.
 --
 -- Readings where §2 is silent (documented in the study package docstring and ARCHITECTURE.md):
@@ -22,8 +23,7 @@ CREATE OR REPLACE TABLE staging.endpoints AS
 WITH
 params AS (
     SELECT
-        coalesce(getvariable('month_days')::DOUBLE,
-                 error('variable month_days is not set (run via haic_pipeline.study.build)')) AS month_days,
+        study_parameter('month_days')::DOUBLE AS month_days,
         -- the same cutoff / drop the cohort was built from, so both tables describe one state
         (SELECT any_value(data_cutoff) FROM staging.cohort) AS data_cutoff,
         (SELECT any_value(extract_id) FROM staging.cohort) AS extract_id
