@@ -807,6 +807,12 @@ def medians_part(iptw: pd.DataFrame) -> Section:
                             ("iptw_km_pfs", "Figure 8. Progression-free survival by group, IPTW-adjusted")])
 
 
+def _endpoint_part(title: str, rows: list[dict], sentence, table: pd.DataFrame, notes: list[str]) -> Section:
+    """A part of "Beyond the paper" led by one sentence per endpoint (`sentence(endpoint, table)`)."""
+    return Section(title, pd.DataFrame(rows) if rows else None, level=3,
+                   lead=[sentence(e, table) for e in ENDPOINTS], notes=notes)
+
+
 def rmst_part(rmst: pd.DataFrame) -> Section:
     rows = []
     for _, r in rmst.iterrows():
@@ -821,14 +827,13 @@ def rmst_part(rmst: pd.DataFrame) -> Section:
                      "Nominal p (difference)": format_p(r["difference_p"]),
                      "Ratio (95% CI)": format_estimate_ci(r["ratio"], r["ratio_lower"], r["ratio_upper"], 3),
                      "Nominal p (ratio)": format_p(r["ratio_p"]), "Note": _s(r["note"])})
-    return Section("Restricted mean survival time at 12 months", pd.DataFrame(rows) if rows else None, level=3,
-                   lead=[rmst_sentence(e, rmst) for e in ENDPOINTS],
-                   notes=["RMST = area under the Kaplan-Meier curve up to \u03c4 = 12 months (the mean time alive, "
-                          "or alive without progression, within the first 12 months), on the modelled patients. "
-                          "Unweighted: survRM2 rmst2 (variance = survival's rmean); weighted (stabilized ATE, "
-                          "overlap ATO): the infinitesimal-jackknife variance. Contrasts post-ate-beva minus / over "
-                          "first-line. When follow-up is shorter than \u03c4, \u03c4 is lowered to the smaller of the "
-                          "groups' longest observed times and the row says so."])
+    return _endpoint_part("Restricted mean survival time at 12 months", rows, rmst_sentence, rmst,
+                          ["RMST = area under the Kaplan-Meier curve up to \u03c4 = 12 months (the mean time alive, "
+                           "or alive without progression, within the first 12 months), on the modelled patients. "
+                           "Unweighted: survRM2 rmst2 (variance = survival's rmean); weighted (stabilized ATE, "
+                           "overlap ATO): the infinitesimal-jackknife variance. Contrasts post-ate-beva minus / over "
+                           "first-line. When follow-up is shorter than \u03c4, \u03c4 is lowered to the smaller of the "
+                           "groups' longest observed times and the row says so."])
 
 
 def ph_part(ph: pd.DataFrame) -> Section:
@@ -842,14 +847,13 @@ def ph_part(ph: pd.DataFrame) -> Section:
                          "\u03c7\u00b2": "" if pd.isna(r["chisq"]) else f"{r['chisq']:.3f}",
                          "df": "" if pd.isna(r["df"]) else int(r["df"]), "Nominal p": format_p(r["p_value"]),
                          "Events": "" if pd.isna(r["events"]) else int(r["events"]), "Note": _s(r["note"])})
-    return Section("Proportional-hazards tests", pd.DataFrame(rows) if rows else None, level=3,
-                   lead=[ph_sentence(e, ph) for e in ENDPOINTS],
-                   notes=["R cox.zph(fit, transform = \"km\") (survival \u2265 3 score test) for every Cox model of "
-                          "Tables 3\u20134 and for the weighted Cox fits of group (stabilized ATE and overlap ATO "
-                          "weights), per term and GLOBAL; shown: the multivariable models, the univariable group "
-                          "model and the weighted models (every univariable model is in analysis.ph_tests). A small "
-                          "nominal p is evidence that the hazard ratio changes over follow-up; a larger one is no evidence "
-                          "against proportional hazards, and with few events the test has little power."])
+    return _endpoint_part("Proportional-hazards tests", rows, ph_sentence, ph,
+                          ["R cox.zph(fit, transform = \"km\") (survival \u2265 3 score test) for every Cox model of "
+                           "Tables 3\u20134 and for the weighted Cox fits of group (stabilized ATE and overlap ATO "
+                           "weights), per term and GLOBAL; shown: the multivariable models, the univariable group "
+                           "model and the weighted models (every univariable model is in analysis.ph_tests). A small "
+                           "nominal p is evidence that the hazard ratio changes over follow-up; a larger one is no evidence "
+                           "against proportional hazards, and with few events the test has little power."])
 
 
 def beyond_sections(con: duckdb.DuckDBPyConnection) -> list[Section]:
