@@ -53,12 +53,8 @@ class SnapshotError(RuntimeError):
 
 @dataclass
 class Snapshot:
-    folder: Path
+    folder: Path      # the DuckDB file (DATABASE), the manifest (MANIFEST) and reports/
     manifest: dict
-
-    @property
-    def database(self) -> Path:
-        return self.folder / DATABASE
 
 
 def _q(path: Path) -> str:
