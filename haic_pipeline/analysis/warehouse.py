@@ -23,6 +23,10 @@ from haic_pipeline.warehouse.transaction import transaction
 from .data import Provenance
 
 PROVENANCE = [("data_cutoff", "DATE"), ("extract_id", "VARCHAR")]
+#: the Kaplan-Meier median and 12-month rate with their 95 % limits (km_summary, and weighted in
+#: iptw_km_summary)
+MEDIAN_AND_RATE = [("median_months", "DOUBLE"), ("median_lower", "DOUBLE"), ("median_upper", "DOUBLE"),
+                   ("rate_12m", "DOUBLE"), ("rate_12m_lower", "DOUBLE"), ("rate_12m_upper", "DOUBLE")]
 
 TABLES: dict[str, list[tuple[str, str]]] = {
     "baseline_characteristics": [
@@ -30,9 +34,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("post_ate_beva", "VARCHAR"), ("overall", "VARCHAR"), ("test", "VARCHAR"),
         ("p_value", "DOUBLE"), *PROVENANCE],
     "km_summary": [
-        ("endpoint", "VARCHAR"), ("group", "VARCHAR"), ("n", "INTEGER"), ("events", "INTEGER"),
-        ("median_months", "DOUBLE"), ("median_lower", "DOUBLE"), ("median_upper", "DOUBLE"),
-        ("rate_12m", "DOUBLE"), ("rate_12m_lower", "DOUBLE"), ("rate_12m_upper", "DOUBLE"),
+        ("endpoint", "VARCHAR"), ("group", "VARCHAR"), ("n", "INTEGER"), ("events", "INTEGER"), *MEDIAN_AND_RATE,
         *PROVENANCE],
     "km_curves": [
         ("endpoint", "VARCHAR"), ("group", "VARCHAR"), ("time_months", "DOUBLE"),
@@ -105,9 +107,7 @@ BEYOND_TABLES: dict[str, list[tuple[str, str]]] = {
         ("clipped_high", "INTEGER"), ("estimand", "VARCHAR"), ("note", "VARCHAR"), *PROVENANCE],
     "iptw_km_summary": [
         ("endpoint", "VARCHAR"), ("group", "VARCHAR"), ("weighting", "VARCHAR"), ("n", "INTEGER"),
-        ("ess", "DOUBLE"), ("events", "INTEGER"), ("median_months", "DOUBLE"),
-        ("median_lower", "DOUBLE"), ("median_upper", "DOUBLE"), ("rate_12m", "DOUBLE"),
-        ("rate_12m_lower", "DOUBLE"), ("rate_12m_upper", "DOUBLE"), ("sum_weights", "DOUBLE"),
+        ("ess", "DOUBLE"), ("events", "INTEGER"), *MEDIAN_AND_RATE, ("sum_weights", "DOUBLE"),
         ("note", "VARCHAR"), *PROVENANCE],
     "iptw_effects": [
         ("endpoint", "VARCHAR"), ("weighting", "VARCHAR"), ("hr", "DOUBLE"), ("hr_lower", "DOUBLE"),
