@@ -40,8 +40,10 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import pandas as pd
 
+from haic_pipeline import preload
+from haic_pipeline.quality.gx_runtime import load_gx
 from haic_pipeline.quality.suites import CheckSpec
-from haic_pipeline.quality.validate import spec_key
+from haic_pipeline.quality.validate import shared_session, spec_key
 from haic_pipeline.settings import quality_settings
 
 log = logging.getLogger(__name__)
@@ -73,9 +75,6 @@ def pool() -> ProcessPoolExecutor:
         shutdown()
         method = quality_settings().start_method
         if method == "fork":
-            from haic_pipeline import preload  # noqa: PLC0415
-            from haic_pipeline.quality.gx_runtime import load_gx  # noqa: PLC0415
-
             preload.wait()  # never fork while another thread is half-way through an import
             load_gx()  # imported once here, inherited by every worker
         _pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method),
@@ -99,9 +98,6 @@ atexit.register(shutdown)
 # worker side
 
 def _worker_init() -> None:
-    from haic_pipeline import preload  # noqa: PLC0415 (worker only)
-    from haic_pipeline.quality.validate import shared_session  # noqa: PLC0415
-
     preload.hold_collector()  # a spawned worker imports GX here (a forked one has it: no-op)
     shared_session()  # built while the parent reads the first frames
     preload.release_collector()
