@@ -13,7 +13,7 @@ no module is half-imported in the forked copies.
 The imported modules are most of the process's heap and live as long as the process. Python's
 cyclic garbage collector would walk all of them again at each of its full collections, and a
 growing heap triggers one at every quarter of growth: over the imports and a refresh, a
-noticeable share of a `haic run`'s CPU (benchmarks/bench_refresh.py). So:
+noticeable share of a `haic run`'s CPU (benchmarks/bench_demo_run.py measures it). So:
 
 - once the thread's imports are in, what the heap holds is frozen out of the collector's reach
   (`gc.freeze()`): later collections walk only what was built after;

@@ -224,7 +224,8 @@ def cmd_snapshot(args) -> int:
     m = snap.manifest
     say(f"snapshot as of drop {m['as_of']} (data cutoff {m['data_cutoff']}, {len(m['inputs'])} drop(s)) in "
         f"{time.perf_counter() - t0:.1f} s:")
-    say(f"  {snap.folder / snapshot.DATABASE}   ({len(m['tables'])} tables, each hashed in {snap.folder / snapshot.MANIFEST})")
+    say(f"  {snap.folder / snapshot.DATABASE}   ({len(m['tables'])} tables, each hashed in "
+        f"{snap.folder / snapshot.MANIFEST})")
     say(f"  {snap.folder / 'reports' / 'study_report.html'}")
     say(f"verify it, here or on any machine with the same warehouse: haic snapshot --verify {snap.folder}")
     return 0

@@ -179,7 +179,7 @@ def _table_asset(table: str, deps: list[dg.AssetKey], build: str, description: s
     """The asset of one analysis table, written by `haic_pipeline.analysis.build.<build>` (given the
     Dagster run's id too, `with_run_id`)."""
     @dg.asset(key=A(table), deps=deps, group_name="analysis", kinds={"duckdb", "python"}, pool=DUCKDB_POOL,
-              automation_condition=STUDY_AUTOMATION, description=f"analysis.{table}{description}")
+              automation_condition=STUDY_AUTOMATION, description=description)
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
         args = (context.run.run_id,) if with_run_id else ()
         return dg.MaterializeResult(metadata=_metadata(_run(context, duckdb, build, *args), table))
@@ -189,7 +189,7 @@ def _table_asset(table: str, deps: list[dg.AssetKey], build: str, description: s
 
 baseline_characteristics = _table_asset(
     "baseline_characteristics", STUDY_INPUTS, "build_baseline",
-    " (Table 1): the paper's baseline variables by group, mean ± SD with Student's t, n (%) with chi-square / "
+    "analysis.baseline_characteristics (Table 1): the paper's baseline variables by group, mean ± SD with Student's t, n (%) with chi-square / "
     "Fisher; unrounded nominal p-values.")
 survival = _table_multi_asset("analysis_survival", SURVIVAL_TABLES, "build_survival")
 response = _table_multi_asset("analysis_response", RESPONSE_TABLES, "build_response")
@@ -200,7 +200,7 @@ beyond = _table_multi_asset("analysis_beyond", BEYOND_TABLES, "build_beyond", ex
 
 refresh_history = _table_asset(
     "refresh_history", [A("km_summary")], "build_refresh_history",
-    ": one snapshot of the headline figures (n, events, median, 12-month rate per endpoint x group) for each "
+    "analysis.refresh_history: one snapshot of the headline figures (n, events, median, 12-month rate per endpoint x group) for each "
     "newly loaded drop; a refresh without a new drop adds nothing.")
 
 
@@ -226,7 +226,7 @@ def monitoring(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
 
 software = _table_asset(
     "software", STUDY_INPUTS, "build_software",
-    ": the versions this refresh computes with (Python, duckdb, pandas, numpy, scipy, lifelines, statsmodels, "
+    "analysis.software: the versions this refresh computes with (Python, duckdb, pandas, numpy, scipy, lifelines, statsmodels, "
     "great-expectations, dagster, matplotlib, and the project's git commit); every refresh's versions stay in "
     "ops.software.", with_run_id=True)
 
