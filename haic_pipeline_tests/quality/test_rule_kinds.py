@@ -149,10 +149,9 @@ class RuleKind:
     asset: str                  # the checked asset
     domain: str | None          # the staging domain of a row rule
     routed: str | None          # where staging puts an offending row; None: measured only
+    # the drops of the systematic case; the odd case is the one every rule of its level shares
+    # (row rules: _every_row_kind_once; drop-level rules: _benign_second_drop)
     systematic: Callable[[Path, int], list[str]]
-    # None: the odd case is the one every rule of its level shares (row rules: _every_row_kind_once;
-    # drop-level rules: _benign_second_drop)
-    odd: Callable[[Path, int], list[str]] | None = None
 
     @property
     def row_rule(self) -> bool:
@@ -183,13 +182,12 @@ KINDS = [
              _second_drop(N, N // 2)),
 ]
 
-# each case a drop of its own, but the odd cases: the row rules' odd rows share one drop
-# (test_one_odd_row_of_each_row_rule_kind), the drop-level rules one benign second drop
+# each systematic case a drop of its own; the odd cases shared: the row rules' odd rows in one drop
+# (test_one_odd_row_of_each_row_rule_kind), the drop-level rules' in one benign second drop
 # (test_one_benign_second_drop_for_each_drop_rule_kind)
-CASES = [pytest.param(k, scale, id=f"{k.kind}-{scale}") for k in KINDS
-         for scale, write in (("odd", k.odd), ("systematic", k.systematic)) if write is not None]
-ROW_KINDS = [k for k in KINDS if k.odd is None and k.row_rule]
-DROP_KINDS = [k for k in KINDS if k.odd is None and not k.row_rule]
+CASES = [pytest.param(k, id=f"{k.kind}-systematic") for k in KINDS]
+ROW_KINDS = [k for k in KINDS if k.row_rule]
+DROP_KINDS = [k for k in KINDS if not k.row_rule]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,14 +208,13 @@ def _routed(con, k: RuleKind, extract_id: str) -> int:
                        [domain, k.rule, extract_id]).fetchall()[0][0]
 
 
-@pytest.mark.parametrize("k, scale", CASES)
-def test_rule_kind(env, k: RuleKind, scale: str):
-    bad = 1 if scale == "odd" else BAD
-    extract_ids = (k.odd if scale == "odd" else k.systematic)(env / "inbox", bad)  # never None: see CASES
+@pytest.mark.parametrize("k", CASES)
+def test_rule_kind(env, k: RuleKind):
+    extract_ids = k.systematic(env / "inbox", BAD)
     with dg.DagsterInstance.ephemeral() as instance:
         result = _ingest_and_refresh(instance, extract_ids)
-    _assert_run(k, scale, result, extract_ids[-1])
-    _assert_warehouse(k, scale, bad, extract_ids[-1])
+    _assert_run(k, "systematic", result, extract_ids[-1])
+    _assert_warehouse(k, "systematic", BAD, extract_ids[-1])
 
 
 def test_one_odd_row_of_each_row_rule_kind(env):
