@@ -12,6 +12,7 @@ haic_pipeline.stats (R ``survival`` parity). Pure Python + DuckDB + matplotlib, 
     checks.py     consistency checks of the stored tables (Dagster asset checks call them)
     figures.py    KM curves (paper Figures 1-2 / survminer style), forest plots, the Love plot,
                   the propensity scores of the two groups and the IPTW-adjusted KM curves
+    agg.py        their Agg canvas: matplotlib's pixels, drawn with less work per glyph
     report.py     study_report.html (self-contained) and study_report.md
     build.py      build_baseline / build_survival / build_response / build_cox /
                   build_refresh_history / build_beyond / build_software / build_figures /

@@ -27,7 +27,6 @@ import matplotlib
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
@@ -35,6 +34,7 @@ from matplotlib.transforms import blended_transform_factory
 from haic_pipeline.stats import format_estimate_ci, format_median_ci, format_p
 from haic_pipeline.warehouse.files import write_atomic
 
+from .agg import Canvas
 from .data import GROUPS, Provenance
 
 matplotlib.rcParams["svg.hashsalt"] = "haic-study"  # deterministic SVG element ids
@@ -133,7 +133,7 @@ def km_figure(curves: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame, 
     title = ENDPOINT_TITLES.get(endpoint, endpoint)
 
     fig = Figure(figsize=(10, 7.6), dpi=DPI)
-    FigureCanvasAgg(fig)
+    Canvas(fig)
     left, width = 0.20, 0.76
     ax = fig.add_axes((left, 0.38, width, 0.54))
     risk = fig.add_axes((left, 0.11, width, 0.16), sharex=ax)
@@ -267,7 +267,7 @@ def forest_figure(models: pd.DataFrame, excluded: pd.DataFrame, endpoint: str,
     bottom_in, top_in = 0.75 + 0.16 * len(note_lines), 0.55
     height = bottom_in + top_in + 0.30 * n_rows + 0.15
     fig = Figure(figsize=(11, height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    Canvas(fig)
     ax = fig.add_axes((0.34, bottom_in / height, 0.34, 1 - (bottom_in + top_in) / height))
     fig.text(0.02, 1 - 0.22 / height, f"{title}: Cox proportional hazards models", fontsize=13,
              fontweight="bold", ha="left", va="top")
@@ -374,7 +374,7 @@ def love_figure(balance: pd.DataFrame, propensity: pd.DataFrame, provenance: Pro
     bottom_in, top_in = 0.85 + 0.16 * len(note_lines), 0.6
     height = bottom_in + top_in + 0.32 * n_rows
     fig = Figure(figsize=(10, height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    Canvas(fig)
     ax = fig.add_axes((0.30, bottom_in / height, 0.64, 1 - (bottom_in + top_in) / height))
     fig.text(0.02, 1 - 0.2 / height, "Covariate balance before and after weighting (Love plot)", fontsize=13,
              fontweight="bold", ha="left", va="top")
@@ -440,7 +440,7 @@ def propensity_figure(histogram: pd.DataFrame, overlap: pd.DataFrame, propensity
     bottom_in, top_in, plot_in = 0.85 + 0.16 * len(note_lines), 0.6, 3.6
     height = bottom_in + top_in + plot_in
     fig = Figure(figsize=(10, height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    Canvas(fig)
     ax = fig.add_axes((0.09, bottom_in / height, 0.86, plot_in / height))
     fig.text(0.02, 1 - 0.2 / height, title, fontsize=13, fontweight="bold", ha="left", va="top")
     top = 0
@@ -465,7 +465,7 @@ def propensity_figure(histogram: pd.DataFrame, overlap: pd.DataFrame, propensity
 def message_figure(title: str, message: str, provenance: Provenance) -> Figure:
     """A placeholder figure saying why the real one cannot be drawn (e.g. no patients)."""
     fig = Figure(figsize=(10, 3), dpi=DPI)
-    FigureCanvasAgg(fig)
+    Canvas(fig)
     fig.text(0.02, 0.85, title, fontsize=13, fontweight="bold", ha="left", va="top")
     fig.text(0.02, 0.5, message, fontsize=11, ha="left", va="center")
     fig.text(0.02, 0.05, f"Data: {provenance.describe()}.", fontsize=8, color="#444444")

@@ -13,9 +13,9 @@ import textwrap
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .agg import Canvas
 from .data import Provenance
 from .figures import DPI, ENDPOINT_TITLES
 
@@ -44,7 +44,7 @@ def monitoring_figure(looks: pd.DataFrame, boundaries: pd.DataFrame, status: pd.
                       history: pd.DataFrame, provenance: Provenance) -> Figure:
     endpoint = str(status["endpoint"].iloc[0]) if len(status) else "OS"
     fig = Figure(figsize=(10, 6.2), dpi=DPI)
-    FigureCanvasAgg(fig)
+    Canvas(fig)
     ax = fig.add_axes((0.09, 0.27, 0.60, 0.63))
     fig.text(0.02, 0.975, f"Monitoring of {ENDPOINT_TITLES.get(endpoint, endpoint).lower()}: log-rank z over the "
              "information", fontsize=13, fontweight="bold", ha="left", va="top")
