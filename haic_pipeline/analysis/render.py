@@ -100,8 +100,8 @@ def render_figure(con: duckdb.DuckDBPyConnection, name: str):
 
 def inputs_key(name: str, inputs: dict) -> str:
     h = hashlib.sha256()
-    h.update(Path(F.__file__).read_bytes())  # a change of the drawing code redraws
-    h.update((Path(F.__file__).parent / "monitoring_figure.py").read_bytes())
+    for code in ("figures.py", "monitoring_figure.py", "agg.py"):  # a change of the drawing code redraws
+        h.update((Path(F.__file__).parent / code).read_bytes())
     h.update(f"{name}|{inputs['provenance']!r}".encode())
     for t, df in sorted(inputs["frames"].items()):
         h.update(t.encode())
