@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
+from _demo import demo_study
 
 
 def main() -> None:
@@ -35,27 +35,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from haic_pipeline.analysis import build_monitoring
-    from haic_pipeline.contracts import load_contracts
-    from haic_pipeline.ingest import find_complete_drops, load_drop
-    from haic_pipeline.settings import load_settings
-    from haic_pipeline.study import build_study
     from haic_pipeline.study.plan import load_plan
-    from haic_pipeline.synthetic import write_drops
-    from haic_pipeline.warehouse.staging import build_staging
 
     tmp = Path(tempfile.mkdtemp(prefix="haic-bench-monitoring-"))
     try:
-        write_drops(tmp / "inbox", patients=args.patients, drops=args.drops, seed=1)
-        contracts = load_contracts()
-        key = load_settings(check_key=False).pseudonym_key
         plan = load_plan()
-        with duckdb.connect(str(tmp / "haic.duckdb")) as con:
-            con.execute("SET enable_progress_bar = false")
-            for drop in find_complete_drops(tmp / "inbox"):
-                load_drop(con, drop, contracts, key)
-            for domain in ["patients"] + [d for d in contracts if d != "patients"]:
-                build_staging(con, domain)
-            build_study(con)
+        with demo_study(tmp, args.patients, args.drops) as con:
             build_monitoring(con, plan)   # warm-up: imports, the first derivation
             newest = con.execute("SELECT max(extract_id) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
             times: dict[str, list[float]] = {"nothing new": [], "one new drop": [],
