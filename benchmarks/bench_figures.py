@@ -12,22 +12,14 @@ canvases give the same PNG bytes. Not a test: timings depend on the machine.
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from _demo import demo_study
+from _demo import arguments, demo_study
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=100)
-    parser.add_argument("--drops", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments(__doc__, "rounds")
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -35,13 +27,9 @@ def main() -> None:
     from haic_pipeline.analysis import figures as F
     from haic_pipeline.analysis.render import FIGURES, draw_figure, figure_inputs
 
-    tmp = Path(tempfile.mkdtemp(prefix="haic-bench-figures-"))
-    try:
-        with demo_study(tmp, args.patients, args.drops) as con:
-            build_analysis(con, tmp / "reports")   # the tables, and a first drawing of each figure
-            inputs = {name: figure_inputs(con, name) for name in FIGURES}
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with demo_study("figures", args.patients, args.drops) as (con, folder):
+        build_analysis(con, folder / "reports")   # the tables, and a first drawing of each figure
+        inputs = {name: figure_inputs(con, name) for name in FIGURES}
 
     canvases = {"agg.Canvas": None, "FigureCanvasAgg": FigureCanvasAgg}
     whole: dict[str, list[float]] = {c: [] for c in canvases}

@@ -17,46 +17,34 @@ the machine (and on what else runs on it).
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from _demo import demo_study
+from _demo import arguments, demo_study
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=100)
-    parser.add_argument("--drops", type=int, default=6)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments(__doc__, "runs")
 
     from haic_pipeline.analysis import build_monitoring
     from haic_pipeline.study.plan import load_plan
 
-    tmp = Path(tempfile.mkdtemp(prefix="haic-bench-monitoring-"))
-    try:
-        plan = load_plan()
-        with demo_study(tmp, args.patients, args.drops) as con:
-            build_monitoring(con, plan)   # warm-up: imports, the first derivation
-            newest = con.execute("SELECT max(extract_id) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
-            times: dict[str, list[float]] = {"nothing new": [], "one new drop": [],
-                                             f"backlog of {args.drops}": []}
-            for _ in range(args.runs):
-                for case, delete in (("nothing new", None),
-                                     ("one new drop", "WHERE extract_id = ?"),
-                                     (f"backlog of {args.drops}", "")):
-                    if delete is not None:
-                        con.execute(f"DELETE FROM ops.monitoring_inputs {delete}", [newest] if delete else [])
-                    t0 = time.perf_counter()
-                    build_monitoring(con, plan)
-                    times[case].append(time.perf_counter() - t0)
-            events, looks = con.execute("SELECT events, looks_taken FROM analysis.monitoring_status").fetchall()[0]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    plan = load_plan()
+    with demo_study("monitoring", args.patients, args.drops) as (con, _):
+        build_monitoring(con, plan)   # warm-up: imports, the first derivation
+        newest = con.execute("SELECT max(extract_id) FROM ops.drops WHERE status = 'loaded'").fetchall()[0][0]
+        times: dict[str, list[float]] = {"nothing new": [], "one new drop": [],
+                                         f"backlog of {args.drops}": []}
+        for _ in range(args.runs):
+            for case, delete in (("nothing new", None),
+                                 ("one new drop", "WHERE extract_id = ?"),
+                                 (f"backlog of {args.drops}", "")):
+                if delete is not None:
+                    con.execute(f"DELETE FROM ops.monitoring_inputs {delete}", [newest] if delete else [])
+                t0 = time.perf_counter()
+                build_monitoring(con, plan)
+                times[case].append(time.perf_counter() - t0)
+        events, looks = con.execute("SELECT events, looks_taken FROM analysis.monitoring_status").fetchall()[0]
     print(f"{args.patients} patients, {args.drops} drops, {events} {plan.endpoint} events, {looks} formal look(s)")
     print(f"{'case':<18} {'best s':>8} {'median s':>9}")
     for case, ts in times.items():
