@@ -51,11 +51,7 @@ def _ask(proc, cmd):
     return proc.stdout.readline().strip()
 
 
-def test_analysts_copy_holds_staging_and_analysis_only(env):
-    write_drop(env / "inbox", E1, {"patients.csv": [patient("10000001")]})
-    with dg.DagsterInstance.ephemeral() as instance:
-        _land_and_refresh(instance, E1)
-    copy = load_settings().analytics_copy
+def _holds_staging_and_analysis_only(copy) -> None:
     assert copy.exists() and copy.parent == load_settings().warehouse.parent
     with duckdb.connect(str(copy), read_only=True) as con:
         schemas = {s for (s,) in con.execute("SELECT DISTINCT schema_name FROM duckdb_tables()").fetchall()}
@@ -64,11 +60,15 @@ def test_analysts_copy_holds_staging_and_analysis_only(env):
     assert not [p for p in copy.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_open_reader_never_blocks_a_refresh_and_sees_new_data_after_reconnecting(env):
+def test_the_analysts_copy_holds_staging_and_analysis_and_an_open_reader_never_blocks_a_refresh(env):
+    """The copy beside the warehouse holds the staging and analysis schemas only, and no temporary
+    file is left; an analyst's open session on it never blocks the next refresh, keeps its
+    consistent old copy, and sees the new data once reconnected."""
     write_drop(env / "inbox", E1, {"patients.csv": [patient("10000001")]})
     with dg.DagsterInstance.ephemeral() as instance:
         _land_and_refresh(instance, E1)
         copy = load_settings().analytics_copy
+        _holds_staging_and_analysis_only(copy)
         reader = subprocess.Popen([sys.executable, "-c", READER, str(copy)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
         try:
