@@ -1,8 +1,9 @@
-"""The "beyond the paper" assets in real Dagster runs on a real DuckDB file: the refresh job
-fills the §5.5 / §5.7 tables (one step), passes their NaN / inf checks, draws the Love plot, the
-propensity scores and the IPTW curves into the assets' metadata, writes the report section and publishes everything to
-the analysts' copy; a NaN written into a table afterwards fails the blocking check, and the
-figures, the report and the analysts' copy then stay as they were."""
+"""The "beyond the paper" assets in real Dagster runs on a real DuckDB file: the demo's refresh by
+`haic run` (refreshed.py, read from a copy of its warehouse and run history) filled the §5.5 / §5.7
+tables (one step), passed their NaN / inf checks, drew the Love plot, the propensity scores and the
+IPTW curves into the assets' metadata, wrote the report section and published everything to the
+analysts' copy; a NaN written into a table afterwards fails the blocking check, and the figures,
+the report and the analysts' copy then stay as they were."""
 
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ import duckdb
 
 from haic_pipeline.analysis import BEYOND_TABLES
 from haic_pipeline.definitions import load
-from haic_pipeline.defs.ingest.assets import DROPS
 from haic_pipeline.defs.resources import resources_for
 from haic_pipeline.settings import load_settings
-from haic_pipeline.synthetic import write_drops
 
+from ..conftest import local_instance
 from .conftest import identifiers
 
 BEYOND_KEYS = {dg.AssetKey(["analysis", t]) for t in BEYOND_TABLES}
@@ -29,6 +29,18 @@ REPORT = dg.AssetKey(["reports", "study_report"])
 COPY = dg.AssetKey(["analytics", "analysts_copy"])
 CHECK_AND_DOWNSTREAM = ("beyond_tables_are_finite", "beyond_figures", "reports__study_report",
                         "analytics__analysts_copy")
+
+
+class _StoredRun:
+    """A finished run read back from the instance: its events, as an execute_in_process result has them."""
+
+    def __init__(self, instance, run_id: str):
+        self.run_id = run_id
+        self.all_events = [r.dagster_event for r in instance.all_logs(run_id) if r.dagster_event is not None]
+
+    def asset_materializations_for_node(self, node: str) -> list:
+        return [e.event_specific_data.materialization for e in self.all_events
+                if e.event_type_value == "ASSET_MATERIALIZATION" and e.step_key == node]
 
 
 def _materialized(result) -> set[dg.AssetKey]:
@@ -47,15 +59,13 @@ def _check_and_downstream(instance):
         instance=instance, resources=resources_for(load_settings()), raise_on_error=False)
 
 
-def test_refresh_fills_publishes_and_checks_the_beyond_tables(env):
-    folders = write_drops(env / "inbox", patients=100, drops=3, seed=1)
+def test_refresh_fills_publishes_and_checks_the_beyond_tables(env, refreshed_demo):
+    demo = refreshed_demo.succeeded()
+    demo.copy_into(env)
+    last = sorted(p.name for p in (env / "inbox").iterdir() if p.is_dir())[-1]
     settings = load_settings()
-    with dg.DagsterInstance.ephemeral() as instance:
-        for f in folders:
-            instance.add_dynamic_partitions(DROPS.name, [f.name])
-            assert load().resolve_job_def("ingest_drop").execute_in_process(
-                partition_key=f.name, instance=instance, resources=resources_for(settings)).success
-        run = load().resolve_job_def("refresh").execute_in_process(instance=instance, resources=resources_for(settings))
+    with local_instance(temp_dir=str(env / "dagster_home")) as instance:
+        run = _StoredRun(instance, instance.get_runs(filters=dg.RunsFilter(job_name="refresh"), limit=1)[0].run_id)
         assert _materialized(run) >= {*BEYOND_KEYS, *FIGURES, REPORT, COPY}
         # the beyond tables are one step, and every one of them passed its blocking check
         nodes = {e.step_key for e in run.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
@@ -87,9 +97,10 @@ def test_refresh_fills_publishes_and_checks_the_beyond_tables(env):
             md = m.metadata["figure"].value
             assert md.startswith("![") and "](data:image/png;base64," in md
             png, svg = Path(m.metadata["png"].value), Path(m.metadata["svg"].value)
-            assert png.is_file() and svg.is_file() and png.parent == settings.reports / "figures"
+            # where that run wrote them: the reports folder beside its warehouse
+            assert png.is_file() and svg.is_file() and png.parent == demo.folder / "wh" / "reports" / "figures"
             assert key.path[-1].split("_")[0] in png.name  # love, propensity, iptw
-            assert m.metadata["extract_id"].value == folders[-1].name
+            assert m.metadata["extract_id"].value == last
         assert "Beyond the paper" in (settings.reports / "study_report.html").read_text()
 
         # the analysts' copy holds every beyond table as the warehouse does
@@ -98,7 +109,7 @@ def test_refresh_fills_publishes_and_checks_the_beyond_tables(env):
             for t in BEYOND_TABLES:
                 sql = f"SELECT * FROM analysis.{t} ORDER BY ALL"
                 assert copy.execute(sql).fetchall() == wh.execute(sql).fetchall(), t
-                assert copy.execute(f"SELECT DISTINCT extract_id FROM analysis.{t}").fetchall() == [(folders[-1].name,)]
+                assert copy.execute(f"SELECT DISTINCT extract_id FROM analysis.{t}").fetchall() == [(last,)]
             before = copy.execute("SELECT hr FROM analysis.iptw_effects ORDER BY ALL").fetchall()
 
         # no identifier in the run's logs or metadata
