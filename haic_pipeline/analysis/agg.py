@@ -31,15 +31,10 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib import cbook, ft2font
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
-from matplotlib.font_manager import fontManager
+from matplotlib.font_manager import _cached_realpath, fontManager
 from matplotlib.ft2font import RenderMode
 
 LAST_RESORT = ("fonts", "ttf", "LastResortHE-Regular.ttf")
-
-
-@functools.cache
-def _realpath(path: str) -> str:
-    return os.path.realpath(path)
 
 
 @functools.cache
@@ -59,7 +54,7 @@ def _fonts(paths: tuple[tuple[str, int], ...], kerning_factor: float, thread_id:
     others, then the last-resort font, as its fallbacks."""
     (first, first_index), *rest = paths
     fallbacks = [_open(path, index, kerning_factor) for path, index in rest]
-    last_path = _realpath(str(cbook._get_data_path(*LAST_RESORT)))
+    last_path = _cached_realpath(cbook._get_data_path(*LAST_RESORT))
     last_index = paths.index((last_path, 0)) if (last_path, 0) in paths else -1
     if last_index < 0 and last_resort:
         fallbacks.append(_open(last_path, 0, kerning_factor, _warn_if_used=True))
@@ -78,7 +73,7 @@ os.register_at_fork(after_in_child=_fonts.cache_clear)   # FreeType objects are 
 
 def font_for(prop) -> ft2font.FT2Font:
     """The font `font_manager.get_font` gives for the font properties `prop`, read from memory."""
-    paths = tuple((_realpath(p.path), p.face_index) for p in fontManager._find_fonts_by_props(prop))
+    paths = tuple((_cached_realpath(p.path), p.face_index) for p in fontManager._find_fonts_by_props(prop))
     font = _fonts(paths, mpl.rcParams["text.kerning_factor"], threading.get_ident(),
                   mpl.rcParams["font.enable_last_resort"])
     font._set_transform([[0x10000, 0], [0, 0x10000]], [0, 0])
