@@ -25,13 +25,14 @@ def main() -> None:
 
     from haic_pipeline.analysis import build_analysis
     from haic_pipeline.analysis import figures as F
+    from haic_pipeline.analysis.agg import Canvas
     from haic_pipeline.analysis.render import FIGURES, draw_figure, figure_inputs
 
     with demo_study("figures", args.patients, args.drops) as (con, folder):
         build_analysis(con, folder / "reports")   # the tables, and a first drawing of each figure
         inputs = {name: figure_inputs(con, name) for name in FIGURES}
 
-    canvases = {"agg.Canvas": None, "FigureCanvasAgg": FigureCanvasAgg}
+    canvases = {"agg.Canvas": Canvas, "FigureCanvasAgg": FigureCanvasAgg}
     whole: dict[str, list[float]] = {c: [] for c in canvases}
     agg: dict[str, list[float]] = {c: [] for c in canvases}
     pngs: dict[str, list[bytes]] = {}
@@ -42,8 +43,7 @@ def main() -> None:
             for figure in FIGURES:
                 t0 = time.process_time()
                 fig = draw_figure(inputs[figure])
-                if canvas is not None:
-                    canvas(fig)
+                canvas(fig)
                 t1 = time.process_time()
                 image = F.rendered(fig)
                 t_agg += time.process_time() - t1
