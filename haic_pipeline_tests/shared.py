@@ -1,4 +1,4 @@
-"""Expensive test inputs (a landed and analysed demo warehouse, a good refresh) built once per
+"""Expensive test inputs (warehouses refreshed by a real `haic run`, refreshed.py) built once per
 test run and shared by every pytest-xdist worker: the first worker that asks builds the folder
 under a file lock, the others wait for it and use the same folder. Tests only read a shared
 folder; a test that changes it works on a copy (copying a DuckDB file is cheap)."""

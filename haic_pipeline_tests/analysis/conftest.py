@@ -1,8 +1,7 @@
-"""The demo warehouse for the analysis tests: the synthetic drops (100 patients, 6 drops),
-landed by the real loader into a real DuckDB file, staging + study models, then the analysis
-layer (no Dagster here; test_dagster_analysis.py runs the same through real Dagster runs).
-Built once per test run (haic_pipeline_tests/shared.py) and opened read-only by every test that
-reads it; a test that writes takes `demo_copy`."""
+"""The demo warehouse for the analysis tests: the synthetic drops (100 patients, 6 drops) landed
+and refreshed by `haic run`, as `make run` does (the shared `refreshed_demo`, built once per test
+run: haic_pipeline_tests/refreshed.py). Opened read-only by every test that reads it; a test that
+writes takes `demo_copy`."""
 
 from __future__ import annotations
 
@@ -12,13 +11,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from haic_pipeline.analysis import build_analysis
-from haic_pipeline.study import build_study
-from haic_pipeline.synthetic import write_drops
-
-from ..dropkit import land
-from ..shared import built_once
 
 
 def identifiers(inbox: Path) -> dict[str, set[str]]:
@@ -39,32 +31,25 @@ def identifiers(inbox: Path) -> dict[str, set[str]]:
     return out
 
 
-def _build_demo(folder: Path) -> None:
-    write_drops(folder / "inbox", patients=100, drops=6, seed=1)
-    with duckdb.connect(str(folder / "haic.duckdb")) as con:
-        land(con, folder / "inbox")
-        build_study(con)
-        build_analysis(con, folder / "reports")
-
-
 @pytest.fixture(scope="session")
-def demo_folder(tmp_path_factory) -> Path:
-    """haic.duckdb, reports/ and inbox/ of the analysed demo warehouse, shared: read, never write."""
-    return built_once(tmp_path_factory, "analysis_demo", _build_demo)
+def demo_folder(refreshed_demo) -> Path:
+    """The demo refreshed by `haic run` (haic_pipeline_tests/refreshed.py), shared: read, never
+    write. Its warehouse is wh/haic.duckdb (reports in wh/reports), its drops inbox/."""
+    return refreshed_demo.succeeded().folder
 
 
 @pytest.fixture(scope="session")
 def demo(demo_folder):
     """(con, reports folder, inbox) of the analysed demo warehouse; the connection is read-only."""
-    con = duckdb.connect(str(demo_folder / "haic.duckdb"), read_only=True)
-    yield con, demo_folder / "reports", demo_folder / "inbox"
+    con = duckdb.connect(str(demo_folder / "wh" / "haic.duckdb"), read_only=True)
+    yield con, demo_folder / "wh" / "reports", demo_folder / "inbox"
     con.close()
 
 
 @pytest.fixture
 def demo_copy(demo_folder, tmp_path):
     """(con, reports folder, inbox) as `demo`, on a copy of the warehouse this test may change."""
-    shutil.copy(demo_folder / "haic.duckdb", tmp_path / "haic.duckdb")
+    shutil.copy(demo_folder / "wh" / "haic.duckdb", tmp_path / "haic.duckdb")
     con = duckdb.connect(str(tmp_path / "haic.duckdb"))
-    yield con, demo_folder / "reports", demo_folder / "inbox"
+    yield con, demo_folder / "wh" / "reports", demo_folder / "inbox"
     con.close()
