@@ -45,7 +45,7 @@ from . import figures as F
 from . import monitoring as M
 from . import tables as T
 from .data import ENDPOINTS, GROUPS, Provenance, load_study_data, read_provenance
-from .render import FIGURES, draw_figure, figure_inputs, inputs_key, table_provenance
+from .render import FIGURES, Tables, draw_figure, figure_inputs, inputs_key, table_provenance
 from .report import write_report
 from .warehouse import (
     HISTORY_MONITORING_COLUMNS,
@@ -312,8 +312,9 @@ def build_figures(con: duckdb.DuckDBPyConnection, reports: Path,
     process, is not drawn again."""
     out = {}
     folder = Path(reports) / "figures"
+    tables = Tables(con)
     for name in names:
-        inputs = figure_inputs(con, name)
+        inputs = figure_inputs(con, name, tables)
         key = inputs_key(name, inputs)
         saved = F.load_saved(folder, name, key) or F.save_drawn(folder, name, key)
         out[name] = saved or F.save_figure(draw_figure(inputs), folder, name, inputs_key=key)

@@ -18,15 +18,40 @@ from .monitoring_figure import monitoring_figure
 from .warehouse import read_table
 
 
+class Tables:
+    """The analysis tables and the provenance of staging as one step reads them: each table read
+    once (`read_table`), each caller given its own copy of it. For drawing several figures, some
+    from the same tables, in one pass over unchanged tables (`build_figures`)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._staging: Provenance | None = None
+
+    def _frame(self, table: str) -> pd.DataFrame:
+        if table not in self._frames:
+            self._frames[table] = read_table(self.con, table)
+        return self._frames[table]
+
+    def read(self, table: str) -> pd.DataFrame:
+        return self._frame(table).copy()
+
+    def provenance(self, table: str) -> Provenance:
+        """The provenance of analysis.<table>: staging's, or, for a table from an older state
+        than staging, its own extract_id and data_cutoff with the drops loaded up to it."""
+        if self._staging is None:
+            self._staging = read_provenance(self.con)
+        prov, df = self._staging, self._frame(table)
+        if len(df) and "extract_id" in df:
+            extract_id = str(df["extract_id"].iloc[0])
+            if extract_id != prov.extract_id:  # tables from an older state than staging
+                drops = tuple(d for d in prov.drops if d <= extract_id)
+                return Provenance(extract_id, str(pd.Timestamp(df["data_cutoff"].iloc[0]).date()), drops)
+        return prov
+
+
 def table_provenance(con: duckdb.DuckDBPyConnection, table: str) -> Provenance:
-    prov = read_provenance(con)
-    df = read_table(con, table)
-    if len(df) and "extract_id" in df:
-        extract_id = str(df["extract_id"].iloc[0])
-        if extract_id != prov.extract_id:  # tables from an older state than staging
-            drops = tuple(d for d in prov.drops if d <= extract_id)
-            return Provenance(extract_id, str(pd.Timestamp(df["data_cutoff"].iloc[0]).date()), drops)
-    return prov
+    return Tables(con).provenance(table)
 
 
 PAPER_FIGURES = ("km_os", "km_pfs", "forest_os", "forest_pfs")
@@ -35,33 +60,34 @@ MONITORING_FIGURES = ("monitor",)  # study_spec §6.4
 FIGURES = PAPER_FIGURES + BEYOND_FIGURES + MONITORING_FIGURES
 
 
-def figure_inputs(con: duckdb.DuckDBPyConnection, name: str) -> dict:
+def figure_inputs(con: duckdb.DuckDBPyConnection, name: str, tables: Tables | None = None) -> dict:
     """What figure ``name`` (one of FIGURES) is drawn from: the analysis tables it reads
-    and the provenance line."""
+    and the provenance line (read through ``tables``, if given: figures drawn in one pass)."""
+    tables = tables or Tables(con)
     if name == "monitor":
-        frames = {t: read_table(con, t) for t in ("monitoring_looks", "monitoring_boundaries", "monitoring_status",
-                                                  "refresh_history")}
+        frames = {t: tables.read(t) for t in ("monitoring_looks", "monitoring_boundaries", "monitoring_status",
+                                              "refresh_history")}
         return {"kind": "monitor", "endpoint": None, "frames": frames,
-                "provenance": table_provenance(con, "monitoring_boundaries")}
+                "provenance": tables.provenance("monitoring_boundaries")}
     if name == "love":
-        frames = {t: read_table(con, t) for t in ("balance", "propensity_model")}
+        frames = {t: tables.read(t) for t in ("balance", "propensity_model")}
         return {"kind": "love", "endpoint": None, "frames": frames,
-                "provenance": table_provenance(con, "balance")}
+                "provenance": tables.provenance("balance")}
     if name == "propensity_overlap":
-        frames = {t: read_table(con, t) for t in ("propensity_histogram", "propensity_overlap", "propensity_model")}
+        frames = {t: tables.read(t) for t in ("propensity_histogram", "propensity_overlap", "propensity_model")}
         return {"kind": "propensity", "endpoint": None, "frames": frames,
-                "provenance": table_provenance(con, "propensity_overlap")}
+                "provenance": tables.provenance("propensity_overlap")}
     if name.startswith("iptw_km_"):
-        frames = {t: read_table(con, t) for t in ("iptw_km_curves", "iptw_km_summary", "iptw_effects")}
+        frames = {t: tables.read(t) for t in ("iptw_km_curves", "iptw_km_summary", "iptw_effects")}
         return {"kind": "iptw_km", "endpoint": name.rsplit("_", 1)[1].upper(), "frames": frames,
-                "provenance": table_provenance(con, "iptw_km_summary")}
+                "provenance": tables.provenance("iptw_km_summary")}
     kind, endpoint = name.split("_")
     if kind == "km":
-        frames = {t: read_table(con, t) for t in ("km_curves", "km_summary", "survival_tests")}
-        prov = table_provenance(con, "km_curves")
+        frames = {t: tables.read(t) for t in ("km_curves", "km_summary", "survival_tests")}
+        prov = tables.provenance("km_curves")
     else:
-        frames = {t: read_table(con, t) for t in ("cox_models", "cox_excluded")}
-        prov = table_provenance(con, "cox_models")
+        frames = {t: tables.read(t) for t in ("cox_models", "cox_excluded")}
+        prov = tables.provenance("cox_models")
     return {"kind": kind, "endpoint": endpoint.upper(), "frames": frames, "provenance": prov}
 
 
