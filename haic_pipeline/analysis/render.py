@@ -1,6 +1,7 @@
-"""The figures drawn from the analysis tables: which tables each figure reads (`figure_inputs`),
-the drawing (`draw_figure`, by the plotting code of `figures.py` and `monitoring_figure.py`), and
-the key a saved figure is redrawn on (`inputs_key`). A figure shows what the tables hold. Used by
+"""The figures drawn from the analysis tables: which tables each figure reads (`figure_inputs`,
+through `Tables`, which reads each table once for all the figures of a pass), the drawing
+(`draw_figure`, by the plotting code of `figures.py` and `monitoring_figure.py`), and the key a
+saved figure is redrawn on (`inputs_key`). A figure shows what the tables hold. Used by
 `build.build_figures` and by the report for a figure not on disk."""
 
 from __future__ import annotations
