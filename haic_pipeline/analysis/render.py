@@ -6,6 +6,7 @@ saved figure is redrawn on (`inputs_key`). A figure shows what the tables hold. 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import textwrap
 from pathlib import Path
@@ -125,10 +126,16 @@ def render_figure(con: duckdb.DuckDBPyConnection, name: str):
     return draw_figure(figure_inputs(con, name))
 
 
+@functools.cache
+def _drawing_code() -> bytes:
+    """The source of the drawing code (the plotting modules and their canvas), read once per process."""
+    return b"".join((Path(F.__file__).parent / code).read_bytes()
+                    for code in ("figures.py", "monitoring_figure.py", "agg.py"))
+
+
 def inputs_key(name: str, inputs: dict) -> str:
     h = hashlib.sha256()
-    for code in ("figures.py", "monitoring_figure.py", "agg.py"):  # a change of the drawing code redraws
-        h.update((Path(F.__file__).parent / code).read_bytes())
+    h.update(_drawing_code())  # a change of the drawing code redraws
     h.update(f"{name}|{inputs['provenance']!r}".encode())
     for t, df in sorted(inputs["frames"].items()):
         h.update(t.encode())
